@@ -1,0 +1,39 @@
+# Two commands do everything: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+REQ_HASH := $(shell cat requirements.txt | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.installed-$(REQ_HASH)
+RUNTIME := $(PY) -m kimberly.runtime exec --
+
+.PHONY: run test install lint services-up services-down bench-memory clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# Re-installs only when requirements.txt changes.
+$(STAMP): requirements.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements.txt
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(RUNTIME) ./scripts/serve.sh
+
+test: install
+	$(RUNTIME) ./scripts/test.sh
+
+lint: install
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+services-up: install
+	$(PY) -m kimberly.runtime up
+
+services-down: install
+	$(PY) -m kimberly.runtime down
+
+clean: services-down
+	rm -rf var

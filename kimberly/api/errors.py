@@ -1,0 +1,57 @@
+"""Domain errors: each has a stable machine-readable code and an HTTP status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ApplicationError(Exception):
+    """Base of every domain error; rendered as {error, message, code, details}."""
+
+    code = "application_error"
+    status = 400
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: dict[str, Any] | None = None,
+        code: str | None = None,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.headers = headers or {}
+
+
+class ValidationFailed(ApplicationError):
+    code = "validation_error"
+    status = 400
+
+
+class NotFound(ApplicationError):
+    code = "not_found"
+    status = 404
+
+
+class Conflict(ApplicationError):
+    code = "conflict"
+    status = 409
+
+
+class RateLimited(ApplicationError):
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int, details: dict[str, Any] | None = None):
+        super().__init__(
+            message,
+            details={"retry_after": retry_after, **(details or {})},
+            headers={"Retry-After": str(retry_after)},
+        )

@@ -1,0 +1,65 @@
+"""Pagination: page, per_page (max 100) → {items, page, per_page, total}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.paginator import EmptyPage, Paginator
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from kimberly.api.errors import ValidationFailed
+
+
+class PagePagination(PageNumberPagination):
+    page_size = 20
+    page_size_query_param = "per_page"
+    max_page_size = 100
+
+    def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> list[Any]:
+        page_number = _positive_int(request.query_params.get("page", "1"), "page")
+        per_page = _positive_int(
+            request.query_params.get("per_page", str(self.page_size)), "per_page"
+        )
+        if per_page > self.max_page_size:
+            raise ValidationFailed(
+                f"per_page must be at most {self.max_page_size}.",
+                details={"per_page": per_page, "max": self.max_page_size},
+            )
+        paginator = Paginator(queryset, per_page)
+        self.page_number_value = page_number
+        self.per_page = per_page
+        self.total = paginator.count
+        try:
+            return list(paginator.page(page_number).object_list)
+        except EmptyPage:
+            return []
+
+    def get_paginated_response(self, data: Any) -> Response:
+        return Response(
+            {"items": data, "page": self.page_number_value, "per_page": self.per_page,
+             "total": self.total}
+        )
+
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "required": ["items", "page", "per_page", "total"],
+            "properties": {
+                "items": schema,
+                "page": {"type": "integer"},
+                "per_page": {"type": "integer"},
+                "total": {"type": "integer"},
+            },
+        }
+
+
+def _positive_int(raw: str, name: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValidationFailed(f"{name} must be a positive integer.", details={name: raw})
+    return value

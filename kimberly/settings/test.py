@@ -1,0 +1,22 @@
+"""Test settings: base plus speed-only overrides. Same real PostgreSQL and Valkey."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
+os.environ.setdefault("REDIS_CACHE_DB", "14")
+os.environ.setdefault("REDIS_BROKER_DB", "15")
+os.environ.setdefault("MEDIA_ROOT", str(Path(__file__).resolve().parents[2] / "var" / "test-media"))
+
+from kimberly.settings.base import *  # noqa: E402,F403
+
+# Hashing passwords with PBKDF2 dominates test time; tests don't test the hasher.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES = {  # noqa: F405
+    **STORAGES,  # noqa: F405
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+LOGGING["root"]["level"] = "WARNING"  # noqa: F405
+ALLOWED_HOSTS = [*ALLOWED_HOSTS, "testserver"]  # noqa: F405

@@ -1,0 +1,25 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from kimberly import apis
+from kimberly.api.exceptions import json_404
+
+handler404 = "kimberly.api.exceptions.json_404"
+handler500 = "kimberly.api.exceptions.json_500"
+
+v1 = [
+    path("health", apis.HealthApi.as_view(), name="health"),
+    path("health/ready", apis.ReadyApi.as_view(), name="health-ready"),
+    path("schema", SpectacularAPIView.as_view(), name="schema"),
+    path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("", include("users.urls")),
+    path("", include("memory.urls")),
+    re_path(r"^.*$", json_404),  # unknown routes under /v1 answer JSON 404
+]
+
+urlpatterns = [
+    path("v1/", include(v1)),
+    path("admin/", admin.site.urls),
+    path("", include("django_prometheus.urls")),
+]

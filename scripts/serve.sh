@@ -1,0 +1,24 @@
+#!/usr/bin/env sh
+# Runs inside `python -m kimberly.runtime exec`, so DATABASE_URL/REDIS_URL are set.
+set -eu
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+export PROMETHEUS_MULTIPROC_DIR="$PWD/var/prometheus"
+rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+
+python manage.py migrate --noinput -v0
+python manage.py collectstatic --noinput -v0
+python manage.py demo_user
+
+cat <<INFO
+
+Kimberly is starting:
+  web     http://127.0.0.1:8000  (API /v1, docs /v1/docs, admin /admin, metrics /metrics)
+  worker  Celery worker (broker ${CELERY_BROKER_URL:-$REDIS_URL/1})
+  beat    Celery beat, schedule from settings synced into django-celery-beat
+  data    PostgreSQL ${DATABASE_URL}
+          Valkey     ${REDIS_URL}
+Ctrl-C stops everything.
+
+INFO
+exec honcho start

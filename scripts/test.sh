@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs inside `python -m kimberly.runtime exec`, so the real servers are up.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+echo "== ruff" && ruff check . && ruff format --check .
+echo "== mypy" && mypy .
+echo "== pytest" && pytest "$@"

@@ -1,0 +1,73 @@
+"""HTTP API for accounts: signup, login, the user's own profile and settings."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from kimberly.api.ratelimit import client_ip
+from kimberly.api.serializers import StrictInput, parse
+from users import services
+from users.models import User
+
+
+class TokenOutput(serializers.Serializer):  # type: ignore[type-arg]
+    token = serializers.CharField()
+    expires_in = serializers.IntegerField(help_text="seconds until the token expires")
+
+
+class CredentialsInput(StrictInput):
+    email = serializers.EmailField(max_length=254)
+    password = serializers.CharField(max_length=512, trim_whitespace=False)
+
+
+class SignupApi(APIView):
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(request=CredentialsInput, responses={201: TokenOutput}, auth=[])
+    def post(self, request: Request) -> Response:
+        data = parse(CredentialsInput, request.data)
+        issued = services.user_signup(**data, ip=client_ip(request.META))
+        return Response(TokenOutput(issued).data, status=201)
+
+
+class LoginApi(APIView):
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+
+    class LoginInput(StrictInput):
+        email = serializers.CharField(max_length=254)
+        password = serializers.CharField(max_length=512, trim_whitespace=False)
+
+    @extend_schema(request=LoginInput, responses={200: TokenOutput}, auth=[])
+    def post(self, request: Request) -> Response:
+        data = parse(self.LoginInput, request.data)
+        issued = services.user_login(**data, ip=client_ip(request.META))
+        return Response(TokenOutput(issued).data)
+
+
+class UserOutput(serializers.ModelSerializer):  # type: ignore[type-arg]
+    class Meta:
+        model = User
+        fields = ["id", "email", "date_joined", "embedding_enabled", "consent_telemetry"]
+
+
+class UserApi(APIView):
+    class UserSettingsInput(StrictInput):
+        embedding_enabled = serializers.BooleanField(required=False)
+        consent_telemetry = serializers.BooleanField(required=False)
+
+    @extend_schema(responses={200: UserOutput})
+    def get(self, request: Request) -> Response:
+        return Response(UserOutput(request.user).data)
+
+    @extend_schema(request=UserSettingsInput, responses={200: UserOutput})
+    def put(self, request: Request) -> Response:
+        data = parse(self.UserSettingsInput, request.data)
+        user = services.user_update_settings(user=request.user, **data)  # type: ignore[arg-type]
+        return Response(UserOutput(user).data)

@@ -1,0 +1,110 @@
+"""Writes for users: signup, login, settings. Every function validates, then acts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.auth import authenticate
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from knox.models import AuthToken
+
+from kimberly.api.errors import ApplicationError, ValidationFailed
+from kimberly.api.ratelimit import rate_limit_hit
+from users.models import User, normalize_email
+
+
+class EmailTaken(ApplicationError):
+    code = "email_taken"
+    status = 400
+
+
+class InvalidCredentials(ApplicationError):
+    code = "invalid_credentials"
+    status = 401
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    user: User
+    token: str
+    expires_in: int
+
+
+def _issue_token(user: User) -> IssuedToken:
+    _, token = AuthToken.objects.create(user=user)
+    return IssuedToken(user=user, token=token, expires_in=settings.TOKEN_TTL_SECONDS)
+
+
+def user_signup(*, email: str, password: str, ip: str) -> IssuedToken:
+    """Create an account and its first token; 400 email_taken / weak_password."""
+    rate_limit_hit(
+        scope="signup_ip", ident=ip, limit=settings.SIGNUP_RATE_PER_IP,
+        window_seconds=settings.LOGIN_RATE_WINDOW_SECONDS,
+    )
+    email = normalize_email(email)
+    try:
+        validate_password(password, user=User(email=email))
+    except DjangoValidationError as exc:
+        raise ValidationFailed(
+            "The password is too weak.", code="weak_password",
+            details={"password": list(exc.messages)},
+        ) from None
+    if User.objects.filter(email__iexact=email).exists():
+        raise EmailTaken("An account with this email already exists.")
+    try:
+        with transaction.atomic():
+            user = User.objects.create_user(email=email, password=password)
+            issued = _issue_token(user)
+    except IntegrityError:
+        # Lost a race with a concurrent signup for the same address.
+        raise EmailTaken("An account with this email already exists.") from None
+    return issued
+
+
+def user_login(*, email: str, password: str, ip: str) -> IssuedToken:
+    """Exchange credentials for a token; throttled per IP and per email (429)."""
+    window = settings.LOGIN_RATE_WINDOW_SECONDS
+    email = normalize_email(email)
+    rate_limit_hit(scope="login_ip", ident=ip, limit=settings.LOGIN_RATE_PER_IP,
+                   window_seconds=window)
+    rate_limit_hit(scope="login_email", ident=email, limit=settings.LOGIN_RATE_PER_EMAIL,
+                   window_seconds=window)
+    user = authenticate(username=email, password=password)
+    if user is None:
+        raise InvalidCredentials("Email or password is wrong.")
+    assert isinstance(user, User)
+    return _issue_token(user)
+
+
+def user_update_settings(
+    *, user: User, embedding_enabled: bool | None = None, consent_telemetry: bool | None = None
+) -> User:
+    """Change the user's own settings; fields left as None are unchanged."""
+    changed: list[str] = []
+    if embedding_enabled is not None and embedding_enabled != user.embedding_enabled:
+        user.embedding_enabled = embedding_enabled
+        changed.append("embedding_enabled")
+    if consent_telemetry is not None and consent_telemetry != user.consent_telemetry:
+        user.consent_telemetry = consent_telemetry
+        changed.append("consent_telemetry")
+    if changed:
+        user.save(update_fields=changed)
+    return user
+
+
+def auth_tokens_purge_expired() -> int:
+    """Delete expired bearer tokens (they already fail auth); returns how many."""
+    deleted, _ = AuthToken.objects.filter(expiry__lt=timezone.now()).delete()
+    return deleted
+
+
+def user_ensure_demo(*, email: str, password: str) -> User:
+    """Create the local demo user, or reset its password if it exists."""
+    user, _ = User.objects.get_or_create(email=normalize_email(email))
+    user.set_password(password)
+    user.save(update_fields=["password"])
+    return user

@@ -1,0 +1,12 @@
+"""Periodic housekeeping for accounts."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from users import services
+
+
+@shared_task(name="users.tasks.purge_expired_tokens", time_limit=300)
+def purge_expired_tokens() -> int:
+    return services.auth_tokens_purge_expired()
