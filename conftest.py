@@ -16,7 +16,8 @@ from users.tests.factories import UserFactory
 @pytest.fixture(autouse=True)
 def _clean_redis() -> Iterator[None]:
     """Each test starts with empty cache and rate-limit state (a test-only Redis db)."""
-    assert settings.CACHES["default"]["LOCATION"].endswith(f"/{settings.REDIS_CACHE_DB}")
+    location = str(settings.CACHES["default"]["LOCATION"])
+    assert location.endswith(f"/{settings.REDIS_CACHE_DB}"), "never flush a live cache"
     get_redis_connection("default").flushdb()
     yield
 

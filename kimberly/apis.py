@@ -20,7 +20,11 @@ class HealthApi(APIView):
     @extend_schema(
         auth=[],
         responses=inline_serializer(
-            "Health", {"status": serializers.CharField(), "uptime_seconds": serializers.FloatField()}
+            "Health",
+            {
+                "status": serializers.CharField(),
+                "uptime_seconds": serializers.FloatField(),
+            },
         ),
     )
     def get(self, request: Request) -> Response:
@@ -41,9 +45,16 @@ class ReadyApi(APIView):
         failed = [r.name for r in results if not r.ok]
         if failed:
             body = error_body(
-                "not_ready", f"Unavailable: {', '.join(failed)}.", 503,
+                "not_ready",
+                f"Unavailable: {', '.join(failed)}.",
+                503,
                 {"failed": failed, "checks": checks},
             )
             return Response({**body, "status": "unavailable"}, status=503)
-        return Response({"status": "ok", "uptime_seconds": health.uptime_seconds(),
-                         "checks": checks})
+        return Response(
+            {
+                "status": "ok",
+                "uptime_seconds": health.uptime_seconds(),
+                "checks": checks,
+            }
+        )

@@ -20,7 +20,9 @@ def _raw(name: str) -> str | None:
             with open(path) as fh:
                 return fh.read().strip()
         except OSError as exc:
-            raise ImproperlyConfigured(f"{name}_FILE={path!r} cannot be read: {exc}") from exc
+            raise ImproperlyConfigured(
+                f"{name}_FILE={path!r} cannot be read: {exc}"
+            ) from exc
     return os.environ.get(name)
 
 

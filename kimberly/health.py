@@ -46,7 +46,9 @@ def _check_broker() -> None:
         connect_timeout=1,
         transport_options={"socket_timeout": 1, "socket_connect_timeout": 1},
     ) as conn:
-        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
+        conn.ensure_connection(
+            max_retries=1, interval_start=0, interval_step=0, timeout=2
+        )
 
 
 def _check_storage() -> None:
@@ -73,6 +75,11 @@ def readiness() -> list[CheckResult]:
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
             error = f"{type(exc).__name__}: {exc}"[:300]
         results.append(
-            CheckResult(name, error is None, round((time.perf_counter() - started) * 1000, 1), error)
+            CheckResult(
+                name,
+                error is None,
+                round((time.perf_counter() - started) * 1000, 1),
+                error,
+            )
         )
     return results

@@ -33,6 +33,7 @@ class RequestIdMiddleware:
             access_log.info(
                 "request",
                 extra={
+                    "request_id": rid,
                     "method": request.method,
                     "path": request.path,
                     "status": response.status_code,

@@ -16,7 +16,6 @@ import contextlib
 import fcntl
 import os
 import pwd
-import shutil
 import signal
 import socket
 import subprocess
@@ -65,8 +64,9 @@ def _proc_cmdline(pid: int) -> str:
 
 
 def _port_open(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(
-        ("127.0.0.1", port), timeout=0.5
+    with (
+        contextlib.suppress(OSError),
+        socket.create_connection(("127.0.0.1", port), timeout=0.5),
     ):
         return True
     return False
@@ -124,8 +124,10 @@ def _pg_prepare_permissions(user: str) -> None:
     os.chown(PG_DATA, pw.pw_uid, pw.pw_gid)
 
 
-def _pg_run(args: list[str], user: str | None, **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, check=True, text=True, user=user, **kw)  # type: ignore[call-overload,no-any-return]
+def _pg_run(
+    args: list[str], user: str | None, **kw: object
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, check=True, text=True, user=user, **kw)  # type: ignore[call-overload]
 
 
 def postgres_port() -> int | None:
@@ -159,8 +161,16 @@ def start_postgres() -> int:
         _pg_prepare_permissions(user)
     if not (PG_DATA / "PG_VERSION").exists():
         _pg_run(
-            [_pg_bin("initdb"), "-D", str(PG_DATA), "--auth=trust", "-U", "postgres",
-             "--encoding=UTF8", "--locale=C"],
+            [
+                _pg_bin("initdb"),
+                "-D",
+                str(PG_DATA),
+                "--auth=trust",
+                "-U",
+                "postgres",
+                "--encoding=UTF8",
+                "--locale=C",
+            ],
             user,
             stdout=subprocess.DEVNULL,
         )
@@ -178,8 +188,19 @@ def start_postgres() -> int:
     # A new session so the terminal's Ctrl-C does not reach postgres: the owning
     # command stops it in order, after the app processes have exited.
     _pg_run(
-        [_pg_bin("pg_ctl"), "-D", str(PG_DATA), "-l", str(PG_DATA / "server.log"),
-         "-w", "-t", "60", "-o", f"-p {port}", "start"],
+        [
+            _pg_bin("pg_ctl"),
+            "-D",
+            str(PG_DATA),
+            "-l",
+            str(PG_DATA / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-p {port}",
+            "start",
+        ],
         user,
         stdout=subprocess.DEVNULL,
         start_new_session=True,
@@ -190,12 +211,28 @@ def start_postgres() -> int:
 
 def _pg_bootstrap(port: int) -> None:
     os.environ.setdefault("PGOPTIONS", "--client-min-messages=warning")
-    psql = [_pg_bin("psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
-            "-v", "ON_ERROR_STOP=1", "-qtA"]
+    psql = [
+        _pg_bin("psql"),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-U",
+        "postgres",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-qtA",
+    ]
     exists = _pg_run(
-        [*psql, "-d", "postgres", "-c",
-         f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'"],
-        None, capture_output=True,
+        [
+            *psql,
+            "-d",
+            "postgres",
+            "-c",
+            f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'",
+        ],
+        None,
+        capture_output=True,
     ).stdout.strip()
     if not exists:
         _pg_run([*psql, "-d", "postgres", "-c", f"CREATE DATABASE {DB_NAME}"], None)
@@ -252,7 +289,7 @@ def start_valkey(port: int | None = None) -> int:
     conf.write_text(
         f"port {port}\nbind 127.0.0.1\ndir {VALKEY_DIR}\n"
         f"pidfile {_valkey_pidfile()}\nlogfile {VALKEY_DIR / 'valkey.log'}\n"
-        "daemonize no\nappendonly yes\nsave \"\"\nprotected-mode yes\n"
+        'daemonize no\nappendonly yes\nsave ""\nprotected-mode yes\n'
     )
     proc = subprocess.Popen(
         [str(get_binary_path()), str(conf)],
@@ -265,7 +302,9 @@ def start_valkey(port: int | None = None) -> int:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"valkey exited at start; see {VALKEY_DIR / 'valkey.log'}")
+            raise RuntimeError(
+                f"valkey exited at start; see {VALKEY_DIR / 'valkey.log'}"
+            )
         if _ping_valkey(port):
             return port
         time.sleep(0.05)

@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import include, path, re_path
+from django.urls import URLPattern, URLResolver, include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from kimberly import apis
@@ -8,7 +8,7 @@ from kimberly.api.exceptions import json_404
 handler404 = "kimberly.api.exceptions.json_404"
 handler500 = "kimberly.api.exceptions.json_500"
 
-v1 = [
+v1: list[URLPattern | URLResolver] = [
     path("health", apis.HealthApi.as_view(), name="health"),
     path("health/ready", apis.ReadyApi.as_view(), name="health-ready"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),

@@ -7,14 +7,32 @@ from users.models import User
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
     ordering = ["email"]
-    list_display = ["email", "is_active", "is_staff", "embedding_enabled", "date_joined"]
+    list_display = [
+        "email",
+        "is_active",
+        "is_staff",
+        "embedding_enabled",
+        "date_joined",
+    ]
     search_fields = ["email"]
     list_filter = ["is_active", "is_staff", "embedding_enabled"]
     fieldsets = (
         (None, {"fields": ("email", "password")}),
         ("Settings", {"fields": ("embedding_enabled", "consent_telemetry")}),
-        ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups",
-                                    "user_permissions")}),
+        (
+            "Permissions",
+            {
+                "fields": (
+                    "is_active",
+                    "is_staff",
+                    "is_superuser",
+                    "groups",
+                    "user_permissions",
+                )
+            },
+        ),
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
-    add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
+    add_fieldsets = (
+        (None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),
+    )

@@ -15,7 +15,7 @@ from users import services
 from users.models import User
 
 
-class TokenOutput(serializers.Serializer):  # type: ignore[type-arg]
+class TokenOutput(serializers.Serializer):
     token = serializers.CharField()
     expires_in = serializers.IntegerField(help_text="seconds until the token expires")
 
@@ -51,10 +51,16 @@ class LoginApi(APIView):
         return Response(TokenOutput(issued).data)
 
 
-class UserOutput(serializers.ModelSerializer):  # type: ignore[type-arg]
+class UserOutput(serializers.ModelSerializer):
     class Meta:
         model = User
-        fields = ["id", "email", "date_joined", "embedding_enabled", "consent_telemetry"]
+        fields = [
+            "id",
+            "email",
+            "date_joined",
+            "embedding_enabled",
+            "consent_telemetry",
+        ]
 
 
 class UserApi(APIView):

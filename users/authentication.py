@@ -10,7 +10,7 @@ class BearerTokenAuthentication(TokenAuthentication):
     """`Authorization: Bearer <token>` (prefix from REST_KNOX.AUTH_HEADER_PREFIX)."""
 
 
-class BearerTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[misc]
+class BearerTokenScheme(OpenApiAuthenticationExtension):
     target_class = "users.authentication.BearerTokenAuthentication"
     name = "bearerAuth"
 

@@ -42,7 +42,9 @@ def _issue_token(user: User) -> IssuedToken:
 def user_signup(*, email: str, password: str, ip: str) -> IssuedToken:
     """Create an account and its first token; 400 email_taken / weak_password."""
     rate_limit_hit(
-        scope="signup_ip", ident=ip, limit=settings.SIGNUP_RATE_PER_IP,
+        scope="signup_ip",
+        ident=ip,
+        limit=settings.SIGNUP_RATE_PER_IP,
         window_seconds=settings.LOGIN_RATE_WINDOW_SECONDS,
     )
     email = normalize_email(email)
@@ -50,7 +52,8 @@ def user_signup(*, email: str, password: str, ip: str) -> IssuedToken:
         validate_password(password, user=User(email=email))
     except DjangoValidationError as exc:
         raise ValidationFailed(
-            "The password is too weak.", code="weak_password",
+            "The password is too weak.",
+            code="weak_password",
             details={"password": list(exc.messages)},
         ) from None
     if User.objects.filter(email__iexact=email).exists():
@@ -69,10 +72,18 @@ def user_login(*, email: str, password: str, ip: str) -> IssuedToken:
     """Exchange credentials for a token; throttled per IP and per email (429)."""
     window = settings.LOGIN_RATE_WINDOW_SECONDS
     email = normalize_email(email)
-    rate_limit_hit(scope="login_ip", ident=ip, limit=settings.LOGIN_RATE_PER_IP,
-                   window_seconds=window)
-    rate_limit_hit(scope="login_email", ident=email, limit=settings.LOGIN_RATE_PER_EMAIL,
-                   window_seconds=window)
+    rate_limit_hit(
+        scope="login_ip",
+        ident=ip,
+        limit=settings.LOGIN_RATE_PER_IP,
+        window_seconds=window,
+    )
+    rate_limit_hit(
+        scope="login_email",
+        ident=email,
+        limit=settings.LOGIN_RATE_PER_EMAIL,
+        window_seconds=window,
+    )
     user = authenticate(username=email, password=password)
     if user is None:
         raise InvalidCredentials("Email or password is wrong.")
@@ -81,7 +92,10 @@ def user_login(*, email: str, password: str, ip: str) -> IssuedToken:
 
 
 def user_update_settings(
-    *, user: User, embedding_enabled: bool | None = None, consent_telemetry: bool | None = None
+    *,
+    user: User,
+    embedding_enabled: bool | None = None,
+    consent_telemetry: bool | None = None,
 ) -> User:
     """Change the user's own settings; fields left as None are unchanged."""
     changed: list[str] = []

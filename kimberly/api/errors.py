@@ -49,7 +49,9 @@ class RateLimited(ApplicationError):
     code = "rate_limited"
     status = 429
 
-    def __init__(self, message: str, *, retry_after: int, details: dict[str, Any] | None = None):
+    def __init__(
+        self, message: str, *, retry_after: int, details: dict[str, Any] | None = None
+    ):
         super().__init__(
             message,
             details={"retry_after": retry_after, **(details or {})},

@@ -29,8 +29,15 @@ _DRF_CODES: dict[type[drf.APIException], str] = {
 }
 
 
-def error_body(error: str, message: str, status: int, details: Any = None) -> dict[str, Any]:
-    return {"error": error, "message": message, "code": status, "details": details or {}}
+def error_body(
+    error: str, message: str, status: int, details: Any = None
+) -> dict[str, Any]:
+    return {
+        "error": error,
+        "message": message,
+        "code": status,
+        "details": details or {},
+    }
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -50,8 +57,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     headers: dict[str, str] = {}
     if getattr(exc, "auth_header", None):
         headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
-    if getattr(exc, "wait", None) is not None:
-        headers["Retry-After"] = str(int(exc.wait))  # type: ignore[attr-defined]
+    wait = getattr(exc, "wait", None)
+    if wait is not None:
+        headers["Retry-After"] = str(int(wait))
 
     code = next((c for k, c in _DRF_CODES.items() if isinstance(exc, k)), "error")
     if isinstance(exc, drf.ValidationError):
@@ -60,12 +68,15 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     else:
         message = str(exc.detail)
         details = {}
-        if isinstance(exc, drf.Throttled) and exc.wait is not None:
-            details = {"retry_after": int(exc.wait)}
+        if wait is not None:
+            details = {"retry_after": int(wait)}
     # 401 vs 403: DRF answers 403 when no WWW-Authenticate header can be offered;
     # our bearer auth always offers one, so missing credentials are a 401.
-    return Response(error_body(code, message, exc.status_code, details),
-                    status=exc.status_code, headers=headers)
+    return Response(
+        error_body(code, message, exc.status_code, details),
+        status=exc.status_code,
+        headers=headers,
+    )
 
 
 def json_404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
@@ -76,5 +87,6 @@ def json_404(request: HttpRequest, exception: Exception | None = None) -> JsonRe
 
 def json_500(request: HttpRequest) -> JsonResponse:
     return JsonResponse(
-        error_body("internal_error", "Something went wrong on our side.", 500), status=500
+        error_body("internal_error", "Something went wrong on our side.", 500),
+        status=500,
     )

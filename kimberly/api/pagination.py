@@ -17,7 +17,9 @@ class PagePagination(PageNumberPagination):
     page_size_query_param = "per_page"
     max_page_size = 100
 
-    def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> list[Any]:
+    def paginate_queryset(
+        self, queryset: Any, request: Request, view: Any = None
+    ) -> list[Any]:
         page_number = _positive_int(request.query_params.get("page", "1"), "page")
         per_page = _positive_int(
             request.query_params.get("per_page", str(self.page_size)), "per_page"
@@ -38,8 +40,12 @@ class PagePagination(PageNumberPagination):
 
     def get_paginated_response(self, data: Any) -> Response:
         return Response(
-            {"items": data, "page": self.page_number_value, "per_page": self.per_page,
-             "total": self.total}
+            {
+                "items": data,
+                "page": self.page_number_value,
+                "per_page": self.per_page,
+                "total": self.total,
+            }
         )
 
     def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
@@ -61,5 +67,7 @@ def _positive_int(raw: str, name: str) -> int:
     except ValueError:
         value = 0
     if value < 1:
-        raise ValidationFailed(f"{name} must be a positive integer.", details={name: raw})
+        raise ValidationFailed(
+            f"{name} must be a positive integer.", details={name: raw}
+        )
     return value

@@ -7,7 +7,7 @@ from typing import Any
 from rest_framework import serializers
 
 
-class StrictInput(serializers.Serializer):  # type: ignore[type-arg]
+class StrictInput(serializers.Serializer):
     """Input serializer that refuses unknown fields instead of ignoring them."""
 
     def to_internal_value(self, data: Any) -> Any:
@@ -20,7 +20,7 @@ class StrictInput(serializers.Serializer):  # type: ignore[type-arg]
         return super().to_internal_value(data)
 
 
-def parse(serializer_cls: type[serializers.Serializer], data: Any) -> dict[str, Any]:  # type: ignore[type-arg]
+def parse(serializer_cls: type[serializers.Serializer], data: Any) -> dict[str, Any]:
     """Validate `data` with `serializer_cls`; raise DRF's ValidationError (400) on failure."""
     ser = serializer_cls(data=data)
     ser.is_valid(raise_exception=True)

@@ -20,7 +20,9 @@ DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_opt("SECRET_KEY") or ""
 if not SECRET_KEY:
     if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) is required when DEBUG is off")
+        raise ImproperlyConfigured(
+            "SECRET_KEY (or SECRET_KEY_FILE) is required when DEBUG is off"
+        )
     SECRET_KEY = "insecure-debug-only-key"  # noqa: S105 - only ever with DEBUG on
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -121,7 +123,9 @@ CACHES = {
 }
 
 # --- Celery ------------------------------------------------------------------
-CELERY_BROKER_URL = env_opt("CELERY_BROKER_URL") or f"{REDIS_URL}/{env_int('REDIS_BROKER_DB', 1)}"
+CELERY_BROKER_URL = (
+    env_opt("CELERY_BROKER_URL") or f"{REDIS_URL}/{env_int('REDIS_BROKER_DB', 1)}"
+)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -142,7 +146,9 @@ def _cron(name: str, default: str) -> crontab:
     if len(expr) != 5:
         raise ImproperlyConfigured(f"{name} must be a 5-field cron expression")
     minute, hour, dom, month, dow = expr
-    return crontab(minute=minute, hour=hour, day_of_month=dom, month_of_year=month, day_of_week=dow)
+    return crontab(
+        minute=minute, hour=hour, day_of_month=dom, month_of_year=month, day_of_week=dow
+    )
 
 
 # Written here, synced into django-celery-beat's tables by the DatabaseScheduler
@@ -157,7 +163,9 @@ CELERY_BEAT_SCHEDULE = {
 # --- Auth ----------------------------------------------------------------------
 AUTH_USER_MODEL = "users.User"
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"
+    },
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
@@ -175,7 +183,9 @@ LOGIN_RATE_WINDOW_SECONDS = env_int("LOGIN_RATE_WINDOW_SECONDS", 60)
 SIGNUP_RATE_PER_IP = env_int("SIGNUP_RATE_PER_IP", 20)
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["users.authentication.BearerTokenAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "users.authentication.BearerTokenAuthentication"
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],

@@ -8,15 +8,18 @@ from pathlib import Path
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 os.environ.setdefault("REDIS_CACHE_DB", "14")
 os.environ.setdefault("REDIS_BROKER_DB", "15")
-os.environ.setdefault("MEDIA_ROOT", str(Path(__file__).resolve().parents[2] / "var" / "test-media"))
+os.environ.setdefault(
+    "MEDIA_ROOT", str(Path(__file__).resolve().parents[2] / "var" / "test-media")
+)
 
-from kimberly.settings.base import *  # noqa: E402,F403
+from kimberly.settings.base import *  # noqa: F403
 
 # Hashing passwords with PBKDF2 dominates test time; tests don't test the hasher.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-STORAGES = {  # noqa: F405
+STORAGES = {
     **STORAGES,  # noqa: F405
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
-LOGGING["root"]["level"] = "WARNING"  # noqa: F405
+os.makedirs(STATIC_ROOT, exist_ok=True)  # noqa: F405 - whitenoise scans it
+LOGGING["root"]["level"] = "WARNING"  # type: ignore[index]  # noqa: F405
 ALLOWED_HOSTS = [*ALLOWED_HOSTS, "testserver"]  # noqa: F405

@@ -20,6 +20,6 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Demo user: {DEMO_EMAIL} / {DEMO_PASSWORD}\n"
             "  curl -s -X POST http://127.0.0.1:8000/v1/login -H 'Content-Type: application/json' \\\n"
-            f"       -d '{{\"email\": \"{DEMO_EMAIL}\", \"password\": \"{DEMO_PASSWORD}\"}}'\n"
+            f'       -d \'{{"email": "{DEMO_EMAIL}", "password": "{DEMO_PASSWORD}"}}\'\n'
             "  curl -s http://127.0.0.1:8000/v1/user -H 'Authorization: Bearer <token>'"
         )

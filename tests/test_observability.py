@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from django_celery_beat.models import PeriodicTask
+from django_celery_beat.schedulers import DatabaseScheduler
+from pythonjsonlogger.json import JsonFormatter
+
+from kimberly.celery import app as celery_app
+from kimberly.logging import RequestIdFilter
+
+pytestmark = pytest.mark.django_db
+
+
+def test_metrics_endpoint_exposes_request_metrics(api):
+    api.get("/v1/health")
+    resp = api.get("/metrics")
+    assert resp.status_code == 200
+    text = resp.content.decode()
+    assert "django_http_requests_total_by_view_transport_method_total" in text
+    assert 'view="health"' in text
+    assert (
+        "django_db_execute_total" in text or "django_db_new_connections_total" in text
+    )
+
+
+def test_logs_are_json_with_request_id_and_no_secrets(api, caplog):
+    caplog.set_level(logging.INFO, logger="kimberly.access")
+    password = "a-long-enough-passphrase-42"
+    resp = api.post(
+        "/v1/signup",
+        {"email": "log@example.com", "password": password},
+        format="json",
+        HTTP_X_REQUEST_ID="trace-abcdef01",
+    )
+    token = resp.json()["token"]
+    records = [r for r in caplog.records if r.name == "kimberly.access"]
+    assert records, "each request is logged"
+    record = records[-1]
+    RequestIdFilter().filter(record)
+    line = JsonFormatter("%(message)s %(request_id)s %(path)s %(status)s").format(
+        record
+    )
+    payload = json.loads(line)
+    assert payload["request_id"] == "trace-abcdef01"
+    assert payload["path"] == "/v1/signup"
+    assert payload["status"] == 201
+    assert password not in caplog.text and token not in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)  # the scheduler closes DB connections
+def test_beat_schedule_from_settings_is_synced_into_the_database():
+    DatabaseScheduler(app=celery_app)
+    task = PeriodicTask.objects.get(name="purge-expired-auth-tokens")
+    assert task.task == "users.tasks.purge_expired_tokens"
+    assert task.crontab is not None
+    assert (task.crontab.minute, task.crontab.hour) == ("17", "3")

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from knox.models import AuthToken
+
+from users import services
+from users.models import User
+
+pytestmark = pytest.mark.django_db
+
+
+def test_signup_normalizes_email_and_hashes_password():
+    issued = services.user_signup(
+        email="  Mixed@Example.COM ",
+        password="a-long-enough-passphrase-42",
+        ip="127.0.0.1",
+    )
+    user = User.objects.get()
+    assert user.email == "mixed@example.com"
+    assert user.password != "a-long-enough-passphrase-42"
+    assert user.check_password("a-long-enough-passphrase-42")
+    assert issued.user == user
+
+
+def test_purge_expired_tokens_removes_only_expired(alice):
+    live, _ = AuthToken.objects.create(user=alice, expiry=timedelta(hours=1))
+    dead, _ = AuthToken.objects.create(user=alice, expiry=timedelta(hours=1))
+    AuthToken.objects.filter(pk=dead.pk).update(
+        expiry=timezone.now() - timedelta(seconds=1)
+    )
+    assert services.auth_tokens_purge_expired() == 1
+    assert list(AuthToken.objects.values_list("pk", flat=True)) == [live.pk]
+
+
+def test_demo_user_is_created_once_and_can_log_in():
+    services.user_ensure_demo(
+        email="demo@kimberly.local", password="kimberly-demo-pass"
+    )
+    services.user_ensure_demo(
+        email="demo@kimberly.local", password="kimberly-demo-pass"
+    )
+    assert User.objects.count() == 1
+    issued = services.user_login(
+        email="demo@kimberly.local", password="kimberly-demo-pass", ip="127.0.0.1"
+    )
+    assert issued.token
