@@ -1,0 +1,75 @@
+# syntax=docker/dockerfile:1
+# One image, three roles: web (the default CMD), worker and beat (the platform
+# overrides the command; see fly.toml and deploy/k8s/). Runs as a non-root user.
+#
+#   docker build -t kimberly:0.1.0 .
+#   docker build --build-arg PIP_EXTRA_INDEX_URL=<index with the torch CPU wheel> -t kimberly:0.1.0 .
+FROM python:3.11-slim
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# torch==2.13.0 is installed from requirements.txt as pinned. The build must
+# resolve the CPU wheel (2.13.0+cpu, which satisfies the ==2.13.0 pin and wins over
+# the plain 2.13.0 as the higher version): without it, pip pulls the CUDA build and
+# gigabytes of GPU libraries this image never uses. The operator supplies an index
+# that carries the CPU wheel as a build arg (pip reads PIP_EXTRA_INDEX_URL). It is
+# not part of the runtime environment, but build args are recorded in the image
+# history: never put credentials in it.
+ARG PIP_EXTRA_INDEX_URL
+COPY requirements.txt ./
+RUN pip install -r requirements.txt
+
+RUN groupadd --system --gid 10001 kimberly \
+    && useradd --system --uid 10001 --gid kimberly --home-dir /home/kimberly \
+       --create-home --shell /usr/sbin/nologin kimberly
+
+# Before every command (web, worker, beat, release/migrate, ./cli ...): refuse to
+# run without external stores, because manage.py starts throwaway embedded
+# PostgreSQL/Valkey servers when DATABASE_URL or REDIS_URL is missing, and a
+# migration or command would then silently act on an empty scratch database. Then
+# clear the Prometheus multiprocess files a previous run of this container left.
+COPY --chmod=0755 <<'EOF' /usr/local/bin/kimberly-entrypoint
+#!/bin/sh
+set -eu
+if [ -z "${DATABASE_URL:-}" ] || [ -z "${REDIS_URL:-}" ]; then
+    echo "kimberly: set DATABASE_URL and REDIS_URL (plain variables, not *_FILE);" \
+         "the container never starts embedded servers." >&2
+    exit 64
+fi
+if [ -n "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then
+    mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+    find "$PROMETHEUS_MULTIPROC_DIR" -maxdepth 1 -type f -name '*.db' -delete
+fi
+exec "$@"
+EOF
+
+# The code is owned by root and read-only to the app user; only var/ (media when
+# no S3 bucket is configured) is writable.
+COPY . .
+RUN mkdir -p /app/var/media && chown -R kimberly:kimberly /app/var
+
+ENV DJANGO_SETTINGS_MODULE=kimberly.settings.base \
+    HF_HUB_OFFLINE=1 \
+    GUNICORN_BIND=0.0.0.0:8000 \
+    STATIC_ROOT=/app/static
+
+# Static files are baked into the image (whitenoise serves them). `python -m django`,
+# not manage.py: manage.py would start embedded servers. Settings only need a
+# SECRET_KEY to load; this dummy one exists for this step only and is not kept.
+RUN SECRET_KEY=collectstatic-build-only python -m django collectstatic --noinput -v0
+
+# gunicorn runs several workers: /metrics must add up all of them (the entrypoint
+# creates and clears this directory). Set after collectstatic, which has no use for it.
+ENV PROMETHEUS_MULTIPROC_DIR=/tmp/kimberly-prometheus
+
+USER 10001:10001
+EXPOSE 8000
+# No HEALTHCHECK: the same image runs worker and beat, which serve no HTTP.
+# Orchestrators probe the web role on /v1/health and /v1/health/ready.
+ENTRYPOINT ["/usr/local/bin/kimberly-entrypoint"]
+CMD ["gunicorn", "kimberly.wsgi", "--config", "python:kimberly.gunicorn_conf"]
