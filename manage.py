@@ -10,10 +10,11 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kimberly.settings.base")
     from django.core.management import execute_from_command_line
 
-    if os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"):
+    from kimberly.runtime import embedded_services, external
+
+    if external("DATABASE_URL") and external("REDIS_URL"):
         execute_from_command_line(sys.argv)
         return
-    from kimberly.runtime import embedded_services
 
     with embedded_services():
         execute_from_command_line(sys.argv)

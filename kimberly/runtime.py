@@ -347,17 +347,22 @@ def discovered_env() -> dict[str, str]:
     return env
 
 
+def external(name: str) -> bool:
+    """True when the environment names the server (NAME or NAME_FILE)."""
+    return bool(os.environ.get(name) or os.environ.get(f"{name}_FILE"))
+
+
 def ensure() -> list[Service]:
     """Start whichever embedded servers the environment does not provide."""
     services: list[Service] = []
     with _lock():
-        if not os.environ.get("DATABASE_URL"):
+        if not external("DATABASE_URL"):
             port = postgres_port()
             started = port is None
             if port is None:
                 port = start_postgres()
             services.append(Service("postgres", postgres_url(port), started))
-        if not os.environ.get("REDIS_URL"):
+        if not external("REDIS_URL"):
             vport = valkey_port()
             vstarted = vport is None
             if vport is None:

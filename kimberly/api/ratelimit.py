@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 
+from django.conf import settings
 from django_redis import get_redis_connection
 from redis.exceptions import RedisError
 
@@ -43,8 +44,10 @@ def rate_limit_hit(*, scope: str, ident: str, limit: int, window_seconds: int) -
 
 
 def client_ip(meta: dict[str, str]) -> str:
-    """The client address as seen by the proxy in front (first X-Forwarded-For hop)."""
-    forwarded = meta.get("HTTP_X_FORWARDED_FOR", "")
-    if forwarded:
-        return forwarded.split(",")[0].strip()
+    """The client address. X-Forwarded-For is client-controlled, so it is never
+    trusted; behind a proxy set CLIENT_IP_HEADER to the header that proxy sets
+    itself (e.g. HTTP_FLY_CLIENT_IP on Fly.io)."""
+    header = settings.CLIENT_IP_HEADER
+    if header and meta.get(header):
+        return meta[header].strip()[:64]
     return meta.get("REMOTE_ADDR", "") or "unknown"

@@ -1,0 +1,76 @@
+"""Reading the audit log: a user's own events, and verification of every chain."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import QuerySet
+
+from audit.models import AuditEvent
+from audit.services import GENESIS, chain_hash
+
+
+def audit_events_for_user(
+    *,
+    user_id: uuid.UUID,
+    action: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> QuerySet[AuditEvent]:
+    """The user's own events, newest first."""
+    qs = AuditEvent.objects.filter(user_id=user_id)
+    if action:
+        qs = qs.filter(action=action)
+    if since:
+        qs = qs.filter(created_at__gte=since)
+    if until:
+        qs = qs.filter(created_at__lt=until)
+    return qs.order_by("-created_at", "-seq")
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    event_id: int
+    user_id: uuid.UUID | None
+    seq: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    chains: int
+    events: int
+    first_break: ChainBreak | None
+
+
+def _iter_chain(user_id: uuid.UUID | None) -> Iterator[AuditEvent]:
+    return AuditEvent.objects.filter(user_id=user_id).order_by("seq").iterator(chunk_size=2000)
+
+
+def audit_verify(*, user_id: uuid.UUID | None = None) -> VerifyReport:
+    """Recompute every chain (or one user's); report the first event that does not fit."""
+    if user_id is not None:
+        owners: list[uuid.UUID | None] = [user_id]
+    else:
+        owners = list(
+            AuditEvent.objects.order_by().values_list("user_id", flat=True).distinct()
+        )
+    events = 0
+    for owner in owners:
+        prev, expected_seq = GENESIS, 1
+        for event in _iter_chain(owner):
+            events += 1
+            reason = None
+            if event.seq != expected_seq:
+                reason = f"sequence gap: expected {expected_seq}, found {event.seq}"
+            elif event.prev_hash != prev:
+                reason = "prev_hash does not match the previous event"
+            elif chain_hash(prev, event) != event.hash:
+                reason = "hash does not match the event's contents"
+            if reason:
+                return VerifyReport(len(owners), events, ChainBreak(event.id, owner, event.seq, reason))
+            prev, expected_seq = event.hash, expected_seq + 1
+    return VerifyReport(len(owners), events, None)

@@ -1,0 +1,85 @@
+"""Writing the audit log: one chained event per call, inside the caller's transaction."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from kimberly.context import Context
+
+GENESIS = "0" * 64
+
+
+def canonical(event: AuditEvent) -> bytes:
+    """The fields the hash covers, in a stable serialization."""
+    return json.dumps(
+        {
+            "user_id": str(event.user_id) if event.user_id else None,
+            "seq": event.seq,
+            "actor": [event.actor_type, event.actor_id],
+            "action": event.action,
+            "target": [event.target_type, event.target_id],
+            "request": [event.request_id, event.ip, event.user_agent],
+            "details": event.details,
+            "created_at": event.created_at.isoformat(),
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    ).encode()
+
+
+def chain_hash(prev_hash: str, event: AuditEvent) -> str:
+    return hashlib.sha256(prev_hash.encode() + canonical(event)).hexdigest()
+
+
+@transaction.atomic
+def audit_record(
+    *,
+    ctx: Context,
+    action: str,
+    user_id: uuid.UUID | str | None,
+    target_type: str = "",
+    target_id: str = "",
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Append an event to the user's chain. Callers pass no memory content in details."""
+    uid = uuid.UUID(str(user_id)) if user_id else None
+    # One chain per user: serialize appends with a transaction-scoped advisory lock
+    # (released at commit), so two writers never fork the chain.
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+            [f"audit:{uid or 'global'}"],
+        )
+    last = (
+        AuditEvent.objects.filter(user_id=uid)
+        .order_by("-seq")
+        .values_list("seq", "hash")
+        .first()
+    )
+    seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS)
+    event = AuditEvent(
+        user_id=uid,
+        seq=seq,
+        actor_type=ctx.actor.type,
+        actor_id=ctx.actor.id[:64],
+        action=action,
+        target_type=target_type,
+        target_id=target_id[:64],
+        request_id=ctx.meta.request_id[:64],
+        ip=ctx.meta.ip[:64],
+        user_agent=ctx.meta.user_agent[:256],
+        details=json.loads(json.dumps(details or {}, default=str)),
+        created_at=timezone.now(),
+        prev_hash=prev_hash,
+    )
+    event.hash = chain_hash(prev_hash, event)
+    event.save(force_insert=True)
+    return event
