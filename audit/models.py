@@ -31,12 +31,17 @@ class AuditEvent(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["user_id", "seq"], name="audit_user_seq_unique",
-                                    nulls_distinct=False),
+            models.UniqueConstraint(
+                fields=["user_id", "seq"],
+                name="audit_user_seq_unique",
+                nulls_distinct=False,
+            ),
         ]
         indexes = [
             models.Index(fields=["user_id", "-created_at"], name="audit_user_created"),
-            models.Index(fields=["user_id", "action", "-created_at"], name="audit_user_action"),
+            models.Index(
+                fields=["user_id", "action", "-created_at"], name="audit_user_action"
+            ),
         ]
 
     def __str__(self) -> str:

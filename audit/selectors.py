@@ -47,7 +47,11 @@ class VerifyReport:
 
 
 def _iter_chain(user_id: uuid.UUID | None) -> Iterator[AuditEvent]:
-    return AuditEvent.objects.filter(user_id=user_id).order_by("seq").iterator(chunk_size=2000)
+    return (
+        AuditEvent.objects.filter(user_id=user_id)
+        .order_by("seq")
+        .iterator(chunk_size=2000)
+    )
 
 
 def audit_verify(*, user_id: uuid.UUID | None = None) -> VerifyReport:
@@ -71,6 +75,8 @@ def audit_verify(*, user_id: uuid.UUID | None = None) -> VerifyReport:
             elif chain_hash(prev, event) != event.hash:
                 reason = "hash does not match the event's contents"
             if reason:
-                return VerifyReport(len(owners), events, ChainBreak(event.id, owner, event.seq, reason))
+                return VerifyReport(
+                    len(owners), events, ChainBreak(event.id, owner, event.seq, reason)
+                )
             prev, expected_seq = event.hash, expected_seq + 1
     return VerifyReport(len(owners), events, None)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kimberly.api.ratelimit import client_ip
+
+if TYPE_CHECKING:
+    from users.models import User
 
 
 @dataclass(frozen=True)
@@ -33,13 +36,25 @@ class Context:
     meta: RequestMeta = field(default_factory=RequestMeta)
 
 
-def context_from_request(request: Any) -> Context:
-    user = request.user
-    return Context(
-        actor=Actor("user", str(user.pk)),
-        meta=RequestMeta(
-            request_id=getattr(request, "request_id", ""),
-            ip=client_ip(request.META),
-            user_agent=request.META.get("HTTP_USER_AGENT", "")[:256],
-        ),
+def request_meta(request: Any) -> RequestMeta:
+    return RequestMeta(
+        request_id=getattr(request, "request_id", ""),
+        ip=client_ip(request.META),
+        user_agent=request.META.get("HTTP_USER_AGENT", "")[:256],
     )
+
+
+def context_from_request(request: Any) -> Context:
+    """The authenticated user acting through this request."""
+    return Context(
+        actor=Actor("user", str(request.user.pk)), meta=request_meta(request)
+    )
+
+
+def current_user(request: Any) -> User:
+    """The authenticated user of a request (views behind IsAuthenticated only)."""
+    from users.models import User
+
+    user = request.user
+    assert isinstance(user, User)
+    return user

@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from kimberly import apis
 from kimberly.api.exceptions import json_404
+from kimberly.metrics_view import metrics_view
 
 handler404 = "kimberly.api.exceptions.json_404"
 handler500 = "kimberly.api.exceptions.json_500"
@@ -15,11 +16,12 @@ v1: list[URLPattern | URLResolver] = [
     path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("", include("users.urls")),
     path("", include("memory.urls")),
+    path("", include("audit.urls")),
     re_path(r"^.*$", json_404),  # unknown routes under /v1 answer JSON 404
 ]
 
 urlpatterns = [
     path("v1/", include(v1)),
     path("admin/", admin.site.urls),
-    path("", include("django_prometheus.urls")),
+    path("metrics", metrics_view, name="prometheus-django-metrics"),
 ]

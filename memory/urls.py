@@ -1,3 +1,27 @@
-from django.urls import URLPattern
+from django.urls import path
 
-urlpatterns: list[URLPattern] = []
+from memory import apis
+
+lifecycle = [
+    path(
+        f"memory/<str:memory_id>/{action}",
+        apis.MemoryLifecycleApi.as_view(action_name=action),
+        name=f"memory-{action}",
+    )
+    for action in ("protect", "unprotect", "archive", "restore")
+]
+
+urlpatterns = [
+    path("memory", apis.MemoryCollectionApi.as_view(), name="memory"),
+    path("memory/bulk", apis.MemoryBulkApi.as_view(), name="memory-bulk"),
+    path("memory/metrics", apis.MemoryMetricsApi.as_view(), name="memory-metrics"),
+    path(
+        "memory/<str:memory_id>", apis.MemoryDetailApi.as_view(), name="memory-detail"
+    ),
+    path(
+        "memory/<str:memory_id>/history",
+        apis.MemoryHistoryApi.as_view(),
+        name="memory-history",
+    ),
+    *lifecycle,
+]

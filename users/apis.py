@@ -9,8 +9,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from kimberly.api.ratelimit import client_ip
 from kimberly.api.serializers import StrictInput, parse
+from kimberly.context import context_from_request, current_user, request_meta
 from users import services
 from users.models import User
 
@@ -32,7 +32,7 @@ class SignupApi(APIView):
     @extend_schema(request=CredentialsInput, responses={201: TokenOutput}, auth=[])
     def post(self, request: Request) -> Response:
         data = parse(CredentialsInput, request.data)
-        issued = services.user_signup(**data, ip=client_ip(request.META))
+        issued = services.user_signup(**data, meta=request_meta(request))
         return Response(TokenOutput(issued).data, status=201)
 
 
@@ -47,7 +47,7 @@ class LoginApi(APIView):
     @extend_schema(request=LoginInput, responses={200: TokenOutput}, auth=[])
     def post(self, request: Request) -> Response:
         data = parse(self.LoginInput, request.data)
-        issued = services.user_login(**data, ip=client_ip(request.META))
+        issued = services.user_login(**data, meta=request_meta(request))
         return Response(TokenOutput(issued).data)
 
 
@@ -75,5 +75,9 @@ class UserApi(APIView):
     @extend_schema(request=UserSettingsInput, responses={200: UserOutput})
     def put(self, request: Request) -> Response:
         data = parse(self.UserSettingsInput, request.data)
-        user = services.user_update_settings(user=request.user, **data)  # type: ignore[arg-type]
+        user = services.user_update_settings(
+            ctx=context_from_request(request),
+            user=current_user(request),
+            **data,
+        )
         return Response(UserOutput(user).data)

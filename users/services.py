@@ -12,8 +12,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from knox.models import AuthToken
 
+from audit.services import audit_record
 from kimberly.api.errors import ApplicationError, ValidationFailed
 from kimberly.api.ratelimit import rate_limit_hit
+from kimberly.context import Actor, Context, RequestMeta
 from users.models import User, normalize_email
 
 
@@ -39,11 +41,11 @@ def _issue_token(user: User) -> IssuedToken:
     return IssuedToken(user=user, token=token, expires_in=settings.TOKEN_TTL_SECONDS)
 
 
-def user_signup(*, email: str, password: str, ip: str) -> IssuedToken:
+def user_signup(*, email: str, password: str, meta: RequestMeta) -> IssuedToken:
     """Create an account and its first token; 400 email_taken / weak_password."""
     rate_limit_hit(
         scope="signup_ip",
-        ident=ip,
+        ident=meta.ip,
         limit=settings.SIGNUP_RATE_PER_IP,
         window_seconds=settings.LOGIN_RATE_WINDOW_SECONDS,
     )
@@ -62,19 +64,26 @@ def user_signup(*, email: str, password: str, ip: str) -> IssuedToken:
         with transaction.atomic():
             user = User.objects.create_user(email=email, password=password)
             issued = _issue_token(user)
+            audit_record(
+                ctx=Context(Actor("user", str(user.pk)), meta),
+                action="auth.signup",
+                user_id=user.pk,
+                target_type="user",
+                target_id=str(user.pk),
+            )
     except IntegrityError:
         # Lost a race with a concurrent signup for the same address.
         raise EmailTaken("An account with this email already exists.") from None
     return issued
 
 
-def user_login(*, email: str, password: str, ip: str) -> IssuedToken:
+def user_login(*, email: str, password: str, meta: RequestMeta) -> IssuedToken:
     """Exchange credentials for a token; throttled per IP and per email (429)."""
     window = settings.LOGIN_RATE_WINDOW_SECONDS
     email = normalize_email(email)
     rate_limit_hit(
         scope="login_ip",
-        ident=ip,
+        ident=meta.ip,
         limit=settings.LOGIN_RATE_PER_IP,
         window_seconds=window,
     )
@@ -86,13 +95,32 @@ def user_login(*, email: str, password: str, ip: str) -> IssuedToken:
     )
     user = authenticate(username=email, password=password)
     if user is None:
+        known = User.objects.filter(email=email).values_list("pk", flat=True).first()
+        audit_record(
+            ctx=Context(Actor("anonymous", ""), meta),
+            action="auth.login_failed",
+            user_id=known,
+            target_type="user",
+            target_id=str(known or ""),
+        )
         raise InvalidCredentials("Email or password is wrong.")
     assert isinstance(user, User)
-    return _issue_token(user)
+    with transaction.atomic():
+        issued = _issue_token(user)
+        audit_record(
+            ctx=Context(Actor("user", str(user.pk)), meta),
+            action="auth.login",
+            user_id=user.pk,
+            target_type="user",
+            target_id=str(user.pk),
+        )
+    return issued
 
 
+@transaction.atomic
 def user_update_settings(
     *,
+    ctx: Context,
     user: User,
     embedding_enabled: bool | None = None,
     consent_telemetry: bool | None = None,
@@ -107,6 +135,14 @@ def user_update_settings(
         changed.append("consent_telemetry")
     if changed:
         user.save(update_fields=changed)
+        audit_record(
+            ctx=ctx,
+            action="settings.change",
+            user_id=user.pk,
+            target_type="user",
+            target_id=str(user.pk),
+            details={name: getattr(user, name) for name in changed},
+        )
     return user
 
 

@@ -7,11 +7,15 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+import django_stubs_ext
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from kimberly import runtime
 from kimberly.env import env_bool, env_float, env_int, env_list, env_opt, env_str
+
+# Lets runtime code write ModelAdmin[Model], QuerySet[Model] etc. for mypy.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = runtime.VAR_DIR
@@ -42,6 +46,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.postgres",
     "rest_framework",
     "knox",
     "drf_spectacular",
@@ -49,6 +54,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "kimberly",
     "users",
+    "audit",
     "memory",
     "agents",
     "billing",
@@ -159,6 +165,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "users.tasks.purge_expired_tokens",
         "schedule": _cron("CRON_PURGE_TOKENS", "17 3 * * *"),
     },
+    "purge-idempotency-keys": {
+        "task": "memory.tasks.purge_idempotency_keys",
+        "schedule": _cron("CRON_PURGE_IDEMPOTENCY_KEYS", "27 * * * *"),
+    },
 }
 
 # --- Auth ----------------------------------------------------------------------
@@ -208,6 +218,23 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+
+# --- Memory --------------------------------------------------------------------
+# Default quota per tier in bytes (a plan or an operator override wins); writes may
+# burst to QUOTA_HARD_LIMIT_RATIO x quota, meditation archives back under it.
+MEMORY_QUOTA_DEFAULTS = {
+    "short-term": env_int("QUOTA_SHORT_TERM_BYTES", 512 * 1024),
+    "long-term": env_int("QUOTA_LONG_TERM_BYTES", 2 * 1024 * 1024),
+    "permanent": env_int("QUOTA_PERMANENT_BYTES", 10 * 1024 * 1024),
+}
+QUOTA_HARD_LIMIT_RATIO = env_float("QUOTA_HARD_LIMIT_RATIO", 1.25)
+if QUOTA_HARD_LIMIT_RATIO < 1.0:
+    raise ImproperlyConfigured("QUOTA_HARD_LIMIT_RATIO must be >= 1.0")
+IDEMPOTENCY_TTL_HOURS = env_int("IDEMPOTENCY_TTL_HOURS", 24)
+# Short-term context served from Redis: how many items, and how long a rebuilt
+# copy is trusted before it is rebuilt from PostgreSQL again.
+SHORT_TERM_CONTEXT_LIMIT = env_int("SHORT_TERM_CONTEXT_LIMIT", 50)
+SHORT_TERM_CACHE_TTL_SECONDS = env_int("SHORT_TERM_CACHE_TTL_SECONDS", 300)
 
 # --- Storage -------------------------------------------------------------------
 MEDIA_ROOT = env_str("MEDIA_ROOT", str(VAR_DIR / "media"))

@@ -6,6 +6,7 @@ import pytest
 from django.utils import timezone
 from knox.models import AuthToken
 
+from kimberly.context import RequestMeta
 from users import services
 from users.models import User
 
@@ -16,7 +17,7 @@ def test_signup_normalizes_email_and_hashes_password():
     issued = services.user_signup(
         email="  Mixed@Example.COM ",
         password="a-long-enough-passphrase-42",
-        ip="127.0.0.1",
+        meta=RequestMeta(ip="127.0.0.1"),
     )
     user = User.objects.get()
     assert user.email == "mixed@example.com"
@@ -44,6 +45,8 @@ def test_demo_user_is_created_once_and_can_log_in():
     )
     assert User.objects.count() == 1
     issued = services.user_login(
-        email="demo@kimberly.local", password="kimberly-demo-pass", ip="127.0.0.1"
+        email="demo@kimberly.local",
+        password="kimberly-demo-pass",
+        meta=RequestMeta(ip="127.0.0.1"),
     )
     assert issued.token

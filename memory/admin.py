@@ -1,0 +1,70 @@
+from django.contrib import admin
+from django.http import HttpRequest
+
+from memory.models import MemoryItem, MemoryVersion, Quota
+
+
+class VersionInline(admin.TabularInline[MemoryVersion, MemoryItem]):
+    model = MemoryVersion
+    extra = 0
+    can_delete = False
+    fields = (
+        "version",
+        "action",
+        "actor_type",
+        "actor_id",
+        "changed_at",
+        "tier",
+        "status",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(MemoryItem)
+class MemoryItemAdmin(admin.ModelAdmin[MemoryItem]):
+    """Read-mostly: edits go through the API so quotas, history and audit stay right."""
+
+    list_display = [
+        "id",
+        "user",
+        "tier",
+        "status",
+        "protected",
+        "size_bytes",
+        "score",
+        "created_at",
+    ]
+    list_filter = ["tier", "status", "protected", "source", "sensitive"]
+    search_fields = ["id", "user__email"]
+    list_select_related = ["user"]
+    ordering = ["-created_at"]
+    inlines = [VersionInline]
+    show_full_result_count = False
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: object = None
+    ) -> list[str]:
+        return [f.name for f in MemoryItem._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Quota)
+class QuotaAdmin(admin.ModelAdmin[Quota]):
+    """Usage is read-only (only writes move it); the override is editable."""
+
+    list_display = ["user", "tier", "used_bytes", "limit_bytes"]
+    list_filter = ["tier"]
+    search_fields = ["user__email"]
+    readonly_fields = ["user", "tier", "used_bytes"]
+    list_select_related = ["user"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

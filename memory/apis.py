@@ -1,0 +1,282 @@
+"""HTTP API for memories: authenticate → parse → one service/selector → serialize."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from kimberly.api.pagination import PagePagination
+from kimberly.api.serializers import StrictInput, parse
+from kimberly.context import context_from_request, current_user
+from memory import selectors, services
+from memory.constants import FEEDBACK_VALUES, Scope, Source, Status, Tier
+from memory.models import MemoryItem, MemoryVersion
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def memory_out(item: MemoryItem) -> dict[str, Any]:
+    """The public shape of a MemoryItem (SPEC 2.2); hand-built: it is on the hot path."""
+    return {
+        "id": item.public_id,
+        "type": item.tier,
+        "content": item.content,
+        "size_bytes": item.size_bytes,
+        "metadata": {**services.metadata_of(item), "version": item.version},
+        "score": item.score,
+        "embedding_ref": item.embedding_ref or None,
+        "status": item.status,
+        "protected": item.protected,
+        "created_at": _iso(item.created_at),
+        "updated_at": _iso(item.updated_at),
+        "last_seen_at": _iso(item.last_seen_at),
+        "archived_at": _iso(item.archived_at),
+        "access_count": item.access_count,
+        "audit": {"created_by": item.created_by, "consent": item.consent},
+    }
+
+
+# ------------------------------------------------------------- schema shapes
+
+
+class MetadataSchema(serializers.Serializer[Any]):
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=64), max_length=32
+    )
+    source = serializers.ChoiceField(choices=Source.choices)  # type: ignore[assignment]
+    channels = serializers.ListField(child=serializers.CharField(max_length=64))
+    sensitive = serializers.BooleanField()
+    scope = serializers.ChoiceField(choices=Scope.choices)
+    user_feedback = serializers.ChoiceField(choices=FEEDBACK_VALUES, allow_null=True)
+    version = serializers.IntegerField(read_only=True)
+
+
+class AuditSchema(serializers.Serializer[Any]):
+    created_by = serializers.CharField()
+    consent = serializers.BooleanField()
+
+
+class MemoryItemOutput(serializers.Serializer[MemoryItem]):
+    id = serializers.CharField()
+    type = serializers.ChoiceField(choices=Tier.choices)
+    content = serializers.CharField()
+    size_bytes = serializers.IntegerField()
+    metadata = MetadataSchema()
+    score = serializers.FloatField()
+    embedding_ref = serializers.CharField(allow_null=True)
+    status = serializers.ChoiceField(choices=Status.choices)
+    protected = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    last_seen_at = serializers.DateTimeField(allow_null=True)
+    archived_at = serializers.DateTimeField(allow_null=True)
+    access_count = serializers.IntegerField()
+    audit = AuditSchema()
+
+    def to_representation(self, instance: MemoryItem) -> dict[str, Any]:
+        return memory_out(instance)
+
+
+# --------------------------------------------------------------------- views
+
+
+class MemoryCreateInput(StrictInput):
+    type = serializers.CharField()
+    content = serializers.CharField(allow_blank=True, trim_whitespace=False)
+    metadata = serializers.JSONField(required=False, help_text="see MetadataSchema")
+
+
+class MemoryListFilters(StrictInput):
+    type = serializers.ChoiceField(choices=Tier.choices, required=False)
+    tags = serializers.CharField(required=False, help_text="comma-separated")
+    tags_mode = serializers.ChoiceField(choices=["any", "all"], default="any")
+    status = serializers.ChoiceField(
+        choices=[*Status.values, "all"], default=Status.ACTIVE
+    )
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+    q = serializers.CharField(required=False, max_length=256)
+    source = serializers.ChoiceField(choices=Source.choices, required=False)  # type: ignore[assignment]
+    ordering = serializers.ChoiceField(
+        choices=sorted(selectors.ORDERINGS), default="-created_at"
+    )
+    page = serializers.IntegerField(required=False, min_value=1)
+    per_page = serializers.IntegerField(required=False, min_value=1, max_value=100)
+
+
+class MemoryCollectionApi(APIView):
+    @extend_schema(
+        request=MemoryCreateInput,
+        responses={201: MemoryItemOutput},
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
+    )
+    def post(self, request: Request) -> Response:
+        data = parse(MemoryCreateInput, request.data)
+        result = services.memory_create(
+            ctx=context_from_request(request),
+            user=current_user(request),
+            tier=data["type"],
+            content=data["content"],
+            metadata=data.get("metadata"),
+            idempotency_key=request.headers.get("Idempotency-Key"),
+        )
+        headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
+        return Response(memory_out(result.item), status=201, headers=headers)
+
+    @extend_schema(
+        parameters=[MemoryListFilters], responses={200: MemoryItemOutput(many=True)}
+    )
+    def get(self, request: Request) -> Response:
+        params = request.query_params.dict()
+        if "tags" in request.query_params:
+            params["tags"] = ",".join(request.query_params.getlist("tags"))
+        data = parse(MemoryListFilters, params)
+        tags = [t.strip() for t in data.get("tags", "").split(",") if t.strip()]
+        filters = selectors.MemoryFilters(
+            tier=data.get("type"),
+            tags=tags or None,
+            tags_mode=data["tags_mode"],
+            status=data["status"],
+            since=data.get("since"),
+            until=data.get("until"),
+            q=data.get("q"),
+            source=data.get("source"),
+            ordering=data["ordering"],
+        )
+        qs = selectors.memory_list(user=current_user(request), filters=filters)
+        paginator = PagePagination()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response([memory_out(i) for i in page])
+
+
+class MemoryUpdateInput(StrictInput):
+    type = serializers.CharField(required=False)
+    content = serializers.CharField(
+        required=False, allow_blank=True, trim_whitespace=False
+    )
+    metadata = serializers.JSONField(required=False)
+
+
+class MemoryDetailApi(APIView):
+    @extend_schema(responses={200: MemoryItemOutput})
+    def get(self, request: Request, memory_id: str) -> Response:
+        item = selectors.memory_get(user=current_user(request), memory_id=memory_id)
+        return Response(memory_out(item))
+
+    @extend_schema(request=MemoryUpdateInput, responses={200: MemoryItemOutput})
+    def patch(self, request: Request, memory_id: str) -> Response:
+        data = parse(MemoryUpdateInput, request.data)
+        item = services.memory_update(
+            ctx=context_from_request(request),
+            user=current_user(request),
+            memory_id=memory_id,
+            content=data.get("content"),
+            metadata=data.get("metadata"),
+            tier=data.get("type"),
+        )
+        return Response(memory_out(item))
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, memory_id: str) -> Response:
+        services.memory_delete(
+            ctx=context_from_request(request),
+            user=current_user(request),
+            memory_id=memory_id,
+        )
+        return Response(status=204)
+
+
+class MemoryLifecycleApi(APIView):
+    """POST /v1/memory/{id}/protect|unprotect|archive|restore."""
+
+    action_name = ""
+
+    @extend_schema(request=None, responses={200: MemoryItemOutput})
+    def post(self, request: Request, memory_id: str) -> Response:
+        item = services.memory_lifecycle(
+            ctx=context_from_request(request),
+            user=current_user(request),
+            memory_id=memory_id,
+            action=self.action_name,
+        )
+        return Response(memory_out(item))
+
+
+class MemoryVersionOutput(serializers.ModelSerializer[MemoryVersion]):
+    class Meta:
+        model = MemoryVersion
+        fields = [
+            "version",
+            "action",
+            "actor_type",
+            "actor_id",
+            "changed_at",
+            "tier",
+            "status",
+            "protected",
+            "content",
+            "metadata",
+        ]
+
+
+class MemoryHistoryApi(APIView):
+    @extend_schema(responses={200: MemoryVersionOutput(many=True)})
+    def get(self, request: Request, memory_id: str) -> Response:
+        versions = selectors.memory_history(
+            user=current_user(request), memory_id=memory_id
+        )
+        return Response({"items": MemoryVersionOutput(versions, many=True).data})
+
+
+class MemoryBulkInput(StrictInput):
+    action = serializers.ChoiceField(choices=services.BULK_ACTIONS)
+    ids = serializers.ListField(child=serializers.CharField(), allow_empty=False)
+
+
+class MemoryBulkApi(APIView):
+    @extend_schema(request=MemoryBulkInput)
+    def post(self, request: Request) -> Response:
+        data = parse(MemoryBulkInput, request.data)
+        result = services.memory_bulk(
+            ctx=context_from_request(request),
+            user=current_user(request),
+            action=data["action"],
+            ids=data["ids"],
+        )
+        body: dict[str, Any] = {
+            "action": result.action,
+            "requested": len(result.items),
+            "changed": result.changed,
+        }
+        if result.action == "export":
+            body["items"] = [memory_out(i) for i in result.items]
+        return Response(body)
+
+
+class MemoryMetricsApi(APIView):
+    def get(self, request: Request) -> Response:
+        m = selectors.memory_metrics(user=current_user(request))
+        return Response(
+            {
+                "tiers": {
+                    t.tier: {
+                        "quota_bytes": t.quota_bytes,
+                        "hard_limit_bytes": t.hard_limit_bytes,
+                        "used_bytes": t.used_bytes,
+                        "override": t.override,
+                        "active_items": t.active_items,
+                        "archived_items": t.archived_items,
+                    }
+                    for t in m.tiers
+                },
+                "last_meditation": _iso(m.last_meditation),
+                "embedding_enabled": m.embedding_enabled,
+            }
+        )

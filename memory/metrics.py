@@ -1,0 +1,66 @@
+"""Prometheus metrics of the memory app (no per-user labels, ever)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import Counter
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+memory_writes = Counter(
+    "kimberly_memory_writes",
+    "Memory writes by tier and result (ok, quota_exceeded, invalid).",
+    ["tier", "result"],
+)
+quota_rejections = Counter(
+    "kimberly_quota_rejections",
+    "Writes refused because they would pass the tier's hard limit.",
+    ["tier"],
+)
+
+
+class MemoryStoreCollector:
+    """Gauges read from PostgreSQL at scrape time, cached briefly: items per tier and
+    status, and active bytes per tier (from the quota rows, not a table scan)."""
+
+    CACHE_KEY = "kb:metrics:memory_store"
+    CACHE_SECONDS = 15
+
+    def _read(self) -> dict[str, list[tuple[str, str, int]] | list[tuple[str, int]]]:
+        from django.core.cache import cache
+        from django.db import connection
+
+        cached = cache.get(self.CACHE_KEY)
+        if cached is not None:
+            return cached
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT tier, status, count(*) FROM memory_memoryitem GROUP BY tier, status"
+            )
+            items = [(r[0], r[1], int(r[2])) for r in cur.fetchall()]
+            cur.execute(
+                "SELECT tier, coalesce(sum(used_bytes), 0) FROM memory_quota GROUP BY tier"
+            )
+            size = [(r[0], int(r[1])) for r in cur.fetchall()]
+        data = {"items": items, "bytes": size}
+        cache.set(self.CACHE_KEY, data, self.CACHE_SECONDS)
+        return data  # type: ignore[return-value]
+
+    def collect(self) -> Iterator[Metric]:
+        data = self._read()
+        items = GaugeMetricFamily(
+            "kimberly_memory_items",
+            "Memory items by tier and status.",
+            labels=["tier", "status"],
+        )
+        for tier, status, n in data["items"]:  # type: ignore[misc]
+            items.add_metric([tier, status], n)
+        size = GaugeMetricFamily(
+            "kimberly_memory_bytes",
+            "Bytes of active memories by tier.",
+            labels=["tier"],
+        )
+        for tier, total in data["bytes"]:  # type: ignore[misc]
+            size.add_metric([tier], total)
+        yield items
+        yield size

@@ -1,0 +1,151 @@
+"""Memory items, their version history, per-tier quotas and idempotency records."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
+from django.db import models
+
+from memory.constants import ID_PREFIX, ActorType, Scope, Source, Status, Tier
+
+
+class MemoryItem(models.Model):
+    """One remembered thing of one user, in one tier; PostgreSQL is its system of record.
+
+    Metadata lives in real columns (tags, source, ...) so filters use indexes;
+    `size_bytes` is what quotas count (see memory.services.item_size).
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memories"
+    )
+    tier = models.CharField(max_length=16, choices=Tier.choices)
+    content = models.TextField()
+    size_bytes = models.PositiveIntegerField()
+    tags = ArrayField(models.CharField(max_length=64), default=list, blank=True)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.API)
+    channels = ArrayField(models.CharField(max_length=64), default=list, blank=True)
+    sensitive = models.BooleanField(default=False)
+    scope = models.CharField(
+        max_length=16, choices=Scope.choices, default=Scope.PRIVATE
+    )
+    user_feedback = models.CharField(max_length=16, blank=True, default="")
+    version = models.PositiveIntegerField(default=1)
+    score = models.FloatField(default=0.0)
+    embedding_ref = models.CharField(max_length=64, blank=True, default="")
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.ACTIVE
+    )
+    protected = models.BooleanField(default=False)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+    access_count = models.PositiveIntegerField(default=0)
+    created_by = models.CharField(max_length=16, choices=ActorType.choices)
+    consent = models.BooleanField(default=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["user", "tier", "status"], name="memory_user_tier_status"
+            ),
+            models.Index(fields=["user", "-created_at"], name="memory_user_created"),
+            GinIndex(fields=["tags"], name="memory_tags_gin"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(score__gte=0.0) & models.Q(score__lte=1.0),
+                name="memory_score_0_1",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+    @property
+    def public_id(self) -> str:
+        return f"{ID_PREFIX}{self.id}"
+
+
+class MemoryVersion(models.Model):
+    """The state of an item after each change: who, when, what (explain and roll back)."""
+
+    item = models.ForeignKey(
+        MemoryItem, on_delete=models.CASCADE, related_name="versions"
+    )
+    version = models.PositiveIntegerField()
+    action = models.CharField(max_length=32)
+    actor_type = models.CharField(max_length=16)
+    actor_id = models.CharField(max_length=64)
+    changed_at = models.DateTimeField()
+    tier = models.CharField(max_length=16)
+    status = models.CharField(max_length=16)
+    protected = models.BooleanField()
+    content = models.TextField()
+    metadata = models.JSONField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item", "version"], name="memory_version_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.item_id} v{self.version}"
+
+
+class Quota(models.Model):
+    """Per user and tier: bytes in use by active items, and an optional override.
+
+    `used_bytes` only ever changes through one conditional UPDATE in
+    memory.quotas, which is what keeps it exact under concurrent writes.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="quotas"
+    )
+    tier = models.CharField(max_length=16, choices=Tier.choices)
+    used_bytes = models.BigIntegerField(default=0)
+    limit_bytes = models.BigIntegerField(
+        null=True, blank=True, help_text="override; empty = default"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "tier"], name="memory_quota_user_tier"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(used_bytes__gte=0), name="memory_quota_used_nonneg"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.tier}"
+
+
+class IdempotencyKey(models.Model):
+    """A write already done under this key: a retry returns its item, not a new one."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    key = models.CharField(max_length=128)
+    request_hash = models.CharField(max_length=64)
+    item_id = models.UUIDField(null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "key"], name="memory_idempotency_unique"
+            ),
+        ]
+        indexes = [models.Index(fields=["created_at"], name="memory_idem_created")]
+
+    def __str__(self) -> str:
+        return self.key

@@ -1,0 +1,161 @@
+"""Quotas per user and tier: exact byte accounting under concurrent writes.
+
+Every change of `used_bytes` is one conditional UPDATE that checks the hard limit
+and adds the delta in the same statement. PostgreSQL row-locks the quota row for
+the rest of the caller's transaction, so concurrent writers queue on it and none
+can overshoot; a refused write changes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count
+
+from audit.services import audit_record
+from kimberly.api.errors import ApplicationError, ValidationFailed
+from kimberly.context import Context
+from memory import metrics
+from memory.constants import Status, Tier
+from memory.models import MemoryItem, Quota
+
+
+class QuotaExceeded(ApplicationError):
+    code = "quota_exceeded"
+    status = 429
+
+
+def default_limit(tier: str) -> int:
+    return int(settings.MEMORY_QUOTA_DEFAULTS[tier])
+
+
+def hard_limit(limit_bytes: int) -> int:
+    return math.floor(limit_bytes * settings.QUOTA_HARD_LIMIT_RATIO)
+
+
+_RESERVE_SQL = """
+UPDATE memory_quota
+   SET used_bytes = used_bytes + %(delta)s
+ WHERE user_id = %(user_id)s AND tier = %(tier)s
+   AND (%(delta)s <= 0
+        OR used_bytes + %(delta)s
+           <= FLOOR(COALESCE(limit_bytes, %(default)s) * %(ratio)s))
+RETURNING used_bytes
+"""
+
+
+def quota_adjust(*, user_id: uuid.UUID, tier: str, delta: int) -> int:
+    """Add `delta` bytes to the tier's usage or raise QuotaExceeded (429); returns usage.
+
+    Must run inside the transaction that writes the items, so usage and items
+    commit or roll back together.
+    """
+    assert transaction.get_connection().in_atomic_block, (
+        "quota_adjust needs a transaction"
+    )
+    params: dict[str, Any] = {
+        "delta": delta,
+        "user_id": user_id,
+        "tier": tier,
+        "default": default_limit(tier),
+        "ratio": settings.QUOTA_HARD_LIMIT_RATIO,
+    }
+    for _ in range(2):
+        with connection.cursor() as cur:
+            cur.execute(_RESERVE_SQL, params)
+            row = cur.fetchone()
+        if row is not None:
+            return int(row[0])
+        _, created = Quota.objects.get_or_create(user_id=user_id, tier=tier)
+        if not created:
+            break  # the row exists, so the UPDATE refused: over the hard limit
+    quota = Quota.objects.get(user_id=user_id, tier=tier)
+    limit = quota.limit_bytes if quota.limit_bytes is not None else default_limit(tier)
+    metrics.quota_rejections.labels(tier=tier).inc()
+    raise QuotaExceeded(
+        f"The {tier} tier is full: this write would pass its hard limit.",
+        details={
+            "tier": tier,
+            "used_bytes": quota.used_bytes,
+            "limit_bytes": limit,
+            "hard_limit_bytes": hard_limit(limit),
+            "requested_bytes": delta,
+        },
+    )
+
+
+@dataclass(frozen=True)
+class TierUsage:
+    tier: str
+    quota_bytes: int
+    hard_limit_bytes: int
+    used_bytes: int
+    override: bool
+    active_items: int
+    archived_items: int
+
+
+def quota_overview(*, user_id: uuid.UUID) -> list[TierUsage]:
+    """Quota, hard limit, usage and item counts of every tier of one user."""
+    quotas = {q.tier: q for q in Quota.objects.filter(user_id=user_id)}
+    counts: dict[tuple[str, str], int] = {
+        (row["tier"], row["status"]): row["n"]
+        for row in MemoryItem.objects.filter(user_id=user_id)
+        .values("tier", "status")
+        .annotate(n=Count("id"))
+        .order_by()
+    }
+    out = []
+    for tier in Tier.values:
+        q = quotas.get(tier)
+        override = q is not None and q.limit_bytes is not None
+        limit = (
+            q.limit_bytes
+            if q is not None and q.limit_bytes is not None
+            else default_limit(tier)
+        )
+        out.append(
+            TierUsage(
+                tier=tier,
+                quota_bytes=limit,
+                hard_limit_bytes=hard_limit(limit),
+                used_bytes=q.used_bytes if q else 0,
+                override=override,
+                active_items=counts.get((tier, Status.ACTIVE), 0),
+                archived_items=counts.get((tier, Status.ARCHIVED), 0),
+            )
+        )
+    return out
+
+
+@transaction.atomic
+def quota_set(
+    *, ctx: Context, user_id: uuid.UUID, tier: str, limit_bytes: int | None
+) -> Quota:
+    """Override a user's quota for one tier (None restores the default); audited."""
+    if tier not in Tier.values:
+        raise ValidationFailed(f"Unknown tier {tier!r}.", details={"tier": tier})
+    if limit_bytes is not None and limit_bytes < 0:
+        raise ValidationFailed(
+            "limit must be >= 0 bytes.", details={"limit": limit_bytes}
+        )
+    quota, _ = Quota.objects.select_for_update().get_or_create(
+        user_id=user_id, tier=tier
+    )
+    before = quota.limit_bytes
+    quota.limit_bytes = limit_bytes
+    quota.save(update_fields=["limit_bytes"])
+    audit_record(
+        ctx=ctx,
+        action="quota.change",
+        user_id=user_id,
+        target_type="quota",
+        target_id=tier,
+        details={"tier": tier, "before": before, "after": limit_bytes},
+    )
+    return quota

@@ -1,0 +1,102 @@
+"""Reads for memories, always scoped by the acting user."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Q, QuerySet
+
+from kimberly.api.errors import NotFound
+from memory.constants import ID_PREFIX, Status
+from memory.models import MemoryItem, MemoryVersion
+from memory.quotas import TierUsage, quota_overview
+from users.models import User
+
+ORDERINGS = {
+    "created_at",
+    "-created_at",
+    "updated_at",
+    "-updated_at",
+    "score",
+    "-score",
+    "size_bytes",
+    "-size_bytes",
+    "last_seen_at",
+    "-last_seen_at",
+}
+
+
+def parse_memory_id(raw: str) -> uuid.UUID:
+    """`mem_<uuid>` → UUID; anything else is simply not found."""
+    if not isinstance(raw, str) or not raw.startswith(ID_PREFIX):
+        raise NotFound(f"No memory {raw}.")
+    try:
+        return uuid.UUID(raw[len(ID_PREFIX) :])
+    except ValueError:
+        raise NotFound(f"No memory {raw}.") from None
+
+
+def memory_get(*, user: User, memory_id: str) -> MemoryItem:
+    """One of the user's items; another user's id is 404 like a missing one."""
+    pk = parse_memory_id(memory_id)
+    try:
+        return MemoryItem.objects.get(pk=pk, user=user)
+    except MemoryItem.DoesNotExist:
+        raise NotFound(f"No memory {memory_id}.") from None
+
+
+@dataclass(frozen=True)
+class MemoryFilters:
+    tier: str | None = None
+    tags: list[str] | None = None
+    tags_mode: str = "any"
+    status: str = Status.ACTIVE
+    since: datetime | None = None
+    until: datetime | None = None
+    q: str | None = None
+    source: str | None = None
+    ordering: str = "-created_at"
+
+
+def memory_list(*, user: User, filters: MemoryFilters) -> QuerySet[MemoryItem]:
+    """The user's items matching the filters (status "all" for both)."""
+    qs = MemoryItem.objects.filter(user=user)
+    if filters.tier:
+        qs = qs.filter(tier=filters.tier)
+    if filters.status != "all":
+        qs = qs.filter(status=filters.status)
+    if filters.tags:
+        lookup = "tags__contains" if filters.tags_mode == "all" else "tags__overlap"
+        qs = qs.filter(Q(**{lookup: filters.tags}))
+    if filters.since:
+        qs = qs.filter(created_at__gte=filters.since)
+    if filters.until:
+        qs = qs.filter(created_at__lt=filters.until)
+    if filters.q:
+        qs = qs.filter(content__icontains=filters.q)
+    if filters.source:
+        qs = qs.filter(source=filters.source)
+    return qs.order_by(filters.ordering, "-id")
+
+
+def memory_history(*, user: User, memory_id: str) -> list[MemoryVersion]:
+    """Every recorded state of one item, oldest first."""
+    item = memory_get(user=user, memory_id=memory_id)
+    return list(item.versions.order_by("version"))
+
+
+@dataclass(frozen=True)
+class MemoryMetrics:
+    tiers: list[TierUsage]
+    last_meditation: datetime | None
+    embedding_enabled: bool
+
+
+def memory_metrics(*, user: User) -> MemoryMetrics:
+    return MemoryMetrics(
+        tiers=quota_overview(user_id=user.pk),
+        last_meditation=None,  # meditation runs arrive with the meditation issue
+        embedding_enabled=user.embedding_enabled,
+    )
