@@ -7,7 +7,7 @@ server (via its pid file) and reuses it without taking ownership. Stale pid
 files left by a crash are detected (pid gone, or not our server) and removed.
 
     python -m kimberly.runtime exec -- CMD...   run CMD with the services up
-    python -m kimberly.runtime up|down|status
+    python -m kimberly.runtime up|down|status    (up: keep running until down)
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -352,30 +353,70 @@ def external(name: str) -> bool:
     return bool(os.environ.get(name) or os.environ.get(f"{name}_FILE"))
 
 
-def ensure() -> list[Service]:
+# Lifetime: a server started by a command is "auto" (marker file) and is stopped
+# when the last command using it exits: each command holds a lease file while it
+# runs, so `make test` finishing does not pull the servers from under a
+# `make run` that reused them. Servers started by `runtime up` have no marker
+# and run until `runtime down`.
+_STOPPERS = {"postgres": lambda: stop_postgres(), "valkey": lambda: stop_valkey()}
+
+
+def _marker(name: str) -> Path:
+    return VAR_DIR / f".{name}.auto"
+
+
+def _leases() -> Path:
+    return VAR_DIR / ".leases"
+
+
+def ensure(*, auto_stop: bool = True) -> list[Service]:
     """Start whichever embedded servers the environment does not provide."""
     services: list[Service] = []
     with _lock():
         if not external("DATABASE_URL"):
             port = postgres_port()
-            started = port is None
-            if port is None:
+            if started := port is None:
                 port = start_postgres()
             services.append(Service("postgres", postgres_url(port), started))
         if not external("REDIS_URL"):
             vport = valkey_port()
-            vstarted = vport is None
-            if vport is None:
+            if vstarted := vport is None:
                 vport = start_valkey()
             services.append(Service("valkey", valkey_url(vport), vstarted))
+        for svc in services:
+            if not auto_stop:
+                _marker(svc.name).unlink(missing_ok=True)
+            elif svc.started_here:
+                _marker(svc.name).touch()
     return services
 
 
-def stop(services: list[Service]) -> None:
+def _take_lease() -> Path:
+    _leases().mkdir(parents=True, exist_ok=True)
+    lease = _leases() / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    lease.touch()
+    return lease
+
+
+def release(lease: Path) -> list[str]:
+    """Drop a lease; if no live lease remains, stop the auto-started servers."""
+    stopped: list[str] = []
     with _lock():
-        for svc in reversed(services):
-            if svc.started_here:
-                {"postgres": stop_postgres, "valkey": stop_valkey}[svc.name]()
+        lease.unlink(missing_ok=True)
+        live = []
+        for other in _leases().glob("*"):
+            if _pid_alive(int(other.name.split("-")[0])):
+                live.append(other)
+            else:
+                other.unlink(missing_ok=True)  # a command that crashed
+        if live:
+            return stopped
+        for name in ("valkey", "postgres"):
+            if _marker(name).exists():
+                _STOPPERS[name]()
+                _marker(name).unlink(missing_ok=True)
+                stopped.append(name)
+    return stopped
 
 
 def apply_env(services: list[Service]) -> None:
@@ -402,6 +443,7 @@ def ensure_local_secret_key() -> None:
 @contextlib.contextmanager
 def embedded_services(quiet: bool = True) -> Iterator[list[Service]]:
     services = ensure()
+    lease = _take_lease()
     apply_env(services)
     ensure_local_secret_key()
     if not quiet:
@@ -411,11 +453,9 @@ def embedded_services(quiet: bool = True) -> Iterator[list[Service]]:
     try:
         yield services
     finally:
-        stop(services)
-        if not quiet:
-            for svc in services:
-                if svc.started_here:
-                    print(f"[runtime] stopped {svc.name}", file=sys.stderr)
+        for name in release(lease):
+            if not quiet:
+                print(f"[runtime] stopped {name}", file=sys.stderr)
 
 
 def _exec(cmd: list[str]) -> int:
@@ -441,13 +481,15 @@ def main(argv: list[str]) -> int:
         cmd = argv[2:] if argv[1:2] == ["--"] else argv[1:]
         return _exec(cmd)
     if argv[0] == "up":
-        for svc in ensure():
+        for svc in ensure(auto_stop=False):
             print(f"{svc.name}: {svc.url}")
         return 0
     if argv[0] == "down":
         with _lock():
             stop_postgres()
             stop_valkey()
+            for name in ("postgres", "valkey"):
+                _marker(name).unlink(missing_ok=True)
         return 0
     env = discovered_env()
     print(f"postgres: {env.get('DATABASE_URL', 'not running')}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -35,21 +36,49 @@ def _dead_pid() -> int:
         pid -= 1
 
 
-def test_second_command_reuses_servers_and_only_the_owner_stops_them(scratch_runtime):
-    first = runtime.ensure()
-    assert {s.name for s in first} == {"postgres", "valkey"}
-    assert all(s.started_here for s in first)
-    second = runtime.ensure()
-    assert [s.url for s in second] == [s.url for s in first]
-    assert not any(s.started_here for s in second)
-    runtime.stop(second)
-    assert runtime.postgres_port() is not None and runtime.valkey_port() is not None
-    runtime.stop(first)
+@contextlib.contextmanager
+def _command():
+    """Like a separate `make test`/`make run`: starts with no URLs in its environment."""
+    os.environ.pop("DATABASE_URL", None)
+    os.environ.pop("REDIS_URL", None)
+    with runtime.embedded_services() as services:
+        yield services
+
+
+def _running() -> bool:
+    return runtime.postgres_port() is not None and runtime.valkey_port() is not None
+
+
+def test_second_command_reuses_servers_and_the_last_one_out_stops_them(scratch_runtime):
+    with _command() as first:
+        assert {s.name for s in first} == {"postgres", "valkey"}
+        assert all(s.started_here for s in first)
+        with _command() as second:
+            assert [s.url for s in second] == [s.url for s in first]
+            assert not any(s.started_here for s in second)
+        assert _running(), "a command that reused the servers leaves them running"
     assert runtime.postgres_port() is None and runtime.valkey_port() is None
 
 
+def test_servers_outlive_their_starter_while_another_command_uses_them(scratch_runtime):
+    starter, user = _command(), _command()
+    starter.__enter__()
+    user.__enter__()
+    starter.__exit__(None, None, None)
+    assert _running(), "make test ending must not stop servers a make run still uses"
+    user.__exit__(None, None, None)
+    assert not runtime.postgres_port() and not runtime.valkey_port()
+
+
+def test_servers_started_with_up_are_never_stopped_by_commands(scratch_runtime):
+    runtime.ensure(auto_stop=False)
+    with _command() as services:
+        assert not any(s.started_here for s in services)
+    assert _running()
+
+
 def test_stale_pid_files_left_by_a_crash_are_recovered(scratch_runtime):
-    runtime.ensure()
+    runtime.ensure(auto_stop=False)
     # Valkey killed hard: its pid file stays behind.
     vpid = int((scratch_runtime / "valkey" / "valkey.pid").read_text())
     os.kill(vpid, signal.SIGKILL)
@@ -66,7 +95,6 @@ def test_stale_pid_files_left_by_a_crash_are_recovered(scratch_runtime):
     pidfile.write_text(f"{_dead_pid()}\n{scratch_runtime / 'pg'}\n0\n5999\n\n\n\n")
     assert runtime.valkey_port() is None
     assert runtime.postgres_port() is None
-    services = runtime.ensure()
-    assert all(s.started_here for s in services)
-    assert runtime.postgres_port() is not None and runtime.valkey_port() is not None
-    runtime.stop(services)
+    with _command() as services:
+        assert all(s.started_here for s in services)
+        assert _running()

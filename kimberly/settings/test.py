@@ -23,3 +23,7 @@ STORAGES = {
 os.makedirs(STATIC_ROOT, exist_ok=True)  # noqa: F405 - whitenoise scans it
 LOGGING["root"]["level"] = "WARNING"  # type: ignore[index]  # noqa: F405
 ALLOWED_HOSTS = [*ALLOWED_HOSTS, "testserver"]  # noqa: F405
+# Lets two test runs share the embedded servers without sharing a test database.
+DATABASES["default"]["TEST"] = {  # noqa: F405
+    "NAME": os.environ.get("TEST_DATABASE_NAME", "test_kimberly")
+}
