@@ -39,7 +39,9 @@ def chain_hash(prev_hash: str, event: AuditEvent) -> str:
     return hashlib.sha256(prev_hash.encode() + canonical(event)).hexdigest()
 
 
-@transaction.atomic
+# No savepoint: callers are already inside their own transaction, and an event
+# that fails to write must fail the whole change it describes.
+@transaction.atomic(savepoint=False)
 def audit_record(
     *,
     ctx: Context,
@@ -51,20 +53,15 @@ def audit_record(
 ) -> AuditEvent:
     """Append an event to the user's chain. Callers pass no memory content in details."""
     uid = uuid.UUID(str(user_id)) if user_id else None
-    # One chain per user: serialize appends with a transaction-scoped advisory lock
-    # (released at commit), so two writers never fork the chain.
+    # One chain per user: appends are serialized by a transaction-scoped advisory
+    # lock (released at commit) taken together with reading the chain's tip, so
+    # two writers never fork the chain (see migration 0003).
     with connection.cursor() as cur:
         cur.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-            [f"audit:{uid or 'global'}"],
+            "SELECT * FROM audit_chain_tip(%s, %s)", [f"audit:{uid or 'global'}", uid]
         )
-    last = (
-        AuditEvent.objects.filter(user_id=uid)
-        .order_by("-seq")
-        .values_list("seq", "hash")
-        .first()
-    )
-    seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS)
+        tip_seq, tip_hash = cur.fetchone()
+    seq, prev_hash = (tip_seq + 1, tip_hash) if tip_seq else (1, GENESIS)
     event = AuditEvent(
         user_id=uid,
         seq=seq,

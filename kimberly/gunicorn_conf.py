@@ -8,6 +8,9 @@ threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 worker_class = "gthread"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 graceful_timeout = 20
+keepalive = int(
+    os.environ.get("GUNICORN_KEEPALIVE", "75")
+)  # behind a proxy that reuses connections
 accesslog = None  # the app logs each request as JSON with its request id
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 

@@ -229,10 +229,15 @@ class MemoryVersionOutput(serializers.ModelSerializer[MemoryVersion]):
 class MemoryHistoryApi(APIView):
     @extend_schema(responses={200: MemoryVersionOutput(many=True)})
     def get(self, request: Request, memory_id: str) -> Response:
-        versions = selectors.memory_history(
+        item, versions = selectors.memory_history(
             user=current_user(request), memory_id=memory_id
         )
-        return Response({"items": MemoryVersionOutput(versions, many=True).data})
+        return Response(
+            {
+                "current": memory_out(item),
+                "versions": MemoryVersionOutput(versions, many=True).data,
+            }
+        )
 
 
 class MemoryBulkInput(StrictInput):

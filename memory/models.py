@@ -73,7 +73,11 @@ class MemoryItem(models.Model):
 
 
 class MemoryVersion(models.Model):
-    """The state of an item after each change: who, when, what (explain and roll back)."""
+    """An item's state before a change, and who changed it when and how.
+
+    Version n holds the content/metadata/tier the item had at version n; the
+    current state is the item itself. Explains every edit and allows rollback.
+    """
 
     item = models.ForeignKey(
         MemoryItem, on_delete=models.CASCADE, related_name="versions"

@@ -81,10 +81,12 @@ def memory_list(*, user: User, filters: MemoryFilters) -> QuerySet[MemoryItem]:
     return qs.order_by(filters.ordering, "-id")
 
 
-def memory_history(*, user: User, memory_id: str) -> list[MemoryVersion]:
-    """Every recorded state of one item, oldest first."""
+def memory_history(
+    *, user: User, memory_id: str
+) -> tuple[MemoryItem, list[MemoryVersion]]:
+    """The item now, and each earlier state it had, oldest first."""
     item = memory_get(user=user, memory_id=memory_id)
-    return list(item.versions.order_by("version"))
+    return item, list(item.versions.order_by("version"))
 
 
 @dataclass(frozen=True)

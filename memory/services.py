@@ -183,13 +183,14 @@ def item_size(content: str, metadata: dict[str, Any]) -> int:
 
 
 def _version_row(item: MemoryItem, action: str, ctx: Context) -> MemoryVersion:
+    """Snapshot the item as it is *before* `action` changes it (call before mutating)."""
     return MemoryVersion(
         item=item,
         version=item.version,
         action=action,
         actor_type=ctx.actor.type,
         actor_id=ctx.actor.id[:64],
-        changed_at=item.updated_at,
+        changed_at=timezone.now(),
         tier=item.tier,
         status=item.status,
         protected=item.protected,
@@ -198,11 +199,13 @@ def _version_row(item: MemoryItem, action: str, ctx: Context) -> MemoryVersion:
     )
 
 
-def _after_commit_sync(items: list[MemoryItem]) -> None:
-    # Every changed item, not only short-term ones: an item that just left the
-    # short-term tier (or became archived) must leave the cache too.
-    if items:
-        transaction.on_commit(lambda: short_term.short_term_sync(items))
+def _after_commit_sync(
+    items: list[MemoryItem], *, was_short_term: bool = False
+) -> None:
+    # Items in the short-term tier, and those that just left it, reach the cache.
+    touched = [i for i in items if was_short_term or i.tier == Tier.SHORT_TERM]
+    if touched:
+        transaction.on_commit(lambda: short_term.short_term_sync(touched))
 
 
 def _locked_item(user: User, memory_id: str) -> MemoryItem:
@@ -238,14 +241,14 @@ def _request_hash(tier: str, content: str, metadata: Any) -> str:
 
 _CLAIM_KEY_SQL = """
 INSERT INTO memory_idempotencykey (user_id, key, request_hash, item_id, created_at)
-VALUES (%s, %s, %s, NULL, now())
+VALUES (%s, %s, %s, %s, now())
 ON CONFLICT (user_id, key) DO NOTHING
 RETURNING id
 """
 
 
 def _claim_idempotency_key(
-    user: User, key: str, request_hash: str
+    user: User, key: str, request_hash: str, item_id: uuid.UUID
 ) -> MemoryItem | None:
     """Claim the key for this write; a retry of the same write gets its item back.
 
@@ -253,7 +256,7 @@ def _claim_idempotency_key(
     sees the claimed key here.
     """
     with connection.cursor() as cur:
-        cur.execute(_CLAIM_KEY_SQL, [user.pk, key, request_hash])
+        cur.execute(_CLAIM_KEY_SQL, [user.pk, key, request_hash, item_id])
         if cur.fetchone() is not None:
             return None
     claimed = IdempotencyKey.objects.get(user=user, key=key)
@@ -299,15 +302,20 @@ def memory_create(
     size = item_size(content, meta)
     try:
         with transaction.atomic():
+            item_id = uuid.uuid4()
             if idempotency_key:
                 existing = _claim_idempotency_key(
-                    user, idempotency_key, _request_hash(tier, content, metadata)
+                    user,
+                    idempotency_key,
+                    _request_hash(tier, content, metadata),
+                    item_id,
                 )
                 if existing is not None:
                     return CreateResult(existing, replayed=True)
             quota_adjust(user_id=user.pk, tier=tier, delta=size)
             now = timezone.now()
             item = MemoryItem(
+                id=item_id,
                 user=user,
                 tier=tier,
                 content=content,
@@ -319,11 +327,6 @@ def memory_create(
             )
             _apply_metadata(item, meta)
             item.save(force_insert=True)
-            _version_row(item, "create", ctx).save(force_insert=True)
-            if idempotency_key:
-                IdempotencyKey.objects.filter(user=user, key=idempotency_key).update(
-                    item_id=item.pk
-                )
             audit_record(
                 ctx=ctx,
                 action="memory.create",
@@ -370,6 +373,7 @@ def memory_update(
         changed.append("tier")
     if not changed:
         return item
+    previous = _version_row(item, "update", ctx)
     old_tier, old_size = item.tier, item.size_bytes
     target_tier = new_tier or old_tier
     new_size = item_size(
@@ -394,7 +398,7 @@ def memory_update(
     item.version += 1
     item.updated_at = timezone.now()
     item.save()
-    _version_row(item, "update", ctx).save(force_insert=True)
+    previous.save(force_insert=True)
     audit_record(
         ctx=ctx,
         action="memory.update",
@@ -408,7 +412,7 @@ def memory_update(
             "version": item.version,
         },
     )
-    _after_commit_sync([item])
+    _after_commit_sync([item], was_short_term=old_tier == Tier.SHORT_TERM)
     metrics.memory_writes.labels(tier=target_tier, result="ok").inc()
     return item
 
@@ -451,12 +455,13 @@ def memory_lifecycle(
 ) -> MemoryItem:
     """protect | unprotect | archive | restore one item; repeating one is a no-op."""
     item = _locked_item(user, memory_id)
+    previous = _version_row(item, action, ctx)
     deltas: dict[str, int] = defaultdict(int)
     if not _transition(item, action, deltas):
         return item
     _adjust_quotas(user.pk, deltas)
     item.save()
-    _version_row(item, action, ctx).save(force_insert=True)
+    previous.save(force_insert=True)
     audit_record(
         ctx=ctx,
         action=f"memory.{action}",
@@ -542,14 +547,13 @@ def memory_bulk(*, ctx: Context, user: User, action: Any, ids: Any) -> BulkResul
         changed = items
     elif action in LIFECYCLE_ACTIONS:
         deltas: dict[str, int] = defaultdict(int)
+        previous = {i.pk: _version_row(i, action, ctx) for i in items}
         changed = [i for i in items if _transition(i, action, deltas)]
         _adjust_quotas(user.pk, deltas)
         MemoryItem.objects.bulk_update(
             changed, ["protected", "status", "archived_at", "version", "updated_at"]
         )
-        MemoryVersion.objects.bulk_create(
-            [_version_row(i, action, ctx) for i in changed]
-        )
+        MemoryVersion.objects.bulk_create([previous[i.pk] for i in changed])
         _after_commit_sync(changed)
     audit_record(
         ctx=ctx,

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from knox.auth import TokenAuthentication
+from knox.models import AuthToken
 
 
 class BearerTokenAuthentication(TokenAuthentication):
     """`Authorization: Bearer <token>` (prefix from REST_KNOX.AUTH_HEADER_PREFIX)."""
+
+    def _cleanup_token(self, auth_token: AuthToken) -> bool:
+        # knox's version loads every token of the user on every request to delete
+        # the expired ones: O(logins) per request on the hot path. Only this
+        # token's expiry matters here; users.tasks.purge_expired_tokens sweeps
+        # the rest daily.
+        if auth_token.expiry is not None and auth_token.expiry < timezone.now():
+            auth_token.delete()
+            return True
+        return False
 
 
 class BearerTokenScheme(OpenApiAuthenticationExtension):

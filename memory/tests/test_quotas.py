@@ -1,0 +1,161 @@
+"""Quota accounting: exact under concurrency, refusing writes past the hard limit."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection
+from django.db.models import Sum
+from django.test import override_settings
+
+from kimberly.context import Actor, Context
+from memory import services
+from memory.constants import Status, Tier
+from memory.models import MemoryItem, Quota
+from memory.quotas import QuotaExceeded
+from users.models import User
+
+SMALL = {"short-term": 10_000, "long-term": 20_000, "permanent": 40_000}
+
+
+def _ctx(user) -> Context:
+    return Context(Actor("user", str(user.pk)))
+
+
+def _usage(user, tier: str) -> int:
+    return Quota.objects.get(user=user, tier=tier).used_bytes
+
+
+def _stored(user, tier: str) -> int:
+    return (
+        MemoryItem.objects.filter(user=user, tier=tier, status=Status.ACTIVE).aggregate(
+            s=Sum("size_bytes")
+        )["s"]
+        or 0
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(MEMORY_QUOTA_DEFAULTS=SMALL)
+def test_eight_concurrent_writers_never_pass_the_hard_limit_and_usage_stays_exact():
+    user = User.objects.create_user(
+        email="hammer@example.com", password="x-long-pass-1"
+    )
+    hard = int(SMALL["short-term"] * 1.25)
+    writers, per_writer = 8, 25
+    outcomes: dict[str, int] = {"ok": 0, "refused": 0, "deleted": 0}
+    lock = threading.Lock()
+    barrier = threading.Barrier(writers)
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            barrier.wait()
+            mine: list[str] = []
+            for i in range(per_writer):
+                try:
+                    result = services.memory_create(
+                        ctx=_ctx(user),
+                        user=user,
+                        tier=Tier.SHORT_TERM,
+                        content=f"writer {n} item {i} "
+                        + "x" * (150 + 37 * ((n + i) % 5)),
+                    )
+                    mine.append(result.item.public_id)
+                    key = "ok"
+                except QuotaExceeded:
+                    key = "refused"
+                    # Free some room so writers keep racing at the limit.
+                    if mine:
+                        services.memory_delete(
+                            ctx=_ctx(user), user=user, memory_id=mine.pop(0)
+                        )
+                        with lock:
+                            outcomes["deleted"] += 1
+                with lock:
+                    outcomes[key] += 1
+        except (
+            BaseException
+        ) as exc:  # surfaced below: a thread's failure fails the test
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert not errors, errors
+    assert outcomes["refused"] > 0, "the writers must actually have hit the limit"
+    assert outcomes["ok"] > 0
+    used = _usage(user, Tier.SHORT_TERM)
+    assert used <= hard
+    assert used == _stored(user, Tier.SHORT_TERM)
+
+
+@pytest.mark.django_db
+@override_settings(MEMORY_QUOTA_DEFAULTS=SMALL)
+def test_a_refused_write_stores_nothing_and_reports_the_numbers(alice):
+    content = "y" * 5_000
+    services.memory_create(
+        ctx=_ctx(alice), user=alice, tier=Tier.SHORT_TERM, content=content
+    )
+    services.memory_create(
+        ctx=_ctx(alice), user=alice, tier=Tier.SHORT_TERM, content=content
+    )
+    before = _usage(alice, Tier.SHORT_TERM)
+    assert before > SMALL["short-term"], "between soft and hard limit writes succeed"
+    with pytest.raises(QuotaExceeded) as exc:
+        services.memory_create(
+            ctx=_ctx(alice), user=alice, tier=Tier.SHORT_TERM, content=content
+        )
+    details = exc.value.details
+    assert details["tier"] == "short-term"
+    assert details["used_bytes"] == before
+    assert details["limit_bytes"] == SMALL["short-term"]
+    assert details["hard_limit_bytes"] == 12_500
+    assert _usage(alice, Tier.SHORT_TERM) == before
+    assert MemoryItem.objects.filter(user=alice).count() == 2
+
+
+@pytest.mark.django_db
+@override_settings(MEMORY_QUOTA_DEFAULTS=SMALL)
+def test_moving_an_item_between_tiers_moves_its_bytes(alice):
+    item = services.memory_create(
+        ctx=_ctx(alice), user=alice, tier=Tier.SHORT_TERM, content="move me"
+    ).item
+    services.memory_update(
+        ctx=_ctx(alice), user=alice, memory_id=item.public_id, tier=Tier.LONG_TERM
+    )
+    assert _usage(alice, Tier.SHORT_TERM) == 0
+    assert (
+        _usage(alice, Tier.LONG_TERM)
+        == item.size_bytes
+        == _stored(alice, Tier.LONG_TERM)
+    )
+
+
+@pytest.mark.django_db
+@override_settings(MEMORY_QUOTA_DEFAULTS=SMALL)
+def test_archived_bytes_do_not_count_and_restore_is_quota_checked(alice):
+    big = "z" * 9_000
+    first = services.memory_create(
+        ctx=_ctx(alice), user=alice, tier=Tier.SHORT_TERM, content=big
+    ).item
+    services.memory_lifecycle(
+        ctx=_ctx(alice), user=alice, memory_id=first.public_id, action="archive"
+    )
+    assert _usage(alice, Tier.SHORT_TERM) == 0
+    services.memory_create(
+        ctx=_ctx(alice), user=alice, tier=Tier.SHORT_TERM, content=big
+    )
+    with pytest.raises(QuotaExceeded):
+        services.memory_lifecycle(
+            ctx=_ctx(alice), user=alice, memory_id=first.public_id, action="restore"
+        )
+    first.refresh_from_db()
+    assert first.status == Status.ARCHIVED
+    assert _usage(alice, Tier.SHORT_TERM) == _stored(alice, Tier.SHORT_TERM)
