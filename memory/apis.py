@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -13,7 +14,7 @@ from rest_framework.views import APIView
 from kimberly.api.pagination import PagePagination
 from kimberly.api.serializers import StrictInput, parse
 from kimberly.context import context_from_request, current_user
-from memory import selectors, services
+from memory import indexing, retrieval, selectors, services
 from memory.constants import FEEDBACK_VALUES, Scope, Source, Status, Tier
 from memory.models import MemoryItem, MemoryVersion
 
@@ -285,3 +286,100 @@ class MemoryMetricsApi(APIView):
                 "embedding_enabled": m.embedding_enabled,
             }
         )
+
+
+# ----------------------------------------------------------------- retrieval
+
+
+class QueryFiltersInput(StrictInput):
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=64), required=False, max_length=32
+    )
+    tags_mode = serializers.ChoiceField(choices=["any", "all"], default="any")
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+    source = serializers.CharField(required=False)  # type: ignore[assignment]
+    include_sensitive = serializers.BooleanField(default=False)
+
+
+class MemoryQueryInput(StrictInput):
+    query = serializers.CharField(allow_blank=True, trim_whitespace=False)
+    type = serializers.CharField(default="any")
+    top_k = serializers.IntegerField(default=5)
+    filters = QueryFiltersInput(required=False)
+    explain = serializers.BooleanField(default=False)
+
+
+class RelevanceSchema(serializers.Serializer[Any]):
+    semantic = serializers.FloatField(allow_null=True)
+    lexical = serializers.FloatField(allow_null=True)
+    score = serializers.FloatField()
+    freshness = serializers.FloatField()
+    final = serializers.FloatField()
+
+
+class QueryHitSchema(serializers.Serializer[Any]):
+    item = MemoryItemOutput()
+    relevance = RelevanceSchema()
+    why = serializers.CharField()
+
+
+class MemoryQueryOutput(serializers.Serializer[Any]):
+    results = QueryHitSchema(many=True)
+
+
+class MemoryQueryApi(APIView):
+    @extend_schema(request=MemoryQueryInput, responses={200: MemoryQueryOutput})
+    def post(self, request: Request) -> Response:
+        data = parse(MemoryQueryInput, request.data)
+        result = retrieval.memory_query(
+            user=current_user(request),
+            query=data["query"],
+            tier=data["type"],
+            top_k=data["top_k"],
+            filters=retrieval.QueryFilters(**data.get("filters", {})),
+            request_id=getattr(request, "request_id", ""),
+        )
+        body: dict[str, Any] = {
+            "results": [
+                {
+                    "item": memory_out(h.item),
+                    "relevance": {
+                        "semantic": h.semantic,
+                        "lexical": h.lexical,
+                        "score": h.score,
+                        "freshness": round(h.freshness, 6),
+                        "final": round(h.final, 6),
+                    },
+                    "why": h.why,
+                }
+                for h in result.hits
+            ]
+        }
+        if data["explain"]:
+            body["explain"] = {
+                "mode": result.mode,
+                "fused_relevance": [round(h.relevance, 6) for h in result.hits],
+                "timings_ms": result.timings_ms,
+                "formula": "final = λ·relevance + (1-λ)·score + w·exp(-days/30)",
+                "lambda": settings.RETRIEVAL_LAMBDA,
+                "freshness_weight": settings.RETRIEVAL_FRESHNESS_WEIGHT,
+                "fusion": settings.RETRIEVAL_FUSION,
+            }
+        return Response(body)
+
+
+class MemoryEmbedInput(StrictInput):
+    embeddings = serializers.JSONField()
+
+
+class MemoryEmbedApi(APIView):
+    @extend_schema(request=MemoryEmbedInput)
+    def post(self, request: Request) -> Response:
+        data = parse(MemoryEmbedInput, request.data)
+        counts = indexing.memory_embed_user_vectors(
+            ctx=context_from_request(request),
+            user=current_user(request),
+            rows=data["embeddings"],
+        )
+        return Response(counts)

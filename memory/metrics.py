@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 memory_writes = Counter(
@@ -16,6 +16,26 @@ quota_rejections = Counter(
     "kimberly_quota_rejections",
     "Writes refused because they would pass the tier's hard limit.",
     ["tier"],
+)
+
+embedding_calls = Counter(
+    "kimberly_embedding_calls", "Batched embedding model calls by result.", ["result"]
+)
+embedding_seconds = Histogram(
+    "kimberly_embedding_seconds",
+    "Seconds per batched embedding call.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+embedding_backlog = Gauge(
+    "kimberly_embedding_backlog",
+    "Memories waiting to be embedded (sampled when the embed task runs).",
+    multiprocess_mode="livemax",
+)
+retrieval_seconds = Histogram(
+    "kimberly_retrieval_seconds",
+    "Seconds per retrieval stage (embed, lexical, semantic, rerank).",
+    ["stage"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
 )
 
 

@@ -7,7 +7,9 @@ import uuid
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import models
+from pgvector.django import HnswIndex, VectorField
 
 from memory.constants import ID_PREFIX, ActorType, Scope, Source, Status, Tier
 
@@ -48,6 +50,12 @@ class MemoryItem(models.Model):
     access_count = models.PositiveIntegerField(default=0)
     created_by = models.CharField(max_length=16, choices=ActorType.choices)
     consent = models.BooleanField(default=True)
+    # Full-text document, maintained by PostgreSQL itself (lexical retrieval).
+    search_vector = models.GeneratedField(
+        expression=SearchVector("content", config="english"),
+        output_field=SearchVectorField(),
+        db_persist=True,
+    )
 
     class Meta:
         indexes = [
@@ -56,6 +64,7 @@ class MemoryItem(models.Model):
             ),
             models.Index(fields=["user", "-created_at"], name="memory_user_created"),
             GinIndex(fields=["tags"], name="memory_tags_gin"),
+            GinIndex(fields=["search_vector"], name="memory_search_gin"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -153,3 +162,67 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+EMBEDDING_DIMENSIONS = 384
+
+
+class MemoryEmbedding(models.Model):
+    """The vector of one item, with the model that produced it (so a model change
+    can re-embed). `user_id` is copied from the item so per-user vector search
+    never has to touch the item table first."""
+
+    item = models.OneToOneField(
+        MemoryItem, on_delete=models.CASCADE, primary_key=True, related_name="embedding"
+    )
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    vector = VectorField(dimensions=EMBEDDING_DIMENSIONS)
+    model = models.CharField(max_length=128)
+    content_hash = models.CharField(
+        max_length=64, help_text="sha256 of the embedded text"
+    )
+    created_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["user"], name="memory_embedding_user"),
+            HnswIndex(
+                name="memory_embedding_hnsw",
+                fields=["vector"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.item_id} ({self.model})"
+
+
+class RetrievalRecord(models.Model):
+    """Read-side provenance: which memory was returned, at what rank, to which request.
+
+    Answers "why did Kimberly know this?" and feeds meditation's predictive value.
+    Written in batches from a Redis log, never on the request path.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    user_id = models.UUIDField()
+    item_id = models.UUIDField()
+    request_id = models.CharField(max_length=64, blank=True)
+    rank = models.PositiveSmallIntegerField()
+    final = models.FloatField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["item_id", "-created_at"], name="memory_retrieval_item"
+            ),
+            models.Index(
+                fields=["user_id", "-created_at"], name="memory_retrieval_user"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.item_id} #{self.rank}"

@@ -21,7 +21,7 @@ from django.utils import timezone
 from audit.services import audit_record
 from kimberly.api.errors import ApplicationError, Conflict, NotFound, ValidationFailed
 from kimberly.context import Context
-from memory import metrics, short_term
+from memory import indexing, metrics, short_term
 from memory.constants import (
     FEEDBACK_VALUES,
     MAX_BULK_IDS,
@@ -336,6 +336,7 @@ def memory_create(
                 details={"tier": tier, "size_bytes": size},
             )
             _after_commit_sync([item])
+            indexing.enqueue_on_commit([item], user)
     except QuotaExceeded:
         metrics.memory_writes.labels(tier=tier, result="quota_exceeded").inc()
         raise
@@ -413,6 +414,8 @@ def memory_update(
         },
     )
     _after_commit_sync([item], was_short_term=old_tier == Tier.SHORT_TERM)
+    if "content" in changed:
+        indexing.enqueue_on_commit([item], user)
     metrics.memory_writes.labels(tier=target_tier, result="ok").inc()
     return item
 

@@ -1,11 +1,12 @@
-"""Background jobs of the memory app."""
+"""Background jobs of the memory app: thin wrappers over services."""
 
 from __future__ import annotations
 
 from celery import shared_task
 from django.conf import settings
 
-from memory import services
+from memory import indexing, retrieval, services
+from memory.embeddings import EmbeddingUnavailable
 
 
 @shared_task(name="memory.tasks.purge_idempotency_keys", time_limit=300)
@@ -13,3 +14,28 @@ def purge_idempotency_keys() -> int:
     return services.idempotency_keys_purge(
         older_than_hours=settings.IDEMPOTENCY_TTL_HOURS
     )
+
+
+@shared_task(
+    name="memory.tasks.embed_pending",
+    autoretry_for=(EmbeddingUnavailable,),
+    retry_backoff=2,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=8,
+    time_limit=900,
+    soft_time_limit=840,
+)
+def embed_pending() -> int:
+    """Drain the embed queue in batches (idempotent: re-embedding is skipped by hash)."""
+    return indexing.drain_pending(batch_size=settings.EMBEDDING_BATCH_SIZE)
+
+
+@shared_task(name="memory.tasks.sweep_unembedded", time_limit=300)
+def sweep_unembedded() -> int:
+    return indexing.sweep_unembedded()
+
+
+@shared_task(name="memory.tasks.flush_retrieval_log", time_limit=120)
+def flush_retrieval_log() -> int:
+    return retrieval.flush_retrieval_log()

@@ -15,6 +15,8 @@ urlpatterns = [
     path("memory", apis.MemoryCollectionApi.as_view(), name="memory"),
     path("memory/bulk", apis.MemoryBulkApi.as_view(), name="memory-bulk"),
     path("memory/metrics", apis.MemoryMetricsApi.as_view(), name="memory-metrics"),
+    path("memory/query", apis.MemoryQueryApi.as_view(), name="memory-query"),
+    path("memory/embed", apis.MemoryEmbedApi.as_view(), name="memory-embed"),
     path(
         "memory/<str:memory_id>", apis.MemoryDetailApi.as_view(), name="memory-detail"
     ),

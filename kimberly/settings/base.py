@@ -165,6 +165,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "users.tasks.purge_expired_tokens",
         "schedule": _cron("CRON_PURGE_TOKENS", "17 3 * * *"),
     },
+    "sweep-unembedded-memories": {
+        "task": "memory.tasks.sweep_unembedded",
+        "schedule": _cron("CRON_SWEEP_UNEMBEDDED", "* * * * *"),
+    },
+    "flush-retrieval-log": {
+        "task": "memory.tasks.flush_retrieval_log",
+        "schedule": env_float("RETRIEVAL_LOG_FLUSH_SECONDS", 10.0),
+    },
     "purge-idempotency-keys": {
         "task": "memory.tasks.purge_idempotency_keys",
         "schedule": _cron("CRON_PURGE_IDEMPOTENCY_KEYS", "27 * * * *"),
@@ -235,6 +243,24 @@ IDEMPOTENCY_TTL_HOURS = env_int("IDEMPOTENCY_TTL_HOURS", 24)
 # copy is trusted before it is rebuilt from PostgreSQL again.
 SHORT_TERM_CONTEXT_LIMIT = env_int("SHORT_TERM_CONTEXT_LIMIT", 50)
 SHORT_TERM_CACHE_TTL_SECONDS = env_int("SHORT_TERM_CACHE_TTL_SECONDS", 300)
+
+# Embeddings: "local" (MiniLM on the Celery workers) or "disabled" (lexical only).
+EMBEDDING_PROVIDER = env_str("EMBEDDING_PROVIDER", "local")
+if EMBEDDING_PROVIDER not in {"local", "disabled"}:
+    raise ImproperlyConfigured("EMBEDDING_PROVIDER must be local or disabled")
+EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 64)
+# Retrieval: final = lambda*relevance + (1-lambda)*score + FRESHNESS_WEIGHT*freshness
+RETRIEVAL_LAMBDA = env_float("RETRIEVAL_LAMBDA", 0.5)
+RETRIEVAL_FRESHNESS_WEIGHT = env_float("RETRIEVAL_FRESHNESS_WEIGHT", 1.0)
+RETRIEVAL_FRESHNESS_DAYS = env_float("RETRIEVAL_FRESHNESS_DAYS", 30.0)
+RETRIEVAL_CANDIDATES = env_int("RETRIEVAL_CANDIDATES", 50)
+QUERY_EMBEDDING_CACHE_SECONDS = env_int("QUERY_EMBEDDING_CACHE_SECONDS", 24 * 3600)
+# Fusion of lexical and semantic evidence: "weighted" (RETRIEVAL_SEMANTIC_WEIGHT on
+# cosine similarity, the rest on max-normalised ts_rank_cd) or "rrf".
+RETRIEVAL_FUSION = env_str("RETRIEVAL_FUSION", "weighted")
+RETRIEVAL_SEMANTIC_WEIGHT = env_float("RETRIEVAL_SEMANTIC_WEIGHT", 0.7)
+# Vector search: "exact" per-user scan or "hnsw" iterative index scan.
+RETRIEVAL_VECTOR_STRATEGY = env_str("RETRIEVAL_VECTOR_STRATEGY", "exact")
 
 # --- Storage -------------------------------------------------------------------
 MEDIA_ROOT = env_str("MEDIA_ROOT", str(VAR_DIR / "media"))

@@ -1,0 +1,259 @@
+"""Keeping memories semantically searchable: the embed queue, batch embedding,
+user-supplied vectors and re-embedding after a model change.
+
+Flow: a write commits → its id joins a Redis set and one `embed_pending` task is
+scheduled (unless one already is) → the worker drains the set in batches, so a
+burst of writes becomes a few batched model calls. The set is only a queue: a
+sweep task finds anything it lost (Redis restart) from PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django_redis import get_redis_connection
+from redis.exceptions import RedisError
+
+from audit.services import audit_record
+from kimberly.api.errors import NotFound, ValidationFailed
+from kimberly.context import Context
+from memory import embeddings, metrics
+from memory.constants import Status
+from memory.models import EMBEDDING_DIMENSIONS, MemoryEmbedding, MemoryItem
+from memory.selectors import parse_memory_id
+from users.models import User
+
+logger = logging.getLogger(__name__)
+
+PENDING_KEY = "kb:embed:pending"
+SCHEDULED_KEY = "kb:embed:scheduled"
+USER_MODEL_TAG = "user-supplied"
+
+
+def embedding_wanted(user: User) -> bool:
+    return embeddings.enabled() and user.embedding_enabled
+
+
+def enqueue_embedding(item_ids: Iterable[uuid.UUID]) -> None:
+    """Queue items for embedding and make sure one drain task is on its way."""
+    ids = [str(i) for i in item_ids]
+    if not ids:
+        return
+    try:
+        conn = get_redis_connection("default")
+        conn.sadd(PENDING_KEY, *ids)
+        _schedule_drain(conn)
+    except RedisError:
+        logger.warning("embed queue unavailable; the sweep will pick these up")
+
+
+def _schedule_drain(conn: Any) -> None:
+    from memory.tasks import embed_pending
+
+    if conn.set(SCHEDULED_KEY, "1", nx=True, ex=600):
+        embed_pending.delay()
+
+
+def enqueue_on_commit(items: list[MemoryItem], user: User) -> None:
+    if embedding_wanted(user):
+        ids = [i.id for i in items]
+        transaction.on_commit(lambda: enqueue_embedding(ids))
+
+
+def drain_pending(batch_size: int = 64) -> int:
+    """Embed everything queued, in batches; returns how many were embedded."""
+    conn = get_redis_connection("default")
+    done = 0
+    try:
+        while True:
+            raw = conn.spop(PENDING_KEY, batch_size)
+            if not raw:
+                break
+            ids = [uuid.UUID(r.decode() if isinstance(r, bytes) else r) for r in raw]
+            try:
+                done += memory_embed_items(ids)
+            except embeddings.EmbeddingUnavailable:
+                conn.sadd(PENDING_KEY, *[str(i) for i in ids])  # nothing is dropped
+                raise
+            metrics.embedding_backlog.set(conn.scard(PENDING_KEY))
+    finally:
+        conn.delete(SCHEDULED_KEY)
+    # A write that queued itself after our last SPOP but before the flag was
+    # cleared would otherwise wait for the sweep.
+    if conn.scard(PENDING_KEY):
+        _schedule_drain(conn)
+    metrics.embedding_backlog.set(0)
+    return done
+
+
+def memory_embed_items(item_ids: list[uuid.UUID]) -> int:
+    """Embed these items' current content (skipping ones already embedded as is)."""
+    items = list(
+        MemoryItem.objects.filter(pk__in=item_ids, user__embedding_enabled=True)
+        .select_related("embedding")
+        .only("id", "user_id", "content", "embedding__content_hash", "embedding__model")
+    )
+    tag = embeddings.model_tag()
+    todo = []
+    for item in items:
+        existing = getattr(item, "embedding", None)
+        digest = embeddings.content_hash(item.content)
+        if existing is None or existing.content_hash != digest or existing.model != tag:
+            todo.append((item, digest))
+    if not todo:
+        return 0
+    vectors = embeddings.embed_texts([item.content for item, _ in todo])
+    _store_vectors(
+        [
+            (item, digest, vector)
+            for (item, digest), vector in zip(todo, vectors, strict=True)
+        ],
+        tag,
+    )
+    return len(todo)
+
+
+def _store_vectors(rows: list[tuple[MemoryItem, str, Any]], tag: str) -> None:
+    with transaction.atomic():
+        # Items deleted while we were embedding are skipped, not resurrected.
+        alive = set(
+            MemoryItem.objects.filter(pk__in=[i.id for i, _, _ in rows]).values_list(
+                "id", flat=True
+            )
+        )
+        objs = [
+            MemoryEmbedding(
+                item_id=item.id,
+                user_id=item.user_id,
+                vector=vector,
+                model=tag,
+                content_hash=digest,
+            )
+            for item, digest, vector in rows
+            if item.id in alive
+        ]
+        MemoryEmbedding.objects.bulk_create(
+            objs,
+            update_conflicts=True,
+            unique_fields=["item"],
+            update_fields=["vector", "model", "content_hash", "created_at"],
+        )
+        MemoryItem.objects.bulk_update(
+            [
+                MemoryItem(id=o.item_id, embedding_ref=f"emb_{o.item_id.hex}")
+                for o in objs
+            ],
+            ["embedding_ref"],
+        )
+
+
+def memory_embed_user_vectors(*, ctx: Context, user: User, rows: Any) -> dict[str, int]:
+    """Store vectors computed elsewhere by the user: 384 finite floats per own id."""
+    if not isinstance(rows, list) or not rows:
+        raise _invalid(
+            "embeddings", "must be a non-empty list of {memory_id, embedding}"
+        )
+    if len(rows) > 500:
+        raise _invalid("embeddings", "at most 500 per request")
+    parsed: dict[uuid.UUID, list[float]] = {}
+    for n, row in enumerate(rows):
+        if not isinstance(row, dict) or set(row) != {"memory_id", "embedding"}:
+            raise _invalid(f"embeddings[{n}]", "must be {memory_id, embedding}")
+        vector = row["embedding"]
+        if not isinstance(vector, list) or len(vector) != EMBEDDING_DIMENSIONS:
+            raise _invalid(
+                f"embeddings[{n}].embedding",
+                f"must have {EMBEDDING_DIMENSIONS} numbers",
+            )
+        if not all(
+            isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+            for x in vector
+        ):
+            raise _invalid(f"embeddings[{n}].embedding", "must be finite numbers")
+        try:
+            parsed[parse_memory_id(row["memory_id"])] = [float(x) for x in vector]
+        except NotFound:
+            raise _invalid(
+                f"embeddings[{n}].memory_id", "is not one of your memories"
+            ) from None
+    items = {i.id: i for i in MemoryItem.objects.filter(user=user, pk__in=list(parsed))}
+    missing = [f"mem_{pk}" for pk in parsed if pk not in items]
+    if missing:
+        raise _invalid("embeddings", f"not your memories: {', '.join(missing[:10])}")
+    _store_vectors(
+        [
+            (items[pk], embeddings.content_hash(items[pk].content), vec)
+            for pk, vec in parsed.items()
+        ],
+        USER_MODEL_TAG,
+    )
+    audit_record(
+        ctx=ctx,
+        action="memory.embed",
+        user_id=user.pk,
+        target_type="memory",
+        details={"count": len(parsed)},
+    )
+    return {"received": len(rows), "stored": len(parsed)}
+
+
+def _invalid(field: str, message: str) -> ValidationFailed:
+    return ValidationFailed(
+        f"{field}: {message}", details={"fields": {field: [message]}}
+    )
+
+
+def memory_reembed(*, all_items: bool = False) -> int:
+    """Queue items embedded by another model (or never) for the current model."""
+    qs = MemoryItem.objects.filter(user__embedding_enabled=True)
+    if not all_items:
+        qs = qs.filter(
+            Q(embedding__isnull=True)
+            | (
+                ~Q(embedding__model=embeddings.model_tag())
+                & ~Q(embedding__model=USER_MODEL_TAG)
+            )
+        )
+    count = 0
+    for chunk in _chunks(
+        qs.values_list("id", flat=True).iterator(chunk_size=5000), 5000
+    ):
+        enqueue_embedding(chunk)
+        count += len(chunk)
+    return count
+
+
+def sweep_unembedded(*, older_than_seconds: int = 60, limit: int = 5000) -> int:
+    """Re-queue active items that should have a vector but have none (lost queue)."""
+    if not embeddings.enabled():
+        return 0
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    ids = list(
+        MemoryItem.objects.filter(
+            embedding__isnull=True,
+            user__embedding_enabled=True,
+            status=Status.ACTIVE,
+            updated_at__lt=cutoff,
+        ).values_list("id", flat=True)[:limit]
+    )
+    enqueue_embedding(ids)
+    return len(ids)
+
+
+def _chunks(it: Iterable[Any], size: int) -> Iterable[list[Any]]:
+    chunk: list[Any] = []
+    for x in it:
+        chunk.append(x)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
