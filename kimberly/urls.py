@@ -6,6 +6,7 @@ from kimberly import apis
 from kimberly.api.exceptions import json_404
 from kimberly.metrics_view import metrics_view
 
+handler400 = "kimberly.api.exceptions.json_400"
 handler404 = "kimberly.api.exceptions.json_404"
 handler500 = "kimberly.api.exceptions.json_500"
 

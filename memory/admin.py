@@ -1,7 +1,11 @@
+from typing import Any
+
 from django.contrib import admin
 from django.http import HttpRequest
 
+from kimberly.context import Actor, Context
 from memory.models import MemoryItem, MemoryVersion, Quota
+from memory.quotas import quota_set
 
 
 class VersionInline(admin.TabularInline[MemoryVersion, MemoryItem]):
@@ -65,6 +69,17 @@ class QuotaAdmin(admin.ModelAdmin[Quota]):
     search_fields = ["user__email"]
     readonly_fields = ["user", "tier", "used_bytes"]
     list_select_related = ["user"]
+
+    def save_model(
+        self, request: HttpRequest, obj: Quota, form: Any, change: bool
+    ) -> None:
+        # Through the service, so an override made here is validated and audited.
+        quota_set(
+            ctx=Context(Actor("admin", str(request.user.pk))),
+            user_id=obj.user_id,
+            tier=obj.tier,
+            limit_bytes=obj.limit_bytes,
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

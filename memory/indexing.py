@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from django_redis import get_redis_connection
+from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import RedisError
 
 from audit.services import audit_record
@@ -51,7 +52,8 @@ def enqueue_embedding(item_ids: Iterable[uuid.UUID]) -> None:
         conn = get_redis_connection("default")
         conn.sadd(PENDING_KEY, *ids)
         _schedule_drain(conn)
-    except RedisError:
+    except (RedisError, KombuOperationalError):
+        # Runs after commit: the write is already acknowledged and must stay so.
         logger.warning("embed queue unavailable; the sweep will pick these up")
 
 

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVector, SearchVectorField
+from django.core.validators import MinValueValidator
 from django.db import models
 from pgvector.django import HnswIndex, VectorField
 
@@ -126,7 +127,10 @@ class Quota(models.Model):
     tier = models.CharField(max_length=16, choices=Tier.choices)
     used_bytes = models.BigIntegerField(default=0)
     limit_bytes = models.BigIntegerField(
-        null=True, blank=True, help_text="override; empty = default"
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="override in bytes; empty = the default",
     )
 
     class Meta:

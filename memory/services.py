@@ -83,11 +83,27 @@ def _string_list(raw: Any, field: str, max_items: int) -> list[str]:
             raise _fail(
                 field, f"each entry must be 1..{MAX_TAG_LENGTH} characters", value
             )
+        if not _storable(value):
+            raise _fail(
+                field,
+                "contains characters that cannot be stored (NUL or lone surrogate)",
+            )
         if value not in out:
             out.append(value)
     if len(out) > max_items:
         raise _fail(field, f"at most {max_items} entries", len(out))
     return out
+
+
+def _storable(text: str) -> bool:
+    """PostgreSQL text cannot hold NUL, and UTF-8 cannot hold lone surrogates."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def validate_metadata(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -82,6 +83,23 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 def json_404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
     return JsonResponse(
         error_body("not_found", f"No route for {request.path}.", 404), status=404
+    )
+
+
+def json_400(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    """Requests Django refuses before any view runs (e.g. a body over the limit)."""
+    if isinstance(exception, RequestDataTooBig):
+        return JsonResponse(
+            error_body(
+                "request_too_large",
+                "The request body is larger than this server accepts.",
+                413,
+                {"max_bytes": settings.DATA_UPLOAD_MAX_MEMORY_SIZE},
+            ),
+            status=413,
+        )
+    return JsonResponse(
+        error_body("bad_request", "The request is not valid.", 400), status=400
     )
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.selectors import audit_verify
+from kimberly.api.errors import ApplicationError
 from users.selectors import user_resolve
 
 
@@ -19,7 +20,10 @@ class Command(BaseCommand):
         verify.add_argument("--user", help="user id or email (default: every chain)")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        user_id = user_resolve(options["user"]).pk if options.get("user") else None
+        try:
+            user_id = user_resolve(options["user"]).pk if options.get("user") else None
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from exc
         report = audit_verify(user_id=user_id)
         if report.first_break:
             b = report.first_break

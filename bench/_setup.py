@@ -1,0 +1,45 @@
+"""Shared bench bootstrap: a dedicated database on the embedded (or given) server."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def django_for_bench(db_name: str) -> None:
+    """Point Django at database `db_name` (created and migrated if needed)."""
+    import psycopg
+
+    from kimberly import runtime
+
+    if not os.environ.get("DATABASE_URL"):
+        runtime.ensure(auto_stop=False)
+        os.environ.update(runtime.discovered_env())
+    runtime.ensure_local_secret_key()
+    base = os.environ["DATABASE_URL"]
+    admin_url = base.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", [db_name]
+        ).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{db_name}"')
+    os.environ["DATABASE_URL"] = base.rsplit("/", 1)[0] + f"/{db_name}"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kimberly.settings.base")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def machine() -> str:
+    import platform
+
+    return f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}"
