@@ -360,10 +360,8 @@ def test_bad_vectors_are_400_and_store_nothing(alice_api, alice, make_row, field
 
 def test_non_finite_numbers_in_a_vector_are_400(alice_api, alice):
     item = _store(alice, TEA)
-    body = '{"embeddings": [{"memory_id": "%s", "embedding": [%s]}]}' % (
-        item.public_id,
-        ", ".join(["0.1"] * 383 + ["1e400"]),
-    )
+    numbers = ", ".join(["0.1"] * 383 + ["1e400"])
+    body = f'{{"embeddings": [{{"memory_id": "{item.public_id}", "embedding": [{numbers}]}}]}}'
     resp = alice_api.generic(
         "POST", "/v1/memory/embed", body, content_type="application/json"
     )
