@@ -21,3 +21,16 @@ def child_exit(server: object, worker: object) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]
+
+
+def post_worker_init(worker: object) -> None:
+    # Load the embedding model before the first query, not during it (~10 s).
+    from django.conf import settings
+
+    if (
+        settings.EMBEDDING_PROVIDER == "local"
+        and os.environ.get("EMBEDDING_WARMUP", "1") == "1"
+    ):
+        from memory import embeddings
+
+        embeddings.embed_texts(["warm-up"])

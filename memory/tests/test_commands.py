@@ -200,3 +200,26 @@ def test_cli_script_at_the_repo_root_forwards_to_manage_py():
     assert result.returncode == 0, result.stderr
     assert "Show or override a user's memory quotas." in result.stdout
     assert "{show,set}" in result.stdout
+
+
+def test_reembed_queues_items_missing_a_current_vector(alice):
+    from django_redis import get_redis_connection
+
+    from kimberly.context import Actor, Context
+    from memory import indexing, services
+    from memory.models import MemoryEmbedding
+
+    ctx = Context(Actor("user", str(alice.pk)))
+    fresh = services.memory_create(
+        ctx=ctx, user=alice, tier="long-term", content="a"
+    ).item
+    stale = services.memory_create(
+        ctx=ctx, user=alice, tier="long-term", content="b"
+    ).item
+    indexing.memory_embed_items([fresh.id, stale.id])
+    MemoryEmbedding.objects.filter(item=stale).update(model="old-model@1")
+    out = StringIO()
+    call_command("memory", "reembed", stdout=out)
+    assert "queued 1 memories" in out.getvalue()
+    conn = get_redis_connection("default")
+    assert conn.smembers(indexing.PENDING_KEY) == {str(stale.id).encode()}
