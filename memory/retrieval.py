@@ -36,6 +36,7 @@ from kimberly.api.errors import ValidationFailed
 from memory import embeddings, metrics
 from memory.constants import Source, Status, Tier
 from memory.models import MemoryEmbedding, MemoryItem, RetrievalRecord
+from memory.selectors import filter_items
 from memory.short_term import short_term_context
 from users.models import User
 
@@ -117,18 +118,15 @@ def _invalid(name: str, message: str) -> ValidationFailed:
 
 def prefiltered(user: User, tier: str, filters: QueryFilters) -> QuerySet[MemoryItem]:
     """Only what may ever be returned: the user's active items matching the filters."""
-    qs = MemoryItem.objects.filter(user=user, status=Status.ACTIVE)
-    if tier != "any":
-        qs = qs.filter(tier=tier)
-    if filters.tags:
-        lookup = "tags__contains" if filters.tags_mode == "all" else "tags__overlap"
-        qs = qs.filter(**{lookup: filters.tags})
-    if filters.since:
-        qs = qs.filter(created_at__gte=filters.since)
-    if filters.until:
-        qs = qs.filter(created_at__lt=filters.until)
-    if filters.source:
-        qs = qs.filter(source=filters.source)
+    qs = filter_items(
+        MemoryItem.objects.filter(user=user, status=Status.ACTIVE),
+        tier=None if tier == "any" else tier,
+        tags=filters.tags,
+        tags_mode=filters.tags_mode,
+        since=filters.since,
+        until=filters.until,
+        source=filters.source,
+    )
     if not filters.include_sensitive:
         qs = qs.filter(sensitive=False)
     return qs.defer("search_vector")

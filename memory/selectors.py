@@ -60,24 +60,47 @@ class MemoryFilters:
     ordering: str = "-created_at"
 
 
+def filter_items(
+    qs: QuerySet[MemoryItem],
+    *,
+    tier: str | None = None,
+    tags: list[str] | None = None,
+    tags_mode: str = "any",
+    since: datetime | None = None,
+    until: datetime | None = None,
+    source: str | None = None,
+) -> QuerySet[MemoryItem]:
+    """The metadata filters shared by listing and retrieval."""
+    if tier:
+        qs = qs.filter(tier=tier)
+    if tags:
+        lookup = "tags__contains" if tags_mode == "all" else "tags__overlap"
+        qs = qs.filter(Q(**{lookup: tags}))
+    if since:
+        qs = qs.filter(created_at__gte=since)
+    if until:
+        qs = qs.filter(created_at__lt=until)
+    if source:
+        qs = qs.filter(source=source)
+    return qs
+
+
 def memory_list(*, user: User, filters: MemoryFilters) -> QuerySet[MemoryItem]:
     """The user's items matching the filters (status "all" for both)."""
     qs = MemoryItem.objects.filter(user=user)
-    if filters.tier:
-        qs = qs.filter(tier=filters.tier)
     if filters.status != "all":
         qs = qs.filter(status=filters.status)
-    if filters.tags:
-        lookup = "tags__contains" if filters.tags_mode == "all" else "tags__overlap"
-        qs = qs.filter(Q(**{lookup: filters.tags}))
-    if filters.since:
-        qs = qs.filter(created_at__gte=filters.since)
-    if filters.until:
-        qs = qs.filter(created_at__lt=filters.until)
     if filters.q:
         qs = qs.filter(content__icontains=filters.q)
-    if filters.source:
-        qs = qs.filter(source=filters.source)
+    qs = filter_items(
+        qs,
+        tier=filters.tier,
+        tags=filters.tags,
+        tags_mode=filters.tags_mode,
+        since=filters.since,
+        until=filters.until,
+        source=filters.source,
+    )
     return qs.order_by(filters.ordering, "-id")
 
 

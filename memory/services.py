@@ -134,22 +134,13 @@ def validate_metadata(
         meta["channels"] = _string_list(
             raw["channels"], "metadata.channels", MAX_CHANNELS
         )
-    if "source" in raw:
-        if raw["source"] not in Source.values:
-            raise _fail(
-                "metadata.source",
-                f"must be one of {', '.join(Source.values)}",
-                raw["source"],
-            )
-        meta["source"] = raw["source"]
-    if "scope" in raw:
-        if raw["scope"] not in Scope.values:
-            raise _fail(
-                "metadata.scope",
-                f"must be one of {', '.join(Scope.values)}",
-                raw["scope"],
-            )
-        meta["scope"] = raw["scope"]
+    for key, choices in (("source", Source.values), ("scope", Scope.values)):
+        if key in raw:
+            if raw[key] not in choices:
+                raise _fail(
+                    f"metadata.{key}", f"must be one of {', '.join(choices)}", raw[key]
+                )
+            meta[key] = raw[key]
     if "sensitive" in raw:
         if not isinstance(raw["sensitive"], bool):
             raise _fail("metadata.sensitive", "must be true or false", raw["sensitive"])
