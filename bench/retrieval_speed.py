@@ -28,7 +28,6 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 from _setup import ROOT, django_for_bench, machine
@@ -69,15 +68,20 @@ def load(n_users: int, per_user: int, pool_size: int) -> dict[str, float]:
     nrng = np.random.default_rng(7)
     texts, _ = texts_and_questions()
     pool = rng.sample(texts, pool_size)
-    pool = [" ".join(t.split()[: max(5, min(400, int(rng.lognormvariate(3.4, 0.8))))]) for t in pool]
+    pool = [
+        " ".join(t.split()[: max(5, min(400, int(rng.lognormvariate(3.4, 0.8))))])
+        for t in pool
+    ]
     t = time.perf_counter()
     vectors = embeddings.embed_texts(pool)
     embed_rate = len(pool) / (time.perf_counter() - t)
     log(f"embedded pool of {len(pool)} texts at {embed_rate:.1f}/s")
 
     with connection.cursor() as cur:
-        cur.execute("TRUNCATE memory_memoryembedding, memory_memoryversion, memory_retrievalrecord, "
-                    "memory_quota, memory_idempotencykey, memory_memoryitem, knox_authtoken CASCADE")
+        cur.execute(
+            "TRUNCATE memory_memoryembedding, memory_memoryversion, memory_retrievalrecord, "
+            "memory_quota, memory_idempotencykey, memory_memoryitem, knox_authtoken CASCADE"
+        )
         cur.execute("DELETE FROM users_user")
         cur.execute("DROP INDEX IF EXISTS memory_search_gin")
         cur.execute("DROP INDEX IF EXISTS memory_embedding_hnsw")
@@ -91,47 +95,94 @@ def load(n_users: int, per_user: int, pool_size: int) -> dict[str, float]:
     now = datetime.now(UTC)
     tag = embeddings.model_tag()
     t = time.perf_counter()
-    item_cols = ("id, user_id, tier, content, size_bytes, tags, source, channels, sensitive, scope, "
-                 "user_feedback, version, score, embedding_ref, status, protected, created_at, "
-                 "updated_at, access_count, created_by, consent")
+    item_cols = (
+        "id, user_id, tier, content, size_bytes, tags, source, channels, sensitive, scope, "
+        "user_feedback, version, score, embedding_ref, status, protected, created_at, "
+        "updated_at, access_count, created_by, consent"
+    )
     tiers = ["short-term", "long-term", "permanent"]
-    tag_pool = ["work", "family", "health", "travel", "project-x", "food", "money", "ideas"]
+    tag_pool = [
+        "work",
+        "family",
+        "health",
+        "travel",
+        "project-x",
+        "food",
+        "money",
+        "ideas",
+    ]
     with raw.cursor() as cur:
         for u0 in range(0, n_users, 50):
             item_rows, emb_rows = [], []
             for uid in user_ids[u0 : u0 + 50]:
                 picks = nrng.integers(0, len(pool), per_user)
-                noise = nrng.normal(0, 0.04, (per_user, vectors.shape[1])).astype(np.float32)
+                noise = nrng.normal(0, 0.04, (per_user, vectors.shape[1])).astype(
+                    np.float32
+                )
                 vecs = vectors[picks] + noise
                 vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
                 for k in range(per_user):
                     iid = uuid.uuid4()
                     text = pool[picks[k]]
                     tier = tiers[0 if k % 10 == 0 else (1 if k % 10 < 8 else 2)]
-                    created = now - timedelta(seconds=int(nrng.integers(0, 86400 * 365)))
+                    created = now - timedelta(
+                        seconds=int(nrng.integers(0, 86400 * 365))
+                    )
                     tags = rng.sample(tag_pool, rng.randint(0, 2))
-                    item_rows.append((iid, uid, tier, text, len(text.encode()) + 120, tags, "import", [],
-                                      k % 50 == 0, "private", "", 1, 0.0, f"emb_{iid.hex}", "active",
-                                      False, created, created, 0, "system", True))
+                    item_rows.append(
+                        (
+                            iid,
+                            uid,
+                            tier,
+                            text,
+                            len(text.encode()) + 120,
+                            tags,
+                            "import",
+                            [],
+                            k % 50 == 0,
+                            "private",
+                            "",
+                            1,
+                            0.0,
+                            f"emb_{iid.hex}",
+                            "active",
+                            False,
+                            created,
+                            created,
+                            0,
+                            "system",
+                            True,
+                        )
+                    )
                     emb_rows.append((iid, uid, vecs[k], tag, "", now))
             with cur.copy(f"COPY memory_memoryitem ({item_cols}) FROM STDIN") as copy:
                 for row in item_rows:
                     copy.write_row(row)
-            with cur.copy("COPY memory_memoryembedding (item_id, user_id, vector, model, content_hash, created_at) "
-                          "FROM STDIN WITH (FORMAT BINARY)") as copy:
-                copy.set_types(["uuid", "uuid", "vector", "varchar", "varchar", "timestamptz"])
+            with cur.copy(
+                "COPY memory_memoryembedding (item_id, user_id, vector, model, content_hash, created_at) "
+                "FROM STDIN WITH (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(
+                    ["uuid", "uuid", "vector", "varchar", "varchar", "timestamptz"]
+                )
                 for row in emb_rows:
                     copy.write_row(row)
             raw.commit()
             if u0 % 200 == 0:
-                log(f"loaded users {u0 + 50}/{n_users} ({time.perf_counter() - t:.0f}s)")
+                log(
+                    f"loaded users {u0 + 50}/{n_users} ({time.perf_counter() - t:.0f}s)"
+                )
     load_s = time.perf_counter() - t
     with connection.cursor() as cur:
-        cur.execute("INSERT INTO memory_quota (user_id, tier, used_bytes) SELECT user_id, tier, sum(size_bytes) "
-                    "FROM memory_memoryitem WHERE status = 'active' GROUP BY 1, 2")
+        cur.execute(
+            "INSERT INTO memory_quota (user_id, tier, used_bytes) SELECT user_id, tier, sum(size_bytes) "
+            "FROM memory_memoryitem WHERE status = 'active' GROUP BY 1, 2"
+        )
         t = time.perf_counter()
         cur.execute("SET maintenance_work_mem = '2GB'")
-        cur.execute("CREATE INDEX memory_search_gin ON memory_memoryitem USING gin (search_vector)")
+        cur.execute(
+            "CREATE INDEX memory_search_gin ON memory_memoryitem USING gin (search_vector)"
+        )
         gin_s = time.perf_counter() - t
         log(f"GIN built in {gin_s:.0f}s")
         cur.execute("VACUUM ANALYZE memory_memoryitem")
@@ -147,8 +198,10 @@ def build_hnsw() -> float:
         cur.execute("SET maintenance_work_mem = '6GB'")
         cur.execute("SET max_parallel_maintenance_workers = 1")
         t = time.perf_counter()
-        cur.execute("CREATE INDEX memory_embedding_hnsw ON memory_memoryembedding "
-                    "USING hnsw (vector vector_cosine_ops) WITH (m = 16, ef_construction = 64)")
+        cur.execute(
+            "CREATE INDEX memory_embedding_hnsw ON memory_memoryembedding "
+            "USING hnsw (vector vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
+        )
         return time.perf_counter() - t
 
 
@@ -178,7 +231,9 @@ def semantic_compare(samples: int = 150) -> dict[str, float]:
 
     _, questions = texts_and_questions()
     rng = random.Random(3)
-    users = list(User.objects.filter(email__startswith="speed-").order_by("?")[:samples])
+    users = list(
+        User.objects.filter(email__startswith="speed-").order_by("?")[:samples]
+    )
     qv = embeddings.embed_texts([rng.choice(questions) for _ in users])
     out: dict[str, list[float]] = {"exact": [], "hnsw": []}
     recall = []
@@ -194,13 +249,18 @@ def semantic_compare(samples: int = 150) -> dict[str, float]:
         recall.append(len(exact & set(results["hnsw"])) / max(1, len(exact)))
     settings.RETRIEVAL_VECTOR_STRATEGY = "exact"
     return {
-        "exact_p50": pct(out["exact"], 50), "exact_p95": pct(out["exact"], 95),
-        "hnsw_p50": pct(out["hnsw"], 50), "hnsw_p95": pct(out["hnsw"], 95),
-        "hnsw_recall10": statistics.fmean(recall), "n": len(users),
+        "exact_p50": pct(out["exact"], 50),
+        "exact_p95": pct(out["exact"], 95),
+        "hnsw_p50": pct(out["hnsw"], 50),
+        "hnsw_p95": pct(out["hnsw"], 95),
+        "hnsw_recall10": statistics.fmean(recall),
+        "n": len(users),
     }
 
 
-def http_phase(tokens: list[str], queries: list[str], clients: int, per_client: int) -> dict[str, float]:
+def http_phase(
+    tokens: list[str], queries: list[str], clients: int, per_client: int
+) -> dict[str, float]:
     lat: list[float] = []
     errors = 0
     lock = threading.Lock()
@@ -215,8 +275,15 @@ def http_phase(tokens: list[str], queries: list[str], clients: int, per_client: 
                 q = queries[next(qi) % len(queries)]
             body = json.dumps({"query": q, "top_k": 10})
             t = time.perf_counter()
-            conn.request("POST", "/v1/memory/query", body=body, headers={
-                "Content-Type": "application/json", "Authorization": f"Bearer {tokens[c % len(tokens)]}"})
+            conn.request(
+                "POST",
+                "/v1/memory/query",
+                body=body,
+                headers={
+                    "Content-Type": "application/json",
+                    "Authorization": f"Bearer {tokens[c % len(tokens)]}",
+                },
+            )
             resp = conn.getresponse()
             resp.read()
             ms = (time.perf_counter() - t) * 1000
@@ -235,8 +302,14 @@ def http_phase(tokens: list[str], queries: list[str], clients: int, per_client: 
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - started
-    return {"n": len(lat), "errors": errors, "rps": len(lat) / elapsed, "p50": pct(lat, 50),
-            "p95": pct(lat, 95), "p99": pct(lat, 99)}
+    return {
+        "n": len(lat),
+        "errors": errors,
+        "rps": len(lat) / elapsed,
+        "p50": pct(lat, 50),
+        "p95": pct(lat, 95),
+        "p99": pct(lat, 99),
+    }
 
 
 def http_bench() -> list[tuple[str, dict[str, float]]]:
@@ -248,12 +321,27 @@ def http_bench() -> list[tuple[str, dict[str, float]]]:
     users = list(User.objects.filter(email__startswith="speed-").order_by("email")[:64])
     tokens = [AuthToken.objects.create(user=u)[1] for u in users]
     _, questions = texts_and_questions()
-    env = {**os.environ, "GUNICORN_BIND": f"127.0.0.1:{PORT}", "LOG_LEVEL": "WARNING",
-           "GUNICORN_WORKERS": "2", "GUNICORN_THREADS": "4", "ALLOWED_HOSTS": "127.0.0.1,localhost"}
+    env = {
+        **os.environ,
+        "GUNICORN_BIND": f"127.0.0.1:{PORT}",
+        "LOG_LEVEL": "WARNING",
+        "GUNICORN_WORKERS": "2",
+        "GUNICORN_THREADS": "4",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+    }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    server = subprocess.Popen([str(ROOT / ".venv/bin/gunicorn"), "kimberly.wsgi", "--config",
-                               "python:kimberly.gunicorn_conf"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            str(ROOT / ".venv/bin/gunicorn"),
+            "kimberly.wsgi",
+            "--config",
+            "python:kimberly.gunicorn_conf",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         for _ in range(120):
             try:
@@ -271,8 +359,18 @@ def http_bench() -> list[tuple[str, dict[str, float]]]:
             qs = rng.sample(questions, min(len(questions), clients * per))
             for key in conn.scan_iter("kb:qemb:*"):
                 conn.delete(key)
-            results.append((f"{clients} client(s), cold (query embedded per request)", http_phase(tokens, qs, clients, per)))
-            results.append((f"{clients} client(s), cached query embedding", http_phase(tokens, qs, clients, per)))
+            results.append(
+                (
+                    f"{clients} client(s), cold (query embedded per request)",
+                    http_phase(tokens, qs, clients, per),
+                )
+            )
+            results.append(
+                (
+                    f"{clients} client(s), cached query embedding",
+                    http_phase(tokens, qs, clients, per),
+                )
+            )
             log(f"{clients} clients: {results[-2][1]} / {results[-1][1]}")
         return results
     finally:
@@ -285,7 +383,9 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=1000)
     ap.add_argument("--items", type=int, default=1000)
     ap.add_argument("--pool", type=int, default=3000)
-    ap.add_argument("--reuse", action="store_true", help="keep the loaded data if the count matches")
+    ap.add_argument(
+        "--reuse", action="store_true", help="keep the loaded data if the count matches"
+    )
     ap.add_argument("--name", default="retrieval_speed")
     args = ap.parse_args()
     django_for_bench(DB)
@@ -327,21 +427,40 @@ def main() -> None:
             f"| COPY load of items + vectors (indexes dropped) | {stats['load_s']:.0f} s |",
             f"| GIN (tsvector) index build | {stats['gin_s']:.0f} s |",
         ]
-    lines += [f"| HNSW (m=16, ef_construction=64, cosine) index build | {hnsw_s:.0f} s |", "",
-              "## Size on disk", "", "| relation | size |", "|---|---:|"]
+    lines += [
+        f"| HNSW (m=16, ef_construction=64, cosine) index build | {hnsw_s:.0f} s |",
+        "",
+        "## Size on disk",
+        "",
+        "| relation | size |",
+        "|---|---:|",
+    ]
     lines += [f"| {n} | {s} |" for n, s in size_rows]
     lines += [
-        "", "## Semantic candidates: exact per-user scan vs HNSW iterative scan", "",
-        f"{sem['n']:.0f} random users, one LongMemEval question each, top-10 within the user's active items:", "",
-        "| strategy | p50 ms | p95 ms | recall@10 vs exact |", "|---|---:|---:|---:|",
+        "",
+        "## Semantic candidates: exact per-user scan vs HNSW iterative scan",
+        "",
+        f"{sem['n']:.0f} random users, one LongMemEval question each, top-10 within the user's active items:",
+        "",
+        "| strategy | p50 ms | p95 ms | recall@10 vs exact |",
+        "|---|---:|---:|---:|",
         f"| exact (B-tree on user, sort {args.items} distances) | {sem['exact_p50']:.2f} | {sem['exact_p95']:.2f} | 1.000 |",
         f"| HNSW + hnsw.iterative_scan=relaxed_order | {sem['hnsw_p50']:.2f} | {sem['hnsw_p95']:.2f} | {sem['hnsw_recall10']:.3f} |",
-        "", "## POST /v1/memory/query (top_k=10, hybrid, end to end over HTTP)", "",
-        "| load | ok | errors | req/s | p50 ms | p95 ms | p99 ms |", "|---|---:|---:|---:|---:|---:|---:|",
+        "",
+        "## POST /v1/memory/query (top_k=10, hybrid, end to end over HTTP)",
+        "",
+        "| load | ok | errors | req/s | p50 ms | p95 ms | p99 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for label, r in http:
-        lines.append(f"| {label} | {r['n']:.0f} | {r['errors']:.0f} | {r['rps']:.1f} | {r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} |")
-    lines += ["", "Target (issue #4): p95 <= 50 ms at 1M memories, query embedding included.", ""]
+        lines.append(
+            f"| {label} | {r['n']:.0f} | {r['errors']:.0f} | {r['rps']:.1f} | {r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} |"
+        )
+    lines += [
+        "",
+        "Target (issue #4): p95 <= 50 ms at 1M memories, query embedding included.",
+        "",
+    ]
     out = ROOT / "bench" / "reports" / f"{args.name}.md"
     out.write_text("\n".join(lines))
     log(f"wrote {out}")
