@@ -70,12 +70,16 @@ def enqueue_on_commit(items: list[MemoryItem], user: User) -> None:
         transaction.on_commit(lambda: enqueue_embedding(ids))
 
 
-def drain_pending(batch_size: int = 64) -> int:
-    """Embed everything queued, in batches; returns how many were embedded."""
+def drain_pending(batch_size: int = 64, max_batches: int = 50) -> int:
+    """Embed what is queued, in batches; returns how many were embedded.
+
+    Stops after `max_batches` and hands over to a fresh task, so one task never
+    runs into its time limit under sustained writes.
+    """
     conn = get_redis_connection("default")
     done = 0
     try:
-        while True:
+        for _ in range(max_batches):
             raw = conn.spop(PENDING_KEY, batch_size)
             if not raw:
                 break
@@ -85,14 +89,14 @@ def drain_pending(batch_size: int = 64) -> int:
             except embeddings.EmbeddingUnavailable:
                 conn.sadd(PENDING_KEY, *[str(i) for i in ids])  # nothing is dropped
                 raise
-            metrics.embedding_backlog.set(conn.scard(PENDING_KEY))
     finally:
         conn.delete(SCHEDULED_KEY)
     # A write that queued itself after our last SPOP but before the flag was
     # cleared would otherwise wait for the sweep.
-    if conn.scard(PENDING_KEY):
+    backlog = conn.scard(PENDING_KEY)
+    metrics.embedding_backlog.set(backlog)
+    if backlog:
         _schedule_drain(conn)
-    metrics.embedding_backlog.set(0)
     return done
 
 
