@@ -56,6 +56,7 @@ def ingest(
                 tier="permanent",
                 content=mem["text"],
                 metadata={"source": "import"},
+                created_at=_when(mem.get("created_at")),
             ).item
             keymap[mem["key"]] = item.id
             pending.append(item.id)
@@ -72,6 +73,12 @@ def ingest(
     return users
 
 
+def _when(raw: str | None):
+    from datetime import UTC, datetime
+
+    return datetime.fromisoformat(raw).replace(tzinfo=UTC) if raw else None
+
+
 def evaluate(users, mode: str) -> dict[str, dict[str, float]]:
     from memory.retrieval import memory_query
 
@@ -81,8 +88,14 @@ def evaluate(users, mode: str) -> dict[str, dict[str, float]]:
             evidence = {keymap[k] for k in q["evidence"] if k in keymap}
             if not evidence:
                 continue
+            # Ranked as of when the question was asked (freshness is relative to it).
             hits = memory_query(
-                user=user, query=q["q"], top_k=10, mode=mode, log=False
+                user=user,
+                query=q["q"],
+                top_k=10,
+                mode=mode,
+                log=False,
+                now=_when(q.get("asked_at")),
             ).hits
             ranked = [h.item.id for h in hits]
             found5 = evidence & set(ranked[:5])
@@ -138,10 +151,29 @@ def main() -> None:
             {"RETRIEVAL_FUSION": "weighted", "RETRIEVAL_SEMANTIC_WEIGHT": 0.85},
         ),
         ("hybrid rrf k=60", "hybrid", {"RETRIEVAL_FUSION": "rrf"}),
+        (
+            "hybrid weighted a=0.5, freshness w=1 (SPEC)",
+            "hybrid",
+            {
+                "RETRIEVAL_FUSION": "weighted",
+                "RETRIEVAL_SEMANTIC_WEIGHT": 0.5,
+                "RETRIEVAL_FRESHNESS_WEIGHT": 1.0,
+            },
+        ),
+        (
+            "hybrid weighted a=0.5, freshness w=0.1",
+            "hybrid",
+            {
+                "RETRIEVAL_FUSION": "weighted",
+                "RETRIEVAL_SEMANTIC_WEIGHT": 0.5,
+                "RETRIEVAL_FRESHNESS_WEIGHT": 0.1,
+            },
+        ),
     ]
     defaults = {
         "fusion": settings.RETRIEVAL_FUSION,
         "alpha": settings.RETRIEVAL_SEMANTIC_WEIGHT,
+        "fresh": settings.RETRIEVAL_FRESHNESS_WEIGHT,
     }
     lines = [
         "# Retrieval quality (LongMemEval subsets)",
@@ -149,7 +181,10 @@ def main() -> None:
         f"- when: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine: {machine()}",
         f"- command: `.venv/bin/python bench/retrieval_quality.py{' --limit-users ' + str(args.limit_users) if args.limit_users else ''}`",
         "- memories stored with memory.services.memory_create, embedded with memory.indexing "
-        "(all-MiniLM-L6-v2, local), queried with memory.retrieval.memory_query (top_k=10)",
+        "(all-MiniLM-L6-v2, local), queried with memory.retrieval.memory_query (top_k=10); "
+        "memories keep their original timestamps and each query is ranked as of its asked_at",
+        "- variants without a freshness weight rank by relevance alone (w=0), so fusion choices "
+        "are compared on relevance; the last two show what freshness does to it",
         f"- shipped default: fusion={defaults['fusion']}, semantic weight={defaults['alpha']}, "
         f"lambda={settings.RETRIEVAL_LAMBDA}, vector strategy={settings.RETRIEVAL_VECTOR_STRATEGY}",
         "- reference (issue #4): plain BM25 over user turns of LongMemEval S gets about hit@5 0.83, NDCG@10 0.67",
@@ -159,6 +194,10 @@ def main() -> None:
         users = ingest(records, name.replace("_", "-"))
         results = {}
         for label, mode, overrides in variants:
+            # Freshness off unless the variant sets it: the others compare relevance.
+            settings.RETRIEVAL_FRESHNESS_WEIGHT = 0.0
+            settings.RETRIEVAL_FUSION = defaults["fusion"]
+            settings.RETRIEVAL_SEMANTIC_WEIGHT = defaults["alpha"]
             for k, v in overrides.items():
                 setattr(settings, k, v)
             started = time.perf_counter()
@@ -168,6 +207,7 @@ def main() -> None:
             )
         settings.RETRIEVAL_FUSION = defaults["fusion"]
         settings.RETRIEVAL_SEMANTIC_WEIGHT = defaults["alpha"]
+        settings.RETRIEVAL_FRESHNESS_WEIGHT = defaults["fresh"]
         n_mem = sum(len(r["memories"]) for r in records)
         lines += [
             f"## {name}: {len(records)} users, {n_mem} memories, {results['lexical']['ALL']['n']:.0f} queries",

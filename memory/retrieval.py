@@ -224,6 +224,7 @@ def memory_query(
     mode: str = "hybrid",
     request_id: str = "",
     log: bool = True,
+    now: datetime | None = None,
 ) -> QueryResult:
     """The user's top-k memories for `query`, with every score and a reason."""
     filters = filters or QueryFilters()
@@ -255,7 +256,9 @@ def memory_query(
         return QueryResult([], effective, timings)
 
     with _stage("rerank", timings):
-        hits = _score(base, list(candidates), tsq, vector, effective)
+        hits = _score(
+            base, list(candidates), tsq, vector, effective, now or timezone.now()
+        )
         hits = hits[:top_k]
         for h in hits:
             h.why = _why(h, query, filters)
@@ -270,6 +273,7 @@ def _score(
     tsq: SearchQuery | None,
     vector: np.ndarray[Any, Any] | None,
     mode: str,
+    now: datetime,
 ) -> list[Hit]:
     qs = base.filter(pk__in=ids)
     if tsq is not None and mode != "semantic":
@@ -286,7 +290,6 @@ def _score(
                 output_field=FloatField(),
             )
         )
-    now = timezone.now()
     hits = []
     for item in qs:
         days = max(0.0, (now - item.updated_at).total_seconds() / 86400)

@@ -12,7 +12,7 @@ import json
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
@@ -295,8 +295,12 @@ def memory_create(
     content: Any,
     metadata: Any = None,
     idempotency_key: str | None = None,
+    created_at: datetime | None = None,
 ) -> CreateResult:
-    """Store a memory (201) or replay an earlier identical write under the same key."""
+    """Store a memory (201) or replay an earlier identical write under the same key.
+
+    `created_at` is for imports that carry the original time; default now.
+    """
     tier = validate_tier(tier)
     try:
         content = validate_content(content)
@@ -320,7 +324,7 @@ def memory_create(
                 if existing is not None:
                     return CreateResult(existing, replayed=True)
             quota_adjust(user_id=user.pk, tier=tier, delta=size)
-            now = timezone.now()
+            now = created_at or timezone.now()
             item = MemoryItem(
                 id=item_id,
                 user=user,
