@@ -10,6 +10,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
+from audit import metrics
 from audit.models import AuditEvent
 from kimberly.context import Context
 
@@ -79,4 +80,5 @@ def audit_record(
     )
     event.hash = chain_hash(prev_hash, event)
     event.save(force_insert=True)
+    metrics.events.labels(action=action).inc()
     return event

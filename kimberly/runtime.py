@@ -369,10 +369,17 @@ def _leases() -> Path:
     return VAR_DIR / ".leases"
 
 
-def ensure(*, auto_stop: bool = True) -> list[Service]:
-    """Start whichever embedded servers the environment does not provide."""
+def ensure(*, auto_stop: bool = True, lease: Path | None = None) -> list[Service]:
+    """Start whichever embedded servers the environment does not provide.
+
+    With `lease`, the caller's lease is taken under the same lock, so a command
+    exiting at that moment cannot stop the servers between the two steps.
+    """
     services: list[Service] = []
     with _lock():
+        if lease is not None:
+            _leases().mkdir(parents=True, exist_ok=True)
+            lease.touch()
         if not external("DATABASE_URL"):
             port = postgres_port()
             if started := port is None:
@@ -391,11 +398,8 @@ def ensure(*, auto_stop: bool = True) -> list[Service]:
     return services
 
 
-def _take_lease() -> Path:
-    _leases().mkdir(parents=True, exist_ok=True)
-    lease = _leases() / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    lease.touch()
-    return lease
+def _new_lease() -> Path:
+    return _leases() / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def release(lease: Path) -> list[str]:
@@ -442,8 +446,8 @@ def ensure_local_secret_key() -> None:
 
 @contextlib.contextmanager
 def embedded_services(quiet: bool = True) -> Iterator[list[Service]]:
-    services = ensure()
-    lease = _take_lease()
+    lease = _new_lease()
+    services = ensure(lease=lease)
     apply_env(services)
     ensure_local_secret_key()
     if not quiet:

@@ -83,3 +83,6 @@ class QuotaAdmin(admin.ModelAdmin[Quota]):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False  # the row holds the usage that keeps quotas exact

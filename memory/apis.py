@@ -210,6 +210,25 @@ class MemoryLifecycleApi(APIView):
         return Response(memory_out(item))
 
 
+class MemoryRevertInput(StrictInput):
+    version = serializers.IntegerField(min_value=1)
+
+
+class MemoryRevertApi(APIView):
+    """POST /v1/memory/{id}/revert {version}: roll back to an earlier state."""
+
+    @extend_schema(request=MemoryRevertInput, responses={200: MemoryItemOutput})
+    def post(self, request: Request, memory_id: str) -> Response:
+        data = parse(MemoryRevertInput, request.data)
+        item = services.memory_revert(
+            ctx=context_from_request(request),
+            user=current_user(request),
+            memory_id=memory_id,
+            version=data["version"],
+        )
+        return Response(memory_out(item))
+
+
 class MemoryVersionOutput(serializers.ModelSerializer[MemoryVersion]):
     class Meta:
         model = MemoryVersion

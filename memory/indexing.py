@@ -17,14 +17,14 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import CharField, F, Func, Q
 from django.utils import timezone
 from django_redis import get_redis_connection
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import RedisError
 
 from audit.services import audit_record
-from kimberly.api.errors import NotFound, ValidationFailed
+from kimberly.api.errors import NotFound, invalid_field
 from kimberly.context import Context
 from memory import embeddings, metrics
 from memory.constants import Status
@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 PENDING_KEY = "kb:embed:pending"
 SCHEDULED_KEY = "kb:embed:scheduled"
 USER_MODEL_TAG = "user-supplied"
+FLOAT32_MAX = 3.4e38
+FLAG_SECONDS = 960  # > embed_pending's 900 s time limit
 
 
 def embedding_wanted(user: User) -> bool:
@@ -60,8 +62,13 @@ def enqueue_embedding(item_ids: Iterable[uuid.UUID]) -> None:
 def _schedule_drain(conn: Any) -> None:
     from memory.tasks import embed_pending
 
-    if conn.set(SCHEDULED_KEY, "1", nx=True, ex=600):
-        embed_pending.delay()
+    # The flag outlives the task's hard time limit, so at most one drain runs.
+    if conn.set(SCHEDULED_KEY, "1", nx=True, ex=FLAG_SECONDS):
+        try:
+            embed_pending.delay()
+        except Exception:
+            conn.delete(SCHEDULED_KEY)  # else embedding would stall until it expires
+            raise
 
 
 def enqueue_on_commit(items: list[MemoryItem], user: User) -> None:
@@ -112,8 +119,12 @@ def memory_embed_items(item_ids: list[uuid.UUID]) -> int:
     for item in items:
         existing = getattr(item, "embedding", None)
         digest = embeddings.content_hash(item.content)
-        if existing is None or existing.content_hash != digest or existing.model != tag:
+        if existing is None or existing.content_hash != digest:
             todo.append((item, digest))
+        elif existing.model not in (tag, USER_MODEL_TAG):
+            todo.append(
+                (item, digest)
+            )  # embedded by an older model; the user's own stay
     if not todo:
         return 0
     vectors = embeddings.embed_texts([item.content for item, _ in todo])
@@ -129,12 +140,16 @@ def memory_embed_items(item_ids: list[uuid.UUID]) -> int:
 
 def _store_vectors(rows: list[tuple[MemoryItem, str, Any]], tag: str) -> None:
     with transaction.atomic():
-        # Items deleted while we were embedding are skipped, not resurrected.
-        alive = set(
-            MemoryItem.objects.filter(pk__in=[i.id for i, _, _ in rows]).values_list(
-                "id", flat=True
-            )
-        )
+        # Lock the items in id order (every writer of these rows does), then keep
+        # only those whose content is still what was embedded: an item deleted or
+        # edited meanwhile is skipped; its edit queued a fresh embed of its own.
+        current = {
+            pk: embeddings.content_hash(content)
+            for pk, content in MemoryItem.objects.select_for_update()
+            .filter(pk__in=[i.id for i, _, _ in rows])
+            .order_by("pk")
+            .values_list("id", "content")
+        }
         objs = [
             MemoryEmbedding(
                 item_id=item.id,
@@ -143,8 +158,8 @@ def _store_vectors(rows: list[tuple[MemoryItem, str, Any]], tag: str) -> None:
                 model=tag,
                 content_hash=digest,
             )
-            for item, digest, vector in rows
-            if item.id in alive
+            for item, digest, vector in sorted(rows, key=lambda r: r[0].id)
+            if current.get(item.id) == digest
         ]
         MemoryEmbedding.objects.bulk_create(
             objs,
@@ -164,36 +179,50 @@ def _store_vectors(rows: list[tuple[MemoryItem, str, Any]], tag: str) -> None:
 def memory_embed_user_vectors(*, ctx: Context, user: User, rows: Any) -> dict[str, int]:
     """Store vectors computed elsewhere by the user: 384 finite floats per own id."""
     if not isinstance(rows, list) or not rows:
-        raise _invalid(
+        raise invalid_field(
             "embeddings", "must be a non-empty list of {memory_id, embedding}"
         )
     if len(rows) > 500:
-        raise _invalid("embeddings", "at most 500 per request")
+        raise invalid_field("embeddings", "at most 500 per request")
     parsed: dict[uuid.UUID, list[float]] = {}
     for n, row in enumerate(rows):
         if not isinstance(row, dict) or set(row) != {"memory_id", "embedding"}:
-            raise _invalid(f"embeddings[{n}]", "must be {memory_id, embedding}")
+            raise invalid_field(f"embeddings[{n}]", "must be {memory_id, embedding}")
         vector = row["embedding"]
         if not isinstance(vector, list) or len(vector) != EMBEDDING_DIMENSIONS:
-            raise _invalid(
+            raise invalid_field(
                 f"embeddings[{n}].embedding",
                 f"must have {EMBEDDING_DIMENSIONS} numbers",
             )
         if not all(
-            isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+            isinstance(x, int | float)
+            and not isinstance(x, bool)
+            and math.isfinite(x)
+            and abs(x) <= FLOAT32_MAX
             for x in vector
         ):
-            raise _invalid(f"embeddings[{n}].embedding", "must be finite numbers")
+            raise invalid_field(
+                f"embeddings[{n}].embedding",
+                "must be finite numbers within float32 range",
+            )
+        norm = math.sqrt(sum(float(x) * float(x) for x in vector))
+        if norm < 1e-6:
+            # A zero vector has no direction: cosine distance to it is NaN.
+            raise invalid_field(
+                f"embeddings[{n}].embedding", "must not be (nearly) all zeros"
+            )
         try:
             parsed[parse_memory_id(row["memory_id"])] = [float(x) for x in vector]
         except NotFound:
-            raise _invalid(
+            raise invalid_field(
                 f"embeddings[{n}].memory_id", "is not one of your memories"
             ) from None
     items = {i.id: i for i in MemoryItem.objects.filter(user=user, pk__in=list(parsed))}
     missing = [f"mem_{pk}" for pk in parsed if pk not in items]
     if missing:
-        raise _invalid("embeddings", f"not your memories: {', '.join(missing[:10])}")
+        raise invalid_field(
+            "embeddings", f"not your memories: {', '.join(missing[:10])}"
+        )
     _store_vectors(
         [
             (items[pk], embeddings.content_hash(items[pk].content), vec)
@@ -209,12 +238,6 @@ def memory_embed_user_vectors(*, ctx: Context, user: User, rows: Any) -> dict[st
         details={"count": len(parsed)},
     )
     return {"received": len(rows), "stored": len(parsed)}
-
-
-def _invalid(field: str, message: str) -> ValidationFailed:
-    return ValidationFailed(
-        f"{field}: {message}", details={"fields": {field: [message]}}
-    )
 
 
 def memory_reembed(*, all_items: bool = False) -> int:
@@ -237,21 +260,39 @@ def memory_reembed(*, all_items: bool = False) -> int:
     return count
 
 
+class ContentSHA256(Func):
+    """sha256 hex of text with PostgreSQL's built-in sha256() (Django's SHA256 needs
+    pgcrypto); equal to embeddings.content_hash."""
+
+    template = "encode(sha256(convert_to(%(expressions)s, 'UTF8')), 'hex')"
+    output_field = CharField()
+
+
 def sweep_unembedded(*, older_than_seconds: int = 60, limit: int = 5000) -> int:
     """Re-queue active items that should have a vector but have none (lost queue)."""
     if not embeddings.enabled():
         return 0
-    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    ids = list(
-        MemoryItem.objects.filter(
-            embedding__isnull=True,
-            user__embedding_enabled=True,
-            status=Status.ACTIVE,
-            updated_at__lt=cutoff,
-        ).values_list("id", flat=True)[:limit]
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=older_than_seconds)
+    active = MemoryItem.objects.filter(
+        user__embedding_enabled=True, status=Status.ACTIVE, updated_at__lt=cutoff
     )
-    enqueue_embedding(ids)
-    return len(ids)
+    missing = list(
+        active.filter(embedding__isnull=True).values_list("id", flat=True)[:limit]
+    )
+    # Edited since embedded and the re-embed got lost: compare content hashes, in
+    # SQL, for recent edits only (hashing every row every minute would not scale).
+    stale = list(
+        active.filter(
+            updated_at__gt=now - timedelta(days=1),
+            embedding__created_at__lt=F("updated_at"),
+        )
+        .annotate(digest=ContentSHA256("content"))
+        .exclude(embedding__content_hash=F("digest"))
+        .values_list("id", flat=True)[:limit]
+    )
+    enqueue_embedding(missing + stale)
+    return len(missing) + len(stale)
 
 
 def _chunks(it: Iterable[Any], size: int) -> Iterable[list[Any]]:

@@ -30,6 +30,9 @@ class QuotaExceeded(ApplicationError):
     status = 429
 
 
+MAX_LIMIT_BYTES = 2**50  # 1 PiB: far beyond any plan, far below bigint overflow
+
+
 def default_limit(tier: str) -> int:
     return int(settings.MEMORY_QUOTA_DEFAULTS[tier])
 
@@ -140,9 +143,10 @@ def quota_set(
     """Override a user's quota for one tier (None restores the default); audited."""
     if tier not in Tier.values:
         raise ValidationFailed(f"Unknown tier {tier!r}.", details={"tier": tier})
-    if limit_bytes is not None and limit_bytes < 0:
+    if limit_bytes is not None and not 0 <= limit_bytes <= MAX_LIMIT_BYTES:
         raise ValidationFailed(
-            "limit must be >= 0 bytes.", details={"limit": limit_bytes}
+            f"limit must be between 0 and {MAX_LIMIT_BYTES} bytes.",
+            details={"limit": limit_bytes},
         )
     quota, _ = Quota.objects.select_for_update().get_or_create(
         user_id=user_id, tier=tier

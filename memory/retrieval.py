@@ -32,7 +32,7 @@ from django_redis import get_redis_connection
 from pgvector.django import CosineDistance
 from redis.exceptions import RedisError
 
-from kimberly.api.errors import ValidationFailed
+from kimberly.api.errors import invalid_field
 from memory import embeddings, metrics
 from memory.constants import Source, Status, Tier
 from memory.models import MemoryEmbedding, MemoryItem, RetrievalRecord
@@ -93,24 +93,22 @@ def validate_query(
     query: Any, tier: Any, top_k: Any, filters: QueryFilters
 ) -> tuple[str, str, int]:
     if not isinstance(query, str) or not query.strip():
-        raise _invalid("query", "must be a non-empty string")
+        raise invalid_field("query", "must be a non-empty string")
     if len(query) > MAX_QUERY_CHARS:
-        raise _invalid("query", f"at most {MAX_QUERY_CHARS} characters")
+        raise invalid_field("query", f"at most {MAX_QUERY_CHARS} characters")
     if tier not in (*Tier.values, "any"):
-        raise _invalid("type", f"must be one of {', '.join(Tier.values)} or any")
+        raise invalid_field("type", f"must be one of {', '.join(Tier.values)} or any")
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= 50:
-        raise _invalid("top_k", "must be an integer from 1 to 50")
+        raise invalid_field("top_k", "must be an integer from 1 to 50")
     if filters.tags_mode not in ("any", "all"):
-        raise _invalid("filters.tags_mode", "must be any or all")
+        raise invalid_field("filters.tags_mode", "must be any or all")
     if filters.source is not None and filters.source not in Source.values:
-        raise _invalid("filters.source", f"must be one of {', '.join(Source.values)}")
+        raise invalid_field(
+            "filters.source", f"must be one of {', '.join(Source.values)}"
+        )
     if filters.since and filters.until and filters.since >= filters.until:
-        raise _invalid("filters.since", "must be before filters.until")
+        raise invalid_field("filters.since", "must be before filters.until")
     return query.strip(), tier, top_k
-
-
-def _invalid(name: str, message: str) -> ValidationFailed:
-    return ValidationFailed(f"{name}: {message}", details={"fields": {name: [message]}})
 
 
 # ------------------------------------------------------------------ candidates
@@ -181,11 +179,14 @@ def semantic_candidates(
     )
 
 
-def query_vector(query: str) -> np.ndarray[Any, Any] | None:
-    """The query's embedding, from the Redis cache when we have seen it before."""
-    key = (
-        f"kb:qemb:{embeddings.model_tag()}:{hashlib.sha256(query.encode()).hexdigest()}"
-    )
+def query_vector(query: str, user_id: uuid.UUID) -> np.ndarray[Any, Any] | None:
+    """The query's embedding, from the Redis cache when this user asked it before.
+
+    Keyed per user: a shared cache would let cache timing tell one user what
+    another had asked.
+    """
+    digest = hashlib.sha256(f"{user_id}:{query}".encode()).hexdigest()
+    key = f"kb:qemb:{embeddings.model_tag()}:{digest}"
     conn = None
     try:
         conn = get_redis_connection("default")
@@ -238,7 +239,7 @@ def memory_query(
     vector = None
     if mode != "lexical" and embeddings.enabled() and user.embedding_enabled:
         with _stage("embed", timings):
-            vector = query_vector(query)
+            vector = query_vector(query, user.pk)
     effective = mode if (vector is not None or mode == "lexical") else "lexical"
 
     candidates: dict[uuid.UUID, None] = {}
@@ -248,7 +249,7 @@ def memory_query(
     if effective in ("hybrid", "semantic") and vector is not None:
         with _stage("semantic", timings):
             candidates.update(dict.fromkeys(semantic_candidates(user, base, vector, n)))
-    if tier in ("any", Tier.SHORT_TERM) and effective == "hybrid":
+    if tier in ("any", Tier.SHORT_TERM):
         # The live session context always competes (from Redis, cheap).
         for entry in short_term_context(user_id=user.pk, limit=10):
             candidates.setdefault(uuid.UUID(entry["id"][4:]), None)
@@ -303,6 +304,9 @@ def _score(
             )
         )
     _fuse(hits, mode)
+    # A candidate with no evidence at all (a session item that shares nothing
+    # with the query) must not ride in on freshness alone.
+    hits = [h for h in hits if h.relevance > 0]
     lam, w = settings.RETRIEVAL_LAMBDA, settings.RETRIEVAL_FRESHNESS_WEIGHT
     for h in hits:
         h.final = lam * h.relevance + (1 - lam) * h.score + w * h.freshness
@@ -311,7 +315,9 @@ def _score(
 
 
 def _opt(value: Any) -> float | None:
-    return None if value is None else round(float(value), 6)
+    if value is None or math.isnan(float(value)):
+        return None  # NaN: no direction to compare (e.g. a zero vector)
+    return round(float(value), 6)
 
 
 def _fuse(hits: list[Hit], mode: str) -> None:
@@ -418,8 +424,28 @@ def flush_retrieval_log(max_entries: int = 20000) -> int:
             )
             count, last = seen.get(iid, (0, 0.0))
             seen[iid] = (count + 1, max(last, entry["t"]))
+    try:
+        _write_retrievals(records, seen)
+    except Exception:
+        conn.lpush(LOG_KEY, *reversed(raw))  # back at the head, for the next flush
+        raise
+    return len(raw)
+
+
+def _write_retrievals(
+    records: list[RetrievalRecord], seen: dict[uuid.UUID, tuple[int, float]]
+) -> None:
+    ids = sorted(seen)
     with transaction.atomic():
         RetrievalRecord.objects.bulk_create(records, batch_size=2000)
+        # Lock in id order, like every other multi-row writer of items, so this
+        # batch update cannot deadlock with a user's bulk action.
+        list(
+            MemoryItem.objects.select_for_update()
+            .filter(pk__in=ids)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
         with connection.cursor() as cur:
             cur.execute(
                 """
@@ -430,9 +456,8 @@ def flush_retrieval_log(max_entries: int = 20000) -> int:
                  WHERE m.id = v.id
                 """,
                 [
-                    list(seen),
-                    [c for c, _ in seen.values()],
-                    [datetime.fromtimestamp(t, tz=UTC) for _, t in seen.values()],
+                    ids,
+                    [seen[i][0] for i in ids],
+                    [datetime.fromtimestamp(seen[i][1], tz=UTC) for i in ids],
                 ],
             )
-    return len(raw)

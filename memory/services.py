@@ -19,7 +19,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.services import audit_record
-from kimberly.api.errors import ApplicationError, Conflict, NotFound, ValidationFailed
+from kimberly.api.errors import ApplicationError, Conflict, NotFound, invalid_field
 from kimberly.context import Context
 from memory import indexing, metrics, short_term
 from memory.constants import (
@@ -50,21 +50,15 @@ class ContentTooLarge(ApplicationError):
 METADATA_KEYS = {"tags", "source", "channels", "sensitive", "scope", "user_feedback"}
 
 
-def _fail(field: str, message: str, value: Any = None) -> ValidationFailed:
-    return ValidationFailed(
-        f"{field}: {message}", details={"fields": {field: [message]}, "value": value}
-    )
-
-
 def validate_tier(tier: Any, field: str = "type") -> str:
     if tier not in Tier.values:
-        raise _fail(field, f"must be one of {', '.join(Tier.values)}", tier)
+        raise invalid_field(field, f"must be one of {', '.join(Tier.values)}")
     return str(tier)
 
 
 def validate_content(content: Any) -> str:
     if not isinstance(content, str) or not content.strip():
-        raise _fail("content", "must be a non-empty string")
+        raise invalid_field("content", "must be a non-empty string")
     size = len(content.encode("utf-8"))
     if size > MAX_CONTENT_BYTES:
         raise ContentTooLarge(
@@ -76,22 +70,22 @@ def validate_content(content: Any) -> str:
 
 def _string_list(raw: Any, field: str, max_items: int) -> list[str]:
     if not isinstance(raw, list) or not all(isinstance(t, str) for t in raw):
-        raise _fail(field, "must be a list of strings", raw)
+        raise invalid_field(field, "must be a list of strings")
     out: list[str] = []
     for value in (t.strip() for t in raw):
         if not value or len(value) > MAX_TAG_LENGTH:
-            raise _fail(
-                field, f"each entry must be 1..{MAX_TAG_LENGTH} characters", value
+            raise invalid_field(
+                field, f"each entry must be 1..{MAX_TAG_LENGTH} characters"
             )
         if not _storable(value):
-            raise _fail(
+            raise invalid_field(
                 field,
                 "contains characters that cannot be stored (NUL or lone surrogate)",
             )
         if value not in out:
             out.append(value)
     if len(out) > max_items:
-        raise _fail(field, f"at most {max_items} entries", len(out))
+        raise invalid_field(field, f"at most {max_items} entries")
     return out
 
 
@@ -113,10 +107,10 @@ def validate_metadata(
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise _fail("metadata", "must be an object", raw)
+        raise invalid_field("metadata", "must be an object")
     unknown = sorted(set(raw) - METADATA_KEYS - {"version"})
     if unknown:
-        raise _fail("metadata", f"unknown keys: {', '.join(unknown)}", unknown)
+        raise invalid_field("metadata", f"unknown keys: {', '.join(unknown)}")
     meta = dict(
         base
         or {
@@ -137,21 +131,20 @@ def validate_metadata(
     for key, choices in (("source", Source.values), ("scope", Scope.values)):
         if key in raw:
             if raw[key] not in choices:
-                raise _fail(
-                    f"metadata.{key}", f"must be one of {', '.join(choices)}", raw[key]
+                raise invalid_field(
+                    f"metadata.{key}", f"must be one of {', '.join(choices)}"
                 )
             meta[key] = raw[key]
     if "sensitive" in raw:
         if not isinstance(raw["sensitive"], bool):
-            raise _fail("metadata.sensitive", "must be true or false", raw["sensitive"])
+            raise invalid_field("metadata.sensitive", "must be true or false")
         meta["sensitive"] = raw["sensitive"]
     if "user_feedback" in raw:
         fb = raw["user_feedback"]
         if fb is not None and fb not in FEEDBACK_VALUES:
-            raise _fail(
+            raise invalid_field(
                 "metadata.user_feedback",
                 "must be thumbs_up, thumbs_down or rating:1..5",
-                fb,
             )
         meta["user_feedback"] = fb
     return meta
@@ -309,7 +302,7 @@ def memory_create(
         metrics.memory_writes.labels(tier=tier, result="invalid").inc()
         raise
     if idempotency_key is not None and not (0 < len(idempotency_key) <= 128):
-        raise _fail("Idempotency-Key", "must be 1..128 characters", idempotency_key)
+        raise invalid_field("Idempotency-Key", "must be 1..128 characters")
     size = item_size(content, meta)
     try:
         with transaction.atomic():
@@ -367,6 +360,7 @@ def memory_update(
     content: Any = None,
     metadata: Any = None,
     tier: Any = None,
+    action: str = "update",
 ) -> MemoryItem:
     """Edit content, metadata and/or tier; quota-checked, versioned, audited."""
     new_tier = validate_tier(tier) if tier is not None else None
@@ -385,7 +379,7 @@ def memory_update(
         changed.append("tier")
     if not changed:
         return item
-    previous = _version_row(item, "update", ctx)
+    previous = _version_row(item, action, ctx)
     old_tier, old_size = item.tier, item.size_bytes
     target_tier = new_tier or old_tier
     new_size = item_size(
@@ -413,7 +407,7 @@ def memory_update(
     previous.save(force_insert=True)
     audit_record(
         ctx=ctx,
-        action="memory.update",
+        action=f"memory.{action}",
         user_id=user.pk,
         target_type="memory",
         target_id=item.public_id,
@@ -429,6 +423,35 @@ def memory_update(
         indexing.enqueue_on_commit([item], user)
     metrics.memory_writes.labels(tier=target_tier, result="ok").inc()
     return item
+
+
+@transaction.atomic
+def memory_revert(
+    *, ctx: Context, user: User, memory_id: str, version: Any
+) -> MemoryItem:
+    """Bring back the content, metadata and tier an item had at `version`.
+
+    A revert is itself an edit: quota-checked, kept in history (so it can be
+    reverted too) and audited as memory.revert. Status and protection stay.
+    """
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise invalid_field("version", "must be a positive integer")
+    item = _locked_item(user, memory_id)
+    snapshot = item.versions.filter(version=version).first()
+    if snapshot is None:
+        raise NotFound(
+            f"{memory_id} has no earlier version {version}.",
+            details={"version": version, "current": item.version},
+        )
+    return memory_update(
+        ctx=ctx,
+        user=user,
+        memory_id=memory_id,
+        content=snapshot.content,
+        metadata={k: v for k, v in snapshot.metadata.items() if k in METADATA_KEYS},
+        tier=snapshot.tier,
+        action="revert",
+    )
 
 
 # ----------------------------------------------------------------- lifecycle
@@ -530,11 +553,11 @@ class BulkResult:
 def memory_bulk(*, ctx: Context, user: User, action: Any, ids: Any) -> BulkResult:
     """Apply one action to up to 500 of the user's items: all of them, or none (4xx)."""
     if action not in BULK_ACTIONS:
-        raise _fail("action", f"must be one of {', '.join(BULK_ACTIONS)}", action)
+        raise invalid_field("action", f"must be one of {', '.join(BULK_ACTIONS)}")
     if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
-        raise _fail("ids", "must be a non-empty list of memory ids", ids)
+        raise invalid_field("ids", "must be a non-empty list of memory ids")
     if len(ids) > MAX_BULK_IDS:
-        raise _fail("ids", f"at most {MAX_BULK_IDS} ids", len(ids))
+        raise invalid_field("ids", f"at most {MAX_BULK_IDS} ids")
     wanted: dict[uuid.UUID, str] = {}
     missing: list[str] = []
     for raw in ids:

@@ -3,8 +3,11 @@
 PostgreSQL is the system of record. Per user, Redis keeps a sorted set of the
 active short-term item ids (score: updated_at) and a hash of their summaries,
 plus a `ready` marker with a TTL. Writes go through after commit; a read with no
-marker (Redis restarted empty, or the TTL passed) rebuilds from PostgreSQL. The
-TTL bounds how long a write racing a rebuild can stay invisible in the cache.
+marker (Redis restarted empty, the TTL passed, or a delete happened) rebuilds
+from PostgreSQL. Known staleness, bounded by the TTL: a write racing a rebuild,
+or two concurrent edits of one item landing in Redis out of order, can show the
+older version in the session context (never in query results, which re-read
+PostgreSQL through the pre-filter).
 """
 
 from __future__ import annotations
@@ -78,11 +81,15 @@ def short_term_forget(user_id: uuid.UUID, item_ids: list[uuid.UUID]) -> None:
     """Drop deleted items from the cache after commit."""
     if not item_ids:
         return
-    ids_key, items_key, _ = _keys(user_id)
+    ids_key, items_key, ready_key = _keys(user_id)
     try:
         pipe = get_redis_connection("default").pipeline(transaction=False)
         pipe.zrem(ids_key, *[str(i) for i in item_ids])
         pipe.hdel(items_key, *[str(i) for i in item_ids])
+        # Write-throughs of concurrent transactions can land out of order; for a
+        # delete that could resurrect the item in the cache, so the next read
+        # rebuilds from PostgreSQL instead of trusting it.
+        pipe.delete(ready_key)
         pipe.execute()
     except RedisError:
         logger.warning("short-term forget failed; cache will be rebuilt")

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from memory import apis
+from memory import apis, services
 
 lifecycle = [
     path(
@@ -8,7 +8,7 @@ lifecycle = [
         apis.MemoryLifecycleApi.as_view(action_name=action),
         name=f"memory-{action}",
     )
-    for action in ("protect", "unprotect", "archive", "restore")
+    for action in services.LIFECYCLE_ACTIONS
 ]
 
 urlpatterns = [
@@ -24,6 +24,11 @@ urlpatterns = [
         "memory/<str:memory_id>/history",
         apis.MemoryHistoryApi.as_view(),
         name="memory-history",
+    ),
+    path(
+        "memory/<str:memory_id>/revert",
+        apis.MemoryRevertApi.as_view(),
+        name="memory-revert",
     ),
     *lifecycle,
 ]

@@ -293,3 +293,13 @@ def test_a_key_alice_used_is_no_conflict_for_bob(alice_api, bob_api, bob):
     )
     assert resp.status_code == 201
     assert resp.json()["content"] == "his"
+
+
+def test_bob_cannot_revert_alices_memory(alice_api, bob_api):
+    mid = alice_api.post(
+        "/v1/memory", {"type": "long-term", "content": "alice v1"}, format="json"
+    ).json()["id"]
+    alice_api.patch(f"/v1/memory/{mid}", {"content": "alice v2"}, format="json")
+    resp = bob_api.post(f"/v1/memory/{mid}/revert", {"version": 1}, format="json")
+    assert resp.status_code == 404
+    assert alice_api.get(f"/v1/memory/{mid}").json()["content"] == "alice v2"

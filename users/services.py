@@ -16,6 +16,7 @@ from audit.services import audit_record
 from kimberly.api.errors import ApplicationError, ValidationFailed
 from kimberly.api.ratelimit import rate_limit_hit
 from kimberly.context import Actor, Context, RequestMeta
+from users import metrics
 from users.models import User, normalize_email
 
 
@@ -103,8 +104,10 @@ def user_login(*, email: str, password: str, meta: RequestMeta) -> IssuedToken:
             target_type="user",
             target_id=str(known or ""),
         )
+        metrics.logins.labels(result="failed").inc()
         raise InvalidCredentials("Email or password is wrong.")
     assert isinstance(user, User)
+    metrics.logins.labels(result="ok").inc()
     with transaction.atomic():
         issued = _issue_token(user)
         audit_record(

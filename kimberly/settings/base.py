@@ -228,6 +228,9 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "kimberly.api.exceptions.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    # ASCII-escaped JSON: an error echoing user text with a lone surrogate in it
+    # must still render (UTF-8 cannot encode one).
+    "UNICODE_JSON": False,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Kimberly API",
@@ -275,6 +278,10 @@ RETRIEVAL_FUSION = env_str("RETRIEVAL_FUSION", "weighted")
 RETRIEVAL_SEMANTIC_WEIGHT = env_float("RETRIEVAL_SEMANTIC_WEIGHT", 0.7)
 # Vector search: "exact" per-user scan or "hnsw" iterative index scan.
 RETRIEVAL_VECTOR_STRATEGY = env_str("RETRIEVAL_VECTOR_STRATEGY", "exact")
+if RETRIEVAL_FUSION not in {"weighted", "rrf"}:
+    raise ImproperlyConfigured("RETRIEVAL_FUSION must be weighted or rrf")
+if RETRIEVAL_VECTOR_STRATEGY not in {"exact", "hnsw"}:
+    raise ImproperlyConfigured("RETRIEVAL_VECTOR_STRATEGY must be exact or hnsw")
 
 # --- Storage -------------------------------------------------------------------
 MEDIA_ROOT = env_str("MEDIA_ROOT", str(VAR_DIR / "media"))
@@ -340,6 +347,5 @@ LOGGING = {
     },
 }
 
-UPTIME_STARTED_AT = None  # set by kimberly.apps at start-up
 PROMETHEUS_EXPORT_MIGRATIONS = False
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

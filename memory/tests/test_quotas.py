@@ -159,3 +159,54 @@ def test_archived_bytes_do_not_count_and_restore_is_quota_checked(alice):
     first.refresh_from_db()
     assert first.status == Status.ARCHIVED
     assert _usage(alice, Tier.SHORT_TERM) == _stored(alice, Tier.SHORT_TERM)
+
+
+@pytest.mark.django_db
+@override_settings(MEMORY_QUOTA_DEFAULTS=SMALL)
+def test_a_revert_brings_back_an_earlier_version_and_is_itself_reversible(
+    alice_api, alice
+):
+    created = alice_api.post(
+        "/v1/memory",
+        {"type": "short-term", "content": "first draft", "metadata": {"tags": ["a"]}},
+        format="json",
+    ).json()
+    mid = created["id"]
+    alice_api.patch(
+        f"/v1/memory/{mid}",
+        {"content": "second draft", "type": "long-term", "metadata": {"tags": ["b"]}},
+        format="json",
+    )
+    resp = alice_api.post(f"/v1/memory/{mid}/revert", {"version": 1}, format="json")
+    assert resp.status_code == 200
+    body = resp.json()
+    assert (body["content"], body["type"], body["metadata"]["tags"]) == (
+        "first draft",
+        "short-term",
+        ["a"],
+    )
+    assert body["metadata"]["version"] == 3
+    assert _usage(alice, "short-term") == body["size_bytes"]
+    assert _usage(alice, "long-term") == 0
+    history = alice_api.get(f"/v1/memory/{mid}/history").json()["versions"]
+    assert [v["action"] for v in history] == ["update", "revert"]
+    back = alice_api.post(f"/v1/memory/{mid}/revert", {"version": 2}, format="json")
+    assert back.json()["content"] == "second draft"
+
+
+@pytest.mark.django_db
+def test_reverting_to_a_version_that_does_not_exist_is_404_and_changes_nothing(
+    alice_api,
+):
+    mid = alice_api.post(
+        "/v1/memory", {"type": "long-term", "content": "only one"}, format="json"
+    ).json()["id"]
+    resp = alice_api.post(f"/v1/memory/{mid}/revert", {"version": 7}, format="json")
+    assert resp.status_code == 404
+    assert (
+        alice_api.post(
+            f"/v1/memory/{mid}/revert", {"version": 0}, format="json"
+        ).status_code
+        == 400
+    )
+    assert alice_api.get(f"/v1/memory/{mid}").json()["metadata"]["version"] == 1
