@@ -392,13 +392,25 @@ def main() -> None:
     from memory.models import MemoryItem
 
     total = args.users * args.items
-    stats: dict[str, float] = {}
-    if not (args.reuse and MemoryItem.objects.count() == total):
+    # Build timings survive a crash of a later stage, so --reuse can resume.
+    state_file = ROOT / "var" / f"bench-{args.name}-state.json"
+    state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    if (
+        args.reuse
+        and state.get("total") == total
+        and MemoryItem.objects.count() == total
+    ):
+        stats, hnsw_s = state["stats"], state["hnsw_s"]
+        log(f"reusing loaded data and index (built earlier: {state})")
+    else:
         log(f"loading {total} memories")
         stats = load(args.users, args.items, args.pool)
         log(f"load done: {stats}")
-    hnsw_s = build_hnsw()
-    log(f"HNSW built in {hnsw_s:.0f}s")
+        hnsw_s = build_hnsw()
+        log(f"HNSW built in {hnsw_s:.0f}s")
+        state_file.write_text(
+            json.dumps({"total": total, "stats": stats, "hnsw_s": hnsw_s})
+        )
     size_rows = sizes()
     sem = semantic_compare()
     log(f"semantic: {sem}")

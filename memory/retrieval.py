@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.contrib.postgres.search import SearchQuery, SearchRank
+from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVectorField
 from django.db import connection, transaction
-from django.db.models import Case, F, FloatField, QuerySet, Value, When
+from django.db.models import Case, F, FloatField, Func, QuerySet, Value, When
 from django.utils import timezone
 from django_redis import get_redis_connection
 from pgvector.django import CosineDistance
@@ -60,7 +60,9 @@ class QueryFilters:
 
 @dataclass
 class Hit:
-    item: MemoryItem
+    item_id: uuid.UUID
+    tier: str
+    tags: list[str]
     semantic: float | None
     lexical: float | None
     score: float
@@ -68,6 +70,7 @@ class Hit:
     relevance: float = 0.0
     final: float = 0.0
     why: str = ""
+    item: MemoryItem = field(init=False)
 
 
 @dataclass
@@ -138,13 +141,29 @@ def _or_query(query: str) -> SearchQuery | None:
     return SearchQuery(" | ".join(tokens), search_type="raw", config="english")
 
 
+class _UnindexedTsvector(Func):
+    """`search_vector || ''`: the same document, but not the GIN index's expression.
+
+    With the index, PostgreSQL intersects the user's rows with every row of every
+    user matching any query term (tens of thousands at 1M memories: ~20-50 ms).
+    Testing the user's own rows is ~1 ms (bench/retrieval_speed.py).
+    """
+
+    template = "(%(expressions)s || ''::tsvector)"
+    output_field = SearchVectorField()
+
+
+def _rank(tsq: SearchQuery) -> SearchRank:
+    return SearchRank(F("search_vector"), tsq, cover_density=True, normalization=32)
+
+
 def lexical_candidates(
     base: QuerySet[MemoryItem], tsq: SearchQuery, n: int
 ) -> list[uuid.UUID]:
-    rank = SearchRank(F("search_vector"), tsq, cover_density=True, normalization=32)
     return list(
-        base.filter(search_vector=tsq)
-        .annotate(lex=rank)
+        base.annotate(doc=_UnindexedTsvector("search_vector"))
+        .filter(doc=tsq)
+        .annotate(lex=_rank(tsq))
         .order_by("-lex", "-updated_at")
         .values_list("id", flat=True)[:n]
     )
@@ -156,21 +175,42 @@ def semantic_candidates(
     """Nearest items by cosine distance, within the pre-filter.
 
     "exact" scans the user's own vectors (B-tree on user, then a sort): exact
-    recall whatever the filters. "hnsw" walks the global HNSW graph with
-    pgvector 0.8's iterative scan until enough rows pass the filters; see
-    bench/retrieval_speed.py for the measured trade-off that picks the default.
+    whatever the filters, cost linear in the user's vectors. "hnsw" walks the
+    global HNSW graph with pgvector 0.8's iterative scan until enough rows pass
+    the filters: faster for big users, but for a user with few vectors among
+    millions it would scan up to hnsw.max_scan_tuples and still come back short.
+    "auto" (default) takes exact up to RETRIEVAL_EXACT_MAX_VECTORS vectors and
+    HNSW above, falling back to exact when HNSW comes back short. Measured in
+    bench/reports/retrieval_speed.md.
     """
-    if settings.RETRIEVAL_VECTOR_STRATEGY == "hnsw":
-        with transaction.atomic(), connection.cursor() as cur:
-            cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            cur.execute("SET LOCAL hnsw.ef_search = %s", [max(40, n)])
-            return list(
-                MemoryEmbedding.objects.filter(user=user, item__in=base)
-                .order_by(CosineDistance("vector", vector))
-                .values_list("item_id", flat=True)[:n]
-            )
-    # "+ 0" keeps the planner off the HNSW index: for one user's few thousand
-    # vectors an exact scan is both faster and exact.
+    strategy = settings.RETRIEVAL_VECTOR_STRATEGY
+    if strategy == "auto":
+        count = MemoryEmbedding.objects.filter(user=user).count()
+        strategy = "exact" if count <= settings.RETRIEVAL_EXACT_MAX_VECTORS else "hnsw"
+    if strategy == "hnsw":
+        found = _hnsw_candidates(user, base, vector, n)
+        if len(found) == n:
+            return found
+    return _exact_candidates(base, vector, n)
+
+
+def _hnsw_candidates(
+    user: User, base: QuerySet[MemoryItem], vector: np.ndarray[Any, Any], n: int
+) -> list[uuid.UUID]:
+    # hnsw.iterative_scan=relaxed_order and ef_search are set per connection
+    # (DATABASES OPTIONS): four round trips fewer than SET LOCAL in a transaction.
+    return list(
+        MemoryEmbedding.objects.filter(user=user, item__in=base)
+        .order_by(CosineDistance("vector", vector))
+        .values_list("item_id", flat=True)[:n]
+    )
+
+
+def _exact_candidates(
+    base: QuerySet[MemoryItem], vector: np.ndarray[Any, Any], n: int
+) -> list[uuid.UUID]:
+    # "+ 0" keeps the planner off the HNSW index: this is a scan of the user's
+    # own vectors, exact by construction.
     return list(
         base.filter(embedding__isnull=False)
         .annotate(dist=CosineDistance("embedding__vector", vector) + Value(0.0))
@@ -261,7 +301,10 @@ def memory_query(
             base, list(candidates), tsq, vector, effective, now or timezone.now()
         )
         hits = hits[:top_k]
+        items = base.in_bulk([h.item_id for h in hits])
+        hits = [h for h in hits if h.item_id in items]
         for h in hits:
+            h.item = items[h.item_id]
             h.why = _why(h, query, filters)
     if log and hits:
         _log_retrieval(user.pk, request_id, hits)
@@ -276,30 +319,34 @@ def _score(
     mode: str,
     now: datetime,
 ) -> list[Hit]:
-    qs = base.filter(pk__in=ids)
-    if tsq is not None and mode != "semantic":
-        qs = qs.annotate(
-            lex=SearchRank(
-                F("search_vector"), tsq, cover_density=True, normalization=32
-            )
-        )
-    if vector is not None and mode != "lexical":
-        qs = qs.annotate(
-            sim=Case(
+    # Scores only: whole rows (content and all) are read for the top-k alone.
+    qs = base.filter(pk__in=ids).annotate(
+        lex=_rank(tsq)
+        if tsq is not None and mode != "semantic"
+        else Value(None, FloatField()),
+        sim=(
+            Case(
                 When(embedding__isnull=True, then=None),
                 default=1.0 - CosineDistance("embedding__vector", vector),
                 output_field=FloatField(),
             )
-        )
+            if vector is not None and mode != "lexical"
+            else Value(None, FloatField())
+        ),
+    )
     hits = []
-    for item in qs:
-        days = max(0.0, (now - item.updated_at).total_seconds() / 86400)
+    for pk, tier, tags, score, updated_at, lex, sim in qs.values_list(
+        "id", "tier", "tags", "score", "updated_at", "lex", "sim"
+    ):
+        days = max(0.0, (now - updated_at).total_seconds() / 86400)
         hits.append(
             Hit(
-                item=item,
-                semantic=_opt(getattr(item, "sim", None)),
-                lexical=_opt(getattr(item, "lex", None)),
-                score=item.score,
+                item_id=pk,
+                tier=tier,
+                tags=tags,
+                semantic=_opt(sim),
+                lexical=_opt(lex),
+                score=score,
                 freshness=math.exp(-days / settings.RETRIEVAL_FRESHNESS_DAYS),
             )
         )
@@ -310,7 +357,7 @@ def _score(
     lam, w = settings.RETRIEVAL_LAMBDA, settings.RETRIEVAL_FRESHNESS_WEIGHT
     for h in hits:
         h.final = lam * h.relevance + (1 - lam) * h.score + w * h.freshness
-    hits.sort(key=lambda h: (-h.final, -(h.relevance), str(h.item.id)))
+    hits.sort(key=lambda h: (-h.final, -(h.relevance), str(h.item_id)))
     return hits
 
 
@@ -386,7 +433,7 @@ def _log_retrieval(user_id: uuid.UUID, request_id: str, hits: list[Hit]) -> None
             "r": request_id[:64],
             "t": time.time(),
             "h": [
-                [str(h.item.id), rank, round(h.final, 6)]
+                [str(h.item_id), rank, round(h.final, 6)]
                 for rank, h in enumerate(hits, 1)
             ],
         }

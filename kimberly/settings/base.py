@@ -113,6 +113,11 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# pgvector 0.8: HNSW scans keep walking the graph until enough rows pass the
+# per-user filter (they only affect queries that use the HNSW index).
+DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
+    "-c hnsw.iterative_scan=relaxed_order -c hnsw.ef_search=100"
+)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_CACHE_DB = env_int("REDIS_CACHE_DB", 0)
@@ -276,12 +281,14 @@ QUERY_EMBEDDING_CACHE_SECONDS = env_int("QUERY_EMBEDDING_CACHE_SECONDS", 24 * 36
 # cosine similarity, the rest on max-normalised ts_rank_cd) or "rrf".
 RETRIEVAL_FUSION = env_str("RETRIEVAL_FUSION", "weighted")
 RETRIEVAL_SEMANTIC_WEIGHT = env_float("RETRIEVAL_SEMANTIC_WEIGHT", 0.7)
-# Vector search: "exact" per-user scan or "hnsw" iterative index scan.
-RETRIEVAL_VECTOR_STRATEGY = env_str("RETRIEVAL_VECTOR_STRATEGY", "exact")
+# Vector search: "exact" per-user scan, "hnsw" iterative index scan, or "auto"
+# (exact up to RETRIEVAL_EXACT_MAX_VECTORS of the user's vectors, HNSW above).
+RETRIEVAL_VECTOR_STRATEGY = env_str("RETRIEVAL_VECTOR_STRATEGY", "auto")
+RETRIEVAL_EXACT_MAX_VECTORS = env_int("RETRIEVAL_EXACT_MAX_VECTORS", 500)
 if RETRIEVAL_FUSION not in {"weighted", "rrf"}:
     raise ImproperlyConfigured("RETRIEVAL_FUSION must be weighted or rrf")
-if RETRIEVAL_VECTOR_STRATEGY not in {"exact", "hnsw"}:
-    raise ImproperlyConfigured("RETRIEVAL_VECTOR_STRATEGY must be exact or hnsw")
+if RETRIEVAL_VECTOR_STRATEGY not in {"auto", "exact", "hnsw"}:
+    raise ImproperlyConfigured("RETRIEVAL_VECTOR_STRATEGY must be auto, exact or hnsw")
 
 # --- Storage -------------------------------------------------------------------
 MEDIA_ROOT = env_str("MEDIA_ROOT", str(VAR_DIR / "media"))

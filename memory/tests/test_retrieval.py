@@ -378,3 +378,18 @@ def test_a_vector_for_another_users_memory_is_refused(alice, bob_api):
     )
     assert resp.status_code == 400
     assert not MemoryEmbedding.objects.exists()
+
+
+@pytest.mark.parametrize("strategy", ["exact", "hnsw", "auto"])
+def test_every_vector_strategy_finds_the_paraphrase_and_only_the_users_own(
+    alice_api, alice, bob, strategy
+):
+    mine = [_store(alice, text) for text in (SISTER, TEA, DEADLINE)]
+    theirs = _store(bob, "My brother Tom celebrates his birthday in June")
+    _embed(*mine, theirs)
+    with override_settings(
+        RETRIEVAL_VECTOR_STRATEGY=strategy, RETRIEVAL_EXACT_MAX_VECTORS=0
+    ):
+        ids = _ids(_query(alice_api, PARAPHRASE, top_k=10))
+    assert ids[0] == mine[0].public_id
+    assert theirs.public_id not in ids
