@@ -24,7 +24,10 @@ class MemoryItem(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memories"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="memories",
+        db_index=False,  # (user, tier, status) and (user, created_at) lead with user
     )
     tier = models.CharField(max_length=16, choices=Tier.choices)
     content = models.TextField()
@@ -122,7 +125,10 @@ class Quota(models.Model):
     """
 
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="quotas"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="quotas",
+        db_index=False,  # the unique (user, tier) index leads with user
     )
     tier = models.CharField(max_length=16, choices=Tier.choices)
     used_bytes = models.BigIntegerField(default=0)
@@ -150,7 +156,9 @@ class Quota(models.Model):
 class IdempotencyKey(models.Model):
     """A write already done under this key: a retry returns its item, not a new one."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, db_index=False
+    )  # the unique (user, key) index leads with user
     key = models.CharField(max_length=128)
     request_hash = models.CharField(max_length=64)
     item_id = models.UUIDField(null=True)
@@ -189,7 +197,6 @@ class MemoryEmbedding(models.Model):
 
     class Meta:
         indexes = [
-            models.Index(fields=["user"], name="memory_embedding_user"),
             HnswIndex(
                 name="memory_embedding_hnsw",
                 fields=["vector"],
