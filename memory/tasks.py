@@ -9,7 +9,9 @@ from memory import indexing, retrieval, services
 from memory.embeddings import EmbeddingUnavailable
 
 
-@shared_task(name="memory.tasks.purge_idempotency_keys", time_limit=300)
+@shared_task(
+    name="memory.tasks.purge_idempotency_keys", time_limit=300, soft_time_limit=270
+)
 def purge_idempotency_keys() -> int:
     return services.idempotency_keys_purge(
         older_than_hours=settings.IDEMPOTENCY_TTL_HOURS
@@ -31,11 +33,13 @@ def embed_pending() -> int:
     return indexing.drain_pending(batch_size=settings.EMBEDDING_BATCH_SIZE)
 
 
-@shared_task(name="memory.tasks.sweep_unembedded", time_limit=300)
+@shared_task(name="memory.tasks.sweep_unembedded", time_limit=300, soft_time_limit=270)
 def sweep_unembedded() -> int:
     return indexing.sweep_unembedded()
 
 
-@shared_task(name="memory.tasks.flush_retrieval_log", time_limit=120)
+@shared_task(
+    name="memory.tasks.flush_retrieval_log", time_limit=120, soft_time_limit=100
+)
 def flush_retrieval_log() -> int:
     return retrieval.flush_retrieval_log()

@@ -7,6 +7,8 @@ from celery import shared_task
 from users import services
 
 
-@shared_task(name="users.tasks.purge_expired_tokens", time_limit=300)
+@shared_task(
+    name="users.tasks.purge_expired_tokens", time_limit=300, soft_time_limit=270
+)
 def purge_expired_tokens() -> int:
     return services.auth_tokens_purge_expired()
