@@ -208,6 +208,27 @@ def _after_commit_sync(
         transaction.on_commit(lambda: short_term.short_term_sync(touched))
 
 
+def _record_change(
+    ctx: Context,
+    user: User,
+    item: MemoryItem,
+    previous: MemoryVersion,
+    action: str,
+    details: dict[str, Any],
+) -> None:
+    """Save the changed item, its previous state and the audit event, together."""
+    item.save()
+    previous.save(force_insert=True)
+    audit_record(
+        ctx=ctx,
+        action=f"memory.{action}",
+        user_id=user.pk,
+        target_type="memory",
+        target_id=item.public_id,
+        details=details,
+    )
+
+
 def _locked_item(user: User, memory_id: str) -> MemoryItem:
     pk = parse_memory_id(memory_id)
     try:
@@ -403,15 +424,13 @@ def memory_update(
     item.size_bytes = new_size
     item.version += 1
     item.updated_at = timezone.now()
-    item.save()
-    previous.save(force_insert=True)
-    audit_record(
-        ctx=ctx,
-        action=f"memory.{action}",
-        user_id=user.pk,
-        target_type="memory",
-        target_id=item.public_id,
-        details={
+    _record_change(
+        ctx,
+        user,
+        item,
+        previous,
+        action,
+        {
             "changed": changed,
             "tier": [old_tier, target_tier],
             "size_bytes": [old_size, new_size],
@@ -497,15 +516,8 @@ def memory_lifecycle(
     if not _transition(item, action, deltas):
         return item
     _adjust_quotas(user.pk, deltas)
-    item.save()
-    previous.save(force_insert=True)
-    audit_record(
-        ctx=ctx,
-        action=f"memory.{action}",
-        user_id=user.pk,
-        target_type="memory",
-        target_id=item.public_id,
-        details={"tier": item.tier, "version": item.version},
+    _record_change(
+        ctx, user, item, previous, action, {"tier": item.tier, "version": item.version}
     )
     _after_commit_sync([item])
     return item
