@@ -15,7 +15,15 @@ from kimberly.api.pagination import PagePagination
 from kimberly.api.serializers import StrictInput, parse
 from kimberly.context import context_from_request, current_user
 from memory import indexing, retrieval, selectors, services
-from memory.constants import FEEDBACK_VALUES, Scope, Source, Status, Tier
+from memory.constants import (
+    FEEDBACK_VALUES,
+    MAX_TAG_LENGTH,
+    MAX_TAGS,
+    Scope,
+    Source,
+    Status,
+    Tier,
+)
 from memory.models import MemoryItem, MemoryVersion
 
 
@@ -49,10 +57,12 @@ def memory_out(item: MemoryItem) -> dict[str, Any]:
 
 class MetadataSchema(serializers.Serializer[Any]):
     tags = serializers.ListField(
-        child=serializers.CharField(max_length=64), max_length=32
+        child=serializers.CharField(max_length=MAX_TAG_LENGTH), max_length=MAX_TAGS
     )
     source = serializers.ChoiceField(choices=Source.choices)  # type: ignore[assignment]
-    channels = serializers.ListField(child=serializers.CharField(max_length=64))
+    channels = serializers.ListField(
+        child=serializers.CharField(max_length=MAX_TAG_LENGTH)
+    )
     sensitive = serializers.BooleanField()
     scope = serializers.ChoiceField(choices=Scope.choices)
     user_feedback = serializers.ChoiceField(choices=FEEDBACK_VALUES, allow_null=True)
@@ -312,7 +322,9 @@ class MemoryMetricsApi(APIView):
 
 class QueryFiltersInput(StrictInput):
     tags = serializers.ListField(
-        child=serializers.CharField(max_length=64), required=False, max_length=32
+        child=serializers.CharField(max_length=MAX_TAG_LENGTH),
+        required=False,
+        max_length=MAX_TAGS,
     )
     tags_mode = serializers.ChoiceField(choices=["any", "all"], default="any")
     since = serializers.DateTimeField(required=False)
