@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from kimberly.api.pagination import PagePagination
 from kimberly.api.serializers import StrictInput, parse
 from kimberly.context import context_from_request, current_user
-from memory import indexing, retrieval, selectors, services
+from memory import indexing, meditation, retrieval, selectors, services
 from memory.constants import (
     FEEDBACK_VALUES,
     MAX_TAG_LENGTH,
@@ -24,7 +24,7 @@ from memory.constants import (
     Status,
     Tier,
 )
-from memory.models import MemoryItem, MemoryVersion
+from memory.models import Goal, MeditationRun, MemoryItem, MemoryVersion, ScoreRecord
 
 
 def _iso(value: Any) -> str | None:
@@ -414,3 +414,131 @@ class MemoryEmbedApi(APIView):
             rows=data["embeddings"],
         )
         return Response(counts)
+
+
+# -------------------------------------------------------------- goals, meditation
+
+
+class GoalOutput(serializers.ModelSerializer[Goal]):
+    embedded = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Goal
+        fields = ["id", "text", "tags", "embedded", "created_at"]
+
+    def get_embedded(self, goal: Goal) -> bool:
+        return goal.vector is not None
+
+
+class GoalInput(StrictInput):
+    text = serializers.CharField(trim_whitespace=False, allow_blank=True)
+    tags = serializers.JSONField(required=False)
+
+
+class GoalCollectionApi(APIView):
+    @extend_schema(responses={200: GoalOutput(many=True)})
+    def get(self, request: Request) -> Response:
+        goals = selectors.goals_for(user=current_user(request))
+        return Response({"items": GoalOutput(goals, many=True).data})
+
+    @extend_schema(request=GoalInput, responses={201: GoalOutput})
+    def post(self, request: Request) -> Response:
+        data = parse(GoalInput, request.data)
+        goal = services.goal_create(
+            ctx=context_from_request(request),
+            user=current_user(request),
+            text=data["text"],
+            tags=data.get("tags"),
+        )
+        return Response(GoalOutput(goal).data, status=201)
+
+
+class GoalDetailApi(APIView):
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, goal_id: int) -> Response:
+        services.goal_delete(
+            ctx=context_from_request(request),
+            user=current_user(request),
+            goal_id=goal_id,
+        )
+        return Response(status=204)
+
+
+class MeditationRunOutput(serializers.ModelSerializer[MeditationRun]):
+    run_id = serializers.IntegerField(source="pk")
+
+    class Meta:
+        model = MeditationRun
+        fields = [
+            "run_id",
+            "status",
+            "dry_run",
+            "scoring_version",
+            "weights",
+            "as_of",
+            "started_at",
+            "finished_at",
+            "processed",
+            "error",
+        ]
+
+
+class ScoreRecordOutput(serializers.ModelSerializer[ScoreRecord]):
+    memory_id = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ScoreRecord
+        fields = [
+            "memory_id",
+            "score",
+            "previous_score",
+            "relevance_to_goals",
+            "emotional_weight",
+            "predictive_value",
+            "recency_freq",
+        ]
+
+    def get_memory_id(self, record: ScoreRecord) -> str:
+        return f"mem_{record.item_id}"
+
+
+class MeditateInput(StrictInput):
+    dry_run = serializers.BooleanField(default=False)
+
+
+class MeditateApi(APIView):
+    @extend_schema(request=MeditateInput, responses={202: MeditationRunOutput})
+    def post(self, request: Request) -> Response:
+        data = parse(MeditateInput, request.data or {})
+        run = meditation.meditation_queue(
+            user=current_user(request), dry_run=data["dry_run"]
+        )
+        return Response(MeditationRunOutput(run).data, status=202)
+
+
+class MeditationListApi(APIView):
+    @extend_schema(responses={200: MeditationRunOutput(many=True)})
+    def get(self, request: Request) -> Response:
+        paginator = PagePagination()
+        page = paginator.paginate_queryset(
+            selectors.meditation_runs_for(user=current_user(request)),
+            request,
+            view=self,
+        )
+        return paginator.get_paginated_response(
+            MeditationRunOutput(page, many=True).data
+        )
+
+
+class MeditationDetailApi(APIView):
+    @extend_schema(responses={200: MeditationRunOutput})
+    def get(self, request: Request, run_id: int) -> Response:
+        run = selectors.meditation_run_get(user=current_user(request), run_id=run_id)
+        paginator = PagePagination()
+        page = paginator.paginate_queryset(
+            run.scores.order_by("score", "item_id"), request, view=self
+        )
+        scores = paginator.get_paginated_response(
+            ScoreRecordOutput(page, many=True).data
+        )
+        return Response({**MeditationRunOutput(run).data, "scores": scores.data})

@@ -54,6 +54,9 @@ class MemoryItem(models.Model):
     access_count = models.PositiveIntegerField(default=0)
     created_by = models.CharField(max_length=16, choices=ActorType.choices)
     consent = models.BooleanField(default=True)
+    # |VADER compound| of the content in [0, 1], computed when content is written
+    # so that meditation scores a million items in SQL without re-reading text.
+    sentiment = models.FloatField(default=0.0)
     # Full-text document, maintained by PostgreSQL itself (lexical retrieval).
     search_vector = models.GeneratedField(
         expression=SearchVector("content", config="english"),
@@ -237,3 +240,80 @@ class RetrievalRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.item_id} #{self.rank}"
+
+
+class Goal(models.Model):
+    """A user's active goal or project: what relevance_to_goals is measured against."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="goals"
+    )
+    text = models.CharField(max_length=1000)
+    tags = ArrayField(models.CharField(max_length=64), default=list, blank=True)
+    vector = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["user", "-created_at"], name="memory_goal_user")
+        ]
+
+    def __str__(self) -> str:
+        return self.text[:40]
+
+
+class MeditationRun(models.Model):
+    """One scoring run over a user's memories: version, weights, counts, timing."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        DONE = "done"
+        FAILED = "failed"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="meditations"
+    )
+    dry_run = models.BooleanField(default=False)
+    status = models.CharField(
+        max_length=16, choices=State.choices, default=State.QUEUED
+    )
+    scoring_version = models.CharField(max_length=16)
+    weights = models.JSONField()
+    as_of = models.DateTimeField()
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    processed = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["user", "-started_at"], name="memory_meditation_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} ({self.status})"
+
+
+class ScoreRecord(models.Model):
+    """One item's signals and score in one run: why its score is what it is."""
+
+    run = models.ForeignKey(
+        MeditationRun, on_delete=models.CASCADE, related_name="scores"
+    )
+    item_id = models.UUIDField()
+    relevance_to_goals = models.FloatField()
+    emotional_weight = models.FloatField()
+    predictive_value = models.FloatField()
+    recency_freq = models.FloatField()
+    score = models.FloatField()
+    previous_score = models.FloatField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "item_id"], name="memory_score_run_item"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.item_id}: {self.score:.3f}"

@@ -10,7 +10,7 @@ from django.db.models import Q, QuerySet
 
 from kimberly.api.errors import NotFound
 from memory.constants import ID_PREFIX, Status
-from memory.models import MemoryItem, MemoryVersion
+from memory.models import Goal, MeditationRun, MemoryItem, MemoryVersion
 from memory.quotas import TierUsage, quota_overview
 from users.models import User
 
@@ -122,6 +122,31 @@ class MemoryMetrics:
 def memory_metrics(*, user: User) -> MemoryMetrics:
     return MemoryMetrics(
         tiers=quota_overview(user_id=user.pk),
-        last_meditation=None,  # meditation runs arrive with the meditation issue
+        last_meditation=last_meditation(user=user),
         embedding_enabled=user.embedding_enabled,
+    )
+
+
+def goals_for(*, user: User) -> QuerySet[Goal]:
+    return Goal.objects.filter(user=user).order_by("-created_at")
+
+
+def meditation_runs_for(*, user: User) -> QuerySet[MeditationRun]:
+    return MeditationRun.objects.filter(user=user).order_by("-started_at", "-id")
+
+
+def meditation_run_get(*, user: User, run_id: int) -> MeditationRun:
+    """One of the user's runs; another user's is 404 like a missing one."""
+    try:
+        return MeditationRun.objects.get(pk=run_id, user=user)
+    except MeditationRun.DoesNotExist:
+        raise NotFound(f"No meditation run {run_id}.") from None
+
+
+def last_meditation(*, user: User) -> datetime | None:
+    return (
+        MeditationRun.objects.filter(user=user, status="done", dry_run=False)
+        .order_by("-finished_at")
+        .values_list("finished_at", flat=True)
+        .first()
     )

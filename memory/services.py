@@ -21,7 +21,7 @@ from django.utils import timezone
 from audit.services import audit_record
 from kimberly.api.errors import ApplicationError, Conflict, NotFound, invalid_field
 from kimberly.context import Context
-from memory import indexing, metrics, short_term
+from memory import embeddings, indexing, metrics, short_term
 from memory.constants import (
     FEEDBACK_VALUES,
     MAX_BULK_IDS,
@@ -34,7 +34,8 @@ from memory.constants import (
     Status,
     Tier,
 )
-from memory.models import IdempotencyKey, MemoryItem, MemoryVersion
+from memory.meditation import sentiment_strength
+from memory.models import Goal, IdempotencyKey, MemoryItem, MemoryVersion
 from memory.quotas import QuotaExceeded, quota_adjust
 from memory.selectors import parse_memory_id
 from users.models import User
@@ -351,6 +352,7 @@ def memory_create(
                 consent=True,
             )
             _apply_metadata(item, meta)
+            item.sentiment = sentiment_strength(content)
             item.save(force_insert=True)
             audit_record(
                 ctx=ctx,
@@ -419,6 +421,7 @@ def memory_update(
             raise
     if new_content is not None:
         item.content = new_content
+        item.sentiment = sentiment_strength(new_content)
     _apply_metadata(item, new_meta)
     item.tier = target_tier
     item.size_bytes = new_size
@@ -628,3 +631,49 @@ def idempotency_keys_purge(*, older_than_hours: int) -> int:
     cutoff = timezone.now() - timedelta(hours=older_than_hours)
     deleted, _ = IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()
     return deleted
+
+
+# ----------------------------------------------------------------------- goals
+
+MAX_GOALS = 50
+
+
+@transaction.atomic
+def goal_create(*, ctx: Context, user: User, text: Any, tags: Any = None) -> Goal:
+    """Add an active goal or project (embedded now when embeddings are on)."""
+    if not isinstance(text, str) or not text.strip() or len(text) > 1000:
+        raise invalid_field("text", "must be 1..1000 characters")
+    if not _storable(text):
+        raise invalid_field("text", "contains characters that cannot be stored")
+    clean_tags = _string_list(tags if tags is not None else [], "tags", MAX_TAGS)
+    if Goal.objects.filter(user=user).count() >= MAX_GOALS:
+        raise invalid_field("goals", f"at most {MAX_GOALS} goals")
+    goal = Goal(user=user, text=text.strip(), tags=clean_tags)
+    if indexing.embedding_wanted(user):
+        try:
+            goal.vector = embeddings.embed_texts([goal.text])[0]
+        except embeddings.EmbeddingUnavailable:
+            goal.vector = None  # tags still count; meditation treats it as tag-only
+    goal.save()
+    audit_record(
+        ctx=ctx,
+        action="goal.create",
+        user_id=user.pk,
+        target_type="goal",
+        target_id=str(goal.pk),
+    )
+    return goal
+
+
+@transaction.atomic
+def goal_delete(*, ctx: Context, user: User, goal_id: int) -> None:
+    deleted, _ = Goal.objects.filter(pk=goal_id, user=user).delete()
+    if not deleted:
+        raise NotFound(f"No goal {goal_id}.")
+    audit_record(
+        ctx=ctx,
+        action="goal.delete",
+        user_id=user.pk,
+        target_type="goal",
+        target_id=str(goal_id),
+    )

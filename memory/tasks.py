@@ -5,8 +5,10 @@ from __future__ import annotations
 from celery import shared_task
 from django.conf import settings
 
-from memory import indexing, retrieval, services
+from kimberly.context import Actor, Context
+from memory import indexing, meditation, retrieval, services
 from memory.embeddings import EmbeddingUnavailable
+from memory.models import MeditationRun
 
 
 @shared_task(
@@ -43,3 +45,21 @@ def sweep_unembedded() -> int:
 )
 def flush_retrieval_log() -> int:
     return retrieval.flush_retrieval_log()
+
+
+@shared_task(name="memory.tasks.meditate_user", time_limit=900, soft_time_limit=840)
+def meditate_user(run_id: int) -> int:
+    """Score one user's memories for a queued run; a finished run is left alone."""
+    run = MeditationRun.objects.select_related("user").filter(pk=run_id).first()
+    if run is None or run.status != MeditationRun.State.QUEUED:
+        return 0
+    meditation.meditation_run(
+        ctx=Context(Actor.system("meditation")), user=run.user, run=run
+    )
+    return run.processed
+
+
+@shared_task(name="memory.tasks.meditate_all", time_limit=600, soft_time_limit=540)
+def meditate_all() -> int:
+    """Nightly: one queued run per user, fanned out across the workers."""
+    return len(meditation.meditation_queue_all())

@@ -15,6 +15,19 @@ urlpatterns = [
     path("memory", apis.MemoryCollectionApi.as_view(), name="memory"),
     path("memory/bulk", apis.MemoryBulkApi.as_view(), name="memory-bulk"),
     path("memory/metrics", apis.MemoryMetricsApi.as_view(), name="memory-metrics"),
+    path("memory/meditate", apis.MeditateApi.as_view(), name="memory-meditate"),
+    path(
+        "memory/meditations",
+        apis.MeditationListApi.as_view(),
+        name="memory-meditations",
+    ),
+    path(
+        "memory/meditations/<int:run_id>",
+        apis.MeditationDetailApi.as_view(),
+        name="memory-meditation",
+    ),
+    path("goals", apis.GoalCollectionApi.as_view(), name="goals"),
+    path("goals/<int:goal_id>", apis.GoalDetailApi.as_view(), name="goal"),
     path("memory/query", apis.MemoryQueryApi.as_view(), name="memory-query"),
     path("memory/embed", apis.MemoryEmbedApi.as_view(), name="memory-embed"),
     path(

@@ -60,6 +60,7 @@ class UserOutput(serializers.ModelSerializer):
             "date_joined",
             "embedding_enabled",
             "consent_telemetry",
+            "meditation_weights",
         ]
 
 
@@ -67,6 +68,10 @@ class UserApi(APIView):
     class UserSettingsInput(StrictInput):
         embedding_enabled = serializers.BooleanField(required=False)
         consent_telemetry = serializers.BooleanField(required=False)
+        meditation_weights = serializers.JSONField(
+            required=False,
+            help_text="relevance_to_goals, emotional_weight, predictive_value, recency_freq",
+        )
 
     @extend_schema(responses={200: UserOutput})
     def get(self, request: Request) -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import authenticate
@@ -127,6 +128,7 @@ def user_update_settings(
     user: User,
     embedding_enabled: bool | None = None,
     consent_telemetry: bool | None = None,
+    meditation_weights: Any = None,
 ) -> User:
     """Change the user's own settings; fields left as None are unchanged."""
     changed: list[str] = []
@@ -136,6 +138,11 @@ def user_update_settings(
     if consent_telemetry is not None and consent_telemetry != user.consent_telemetry:
         user.consent_telemetry = consent_telemetry
         changed.append("consent_telemetry")
+    if meditation_weights is not None:
+        from memory.meditation import normalize_weights
+
+        user.meditation_weights = normalize_weights(meditation_weights)
+        changed.append("meditation_weights")
     if changed:
         user.save(update_fields=changed)
         audit_record(

@@ -194,6 +194,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "memory.tasks.flush_retrieval_log",
         "schedule": env_float("RETRIEVAL_LOG_FLUSH_SECONDS", 10.0),
     },
+    "meditate-all-users": {
+        "task": "memory.tasks.meditate_all",
+        "schedule": _cron("CRON_MEDITATION", "0 2 * * *"),
+    },
     "purge-idempotency-keys": {
         "task": "memory.tasks.purge_idempotency_keys",
         "schedule": _cron("CRON_PURGE_IDEMPOTENCY_KEYS", "27 * * * *"),

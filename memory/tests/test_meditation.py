@@ -1,0 +1,232 @@
+"""Meditation scoring v1: deterministic, versioned, set-wise; goals; weights."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from kimberly.context import Actor, Context
+from memory import indexing, meditation, retrieval, services
+from memory.models import MeditationRun, MemoryItem, ScoreRecord
+
+pytestmark = pytest.mark.django_db
+
+
+def _ctx(user) -> Context:
+    return Context(Actor("user", str(user.pk)))
+
+
+def _store(user, content: str, **metadata) -> MemoryItem:
+    return services.memory_create(
+        ctx=_ctx(user),
+        user=user,
+        tier="long-term",
+        content=content,
+        metadata=metadata or None,
+    ).item
+
+
+def _scores(run: MeditationRun) -> dict:
+    return {
+        r.item_id: (
+            r.relevance_to_goals,
+            r.emotional_weight,
+            r.predictive_value,
+            r.recency_freq,
+            r.score,
+        )
+        for r in run.scores.all()
+    }
+
+
+def test_same_inputs_give_the_same_scores(alice):
+    for text in (
+        "I love my garden",
+        "Quarterly report due",
+        "Awful day at the dentist",
+    ):
+        _store(alice, text)
+    as_of = timezone.now()
+    first = meditation.meditation_run(
+        ctx=_ctx(alice), user=alice, dry_run=True, as_of=as_of
+    )
+    second = meditation.meditation_run(
+        ctx=_ctx(alice), user=alice, dry_run=True, as_of=as_of
+    )
+    assert first.processed == second.processed == 3
+    assert _scores(first) == _scores(second)
+    assert first.scoring_version == "v1"
+    assert first.weights == meditation.DEFAULT_WEIGHTS
+
+
+def test_a_dry_run_records_scores_but_changes_no_memory(alice):
+    item = _store(alice, "I love my garden", user_feedback="thumbs_up")
+    run = meditation.meditation_run(ctx=_ctx(alice), user=alice, dry_run=True)
+    assert run.status == "done"
+    assert run.scores.get().score > 0
+    item.refresh_from_db()
+    assert item.score == 0.0
+
+
+def test_a_real_run_sets_scores_that_follow_the_signals(alice):
+    liked = _store(alice, "I love hiking with my sister", user_feedback="thumbs_up")
+    disliked = _store(alice, "boring tax form", user_feedback="thumbs_down")
+    plain = _store(alice, "boring tax form number two")
+    run = meditation.meditation_run(ctx=_ctx(alice), user=alice)
+    for item in (liked, disliked, plain):
+        item.refresh_from_db()
+    assert liked.score > plain.score > disliked.score
+    record = run.scores.get(item_id=liked.id)
+    assert record.emotional_weight > 0.6
+    assert record.previous_score == 0.0
+    assert 0 <= record.score <= 1
+
+
+def test_goals_raise_the_relevance_of_matching_memories(alice, alice_api):
+    garden = _store(
+        alice, "Planted tomatoes and basil in the raised bed", tags=["garden"]
+    )
+    other = _store(alice, "Renewed the car insurance")
+    indexing.memory_embed_items([garden.id, other.id])
+    resp = alice_api.post(
+        "/v1/goals",
+        {"text": "Grow my own vegetables", "tags": ["garden"]},
+        format="json",
+    )
+    assert resp.status_code == 201
+    assert resp.json()["embedded"] is True
+    run = meditation.meditation_run(ctx=_ctx(alice), user=alice, dry_run=True)
+    rel = {r.item_id: r.relevance_to_goals for r in run.scores.all()}
+    assert rel[garden.id] >= 0.8 > rel[other.id]
+
+
+def test_without_goals_relevance_is_neutral(alice):
+    item = _store(alice, "anything")
+    run = meditation.meditation_run(ctx=_ctx(alice), user=alice, dry_run=True)
+    assert run.scores.get(item_id=item.id).relevance_to_goals == 0.5
+
+
+def test_retrievals_raise_predictive_value_and_recency(alice, alice_api):
+    used = _store(alice, "green tea in the morning")
+    unused = _store(alice, "a note nobody asks about")
+    for _ in range(3):
+        alice_api.post("/v1/memory/query", {"query": "green tea"}, format="json")
+    retrieval.flush_retrieval_log()
+    run = meditation.meditation_run(ctx=_ctx(alice), user=alice, dry_run=True)
+    scores = {r.item_id: r for r in run.scores.all()}
+    assert scores[used.id].predictive_value > scores[unused.id].predictive_value
+    later = meditation.meditation_run(
+        ctx=_ctx(alice),
+        user=alice,
+        dry_run=True,
+        as_of=timezone.now() + timedelta(days=90),
+    )
+    assert (
+        later.scores.get(item_id=unused.id).recency_freq
+        < scores[unused.id].recency_freq
+    )
+
+
+def test_archived_and_other_users_memories_are_not_scored(alice, bob):
+    mine = _store(alice, "mine")
+    archived = _store(alice, "old")
+    services.memory_lifecycle(
+        ctx=_ctx(alice), user=alice, memory_id=archived.public_id, action="archive"
+    )
+    _store(bob, "bob's")
+    run = meditation.meditation_run(ctx=_ctx(alice), user=alice, dry_run=True)
+    assert set(run.scores.values_list("item_id", flat=True)) == {mine.id}
+
+
+def test_user_weights_are_validated_and_normalized(alice_api, alice):
+    resp = alice_api.put(
+        "/v1/user",
+        {
+            "meditation_weights": {
+                "relevance_to_goals": 1,
+                "emotional_weight": 1,
+                "predictive_value": 1,
+                "recency_freq": 1,
+            }
+        },
+        format="json",
+    )
+    assert resp.status_code == 200
+    assert resp.json()["meditation_weights"]["recency_freq"] == 0.25
+    for bad in (
+        {
+            "relevance_to_goals": 2,
+            "emotional_weight": 0,
+            "predictive_value": 0,
+            "recency_freq": 0,
+        },
+        {
+            "relevance_to_goals": 0,
+            "emotional_weight": 0,
+            "predictive_value": 0,
+            "recency_freq": 0,
+        },
+        {"relevance_to_goals": 0.5},
+        "heavy",
+    ):
+        r = alice_api.put("/v1/user", {"meditation_weights": bad}, format="json")
+        assert r.status_code == 400, bad
+    alice.refresh_from_db()
+    assert alice.meditation_weights["recency_freq"] == 0.25
+    run = meditation.meditation_run(ctx=_ctx(alice), user=alice, dry_run=True)
+    assert run.weights["relevance_to_goals"] == 0.25
+
+
+def test_meditate_api_queues_a_run_that_a_worker_completes(
+    alice_api, alice, django_capture_on_commit_callbacks
+):
+    from memory.tasks import meditate_user
+
+    _store(alice, "something to score")
+    with django_capture_on_commit_callbacks() as callbacks:
+        resp = alice_api.post("/v1/memory/meditate", {"dry_run": True}, format="json")
+    assert resp.status_code == 202
+    run_id = resp.json()["run_id"]
+    assert resp.json()["status"] == "queued"
+    assert len(callbacks) == 1
+    assert meditate_user(run_id) == 1
+    assert meditate_user(run_id) == 0, "a finished run is not run twice"
+    detail = alice_api.get(f"/v1/memory/meditations/{run_id}").json()
+    assert detail["status"] == "done"
+    assert detail["processed"] == 1
+    assert detail["scores"]["items"][0]["memory_id"].startswith("mem_")
+    listing = alice_api.get("/v1/memory/meditations").json()
+    assert [r["run_id"] for r in listing["items"]] == [run_id]
+
+
+def test_bob_sees_none_of_alices_runs_or_goals(alice_api, bob_api):
+    run_id = alice_api.post("/v1/memory/meditate", {}, format="json").json()["run_id"]
+    goal_id = alice_api.post(
+        "/v1/goals", {"text": "Run a marathon"}, format="json"
+    ).json()["id"]
+    assert bob_api.get(f"/v1/memory/meditations/{run_id}").status_code == 404
+    assert bob_api.get("/v1/memory/meditations").json()["items"] == []
+    assert bob_api.get("/v1/goals").json()["items"] == []
+    assert bob_api.delete(f"/v1/goals/{goal_id}").status_code == 404
+    assert alice_api.delete(f"/v1/goals/{goal_id}").status_code == 204
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"text": ""}, {"text": "x" * 1001}, {"text": "ok", "tags": "nope"}, {"colour": 1}],
+)
+def test_bad_goals_are_400(alice_api, body):
+    assert alice_api.post("/v1/goals", body, format="json").status_code == 400
+
+
+def test_cli_meditate_prints_a_summary(alice):
+    _store(alice, "one")
+    out = StringIO()
+    call_command("meditate", "--user", "alice@example.com", "--dry-run", stdout=out)
+    assert "1 memories scored" in out.getvalue()
+    assert "dry run" in out.getvalue()
+    assert ScoreRecord.objects.count() == 1
