@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection, transaction
@@ -40,9 +41,14 @@ def chain_hash(prev_hash: str, event: AuditEvent) -> str:
     return hashlib.sha256(prev_hash.encode() + canonical(event)).hexdigest()
 
 
-# No savepoint: callers are already inside their own transaction, and an event
-# that fails to write must fail the whole change it describes.
-@transaction.atomic(savepoint=False)
+@dataclass(frozen=True)
+class EventSpec:
+    action: str
+    target_type: str = ""
+    target_id: str = ""
+    details: dict[str, Any] | None = None
+
+
 def audit_record(
     *,
     ctx: Context,
@@ -53,6 +59,20 @@ def audit_record(
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Append an event to the user's chain. Callers pass no memory content in details."""
+    return audit_record_many(
+        ctx=ctx,
+        user_id=user_id,
+        events=[EventSpec(action, target_type, target_id, details)],
+    )[0]
+
+
+# No savepoint: callers are already inside their own transaction, and an event
+# that fails to write must fail the whole change it describes.
+@transaction.atomic(savepoint=False)
+def audit_record_many(
+    *, ctx: Context, user_id: uuid.UUID | str | None, events: list[EventSpec]
+) -> list[AuditEvent]:
+    """Append several events to one user's chain with one lock and one INSERT."""
     uid = uuid.UUID(str(user_id)) if user_id else None
     # One chain per user: appends are serialized by a transaction-scoped advisory
     # lock (released at commit) taken together with reading the chain's tip, so
@@ -62,23 +82,32 @@ def audit_record(
             "SELECT * FROM audit_chain_tip(%s, %s)", [f"audit:{uid or 'global'}", uid]
         )
         tip_seq, tip_hash = cur.fetchone()
-    seq, prev_hash = (tip_seq + 1, tip_hash) if tip_seq else (1, GENESIS)
-    event = AuditEvent(
-        user_id=uid,
-        seq=seq,
-        actor_type=ctx.actor.type,
-        actor_id=ctx.actor.id[:64],
-        action=action,
-        target_type=target_type,
-        target_id=target_id[:64],
-        request_id=ctx.meta.request_id[:64],
-        ip=ctx.meta.ip[:64],
-        user_agent=ctx.meta.user_agent[:256],
-        details=json.loads(json.dumps(details or {}, default=str)),
-        created_at=timezone.now(),
-        prev_hash=prev_hash,
-    )
-    event.hash = chain_hash(prev_hash, event)
-    event.save(force_insert=True)
-    metrics.events.labels(action=action).inc()
-    return event
+    seq, prev_hash = (tip_seq, tip_hash) if tip_seq else (0, GENESIS)
+    now = timezone.now()
+    built = []
+    for spec in events:
+        seq += 1
+        event = AuditEvent(
+            user_id=uid,
+            seq=seq,
+            actor_type=ctx.actor.type,
+            actor_id=ctx.actor.id[:64],
+            action=spec.action,
+            target_type=spec.target_type,
+            target_id=spec.target_id[:64],
+            request_id=ctx.meta.request_id[:64],
+            ip=ctx.meta.ip[:64],
+            user_agent=ctx.meta.user_agent[:256],
+            details=json.loads(json.dumps(spec.details or {}, default=str)),
+            created_at=now,
+            prev_hash=prev_hash,
+        )
+        event.hash = chain_hash(prev_hash, event)
+        prev_hash = event.hash
+        built.append(event)
+        metrics.events.labels(action=spec.action).inc()
+    if len(built) == 1:
+        built[0].save(force_insert=True)
+    else:
+        AuditEvent.objects.bulk_create(built, batch_size=1000)
+    return built

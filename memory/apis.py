@@ -478,7 +478,13 @@ class MeditationRunOutput(serializers.ModelSerializer[MeditationRun]):
             "as_of",
             "started_at",
             "finished_at",
+            "duration_ms",
             "processed",
+            "promoted",
+            "expired",
+            "archived",
+            "purged",
+            "deferred",
             "error",
         ]
 
@@ -490,6 +496,9 @@ class ScoreRecordOutput(serializers.ModelSerializer[ScoreRecord]):
         model = ScoreRecord
         fields = [
             "memory_id",
+            "tier",
+            "decision",
+            "reason",
             "score",
             "previous_score",
             "relevance_to_goals",
@@ -514,6 +523,29 @@ class MeditateApi(APIView):
             user=current_user(request), dry_run=data["dry_run"]
         )
         return Response(MeditationRunOutput(run).data, status=202)
+
+
+class ForecastApi(APIView):
+    """GET /v1/memory/forecast: what the next run would do, and why (a dry run)."""
+
+    @extend_schema(responses={200: MeditationRunOutput})
+    def get(self, request: Request) -> Response:
+        user = current_user(request)
+        run = meditation.meditation_run(
+            ctx=context_from_request(request), user=user, dry_run=True
+        )
+        paginator = PagePagination()
+        page = paginator.paginate_queryset(
+            run.scores.exclude(decision="keep").order_by(
+                "decision", "score", "item_id"
+            ),
+            request,
+            view=self,
+        )
+        decisions = paginator.get_paginated_response(
+            ScoreRecordOutput(page, many=True).data
+        )
+        return Response({**MeditationRunOutput(run).data, "decisions": decisions.data})
 
 
 class MeditationListApi(APIView):

@@ -84,3 +84,23 @@ class MemoryStoreCollector:
             size.add_metric([tier], total)
         yield items
         yield size
+
+
+meditation_seconds = Histogram(
+    "kimberly_meditation_seconds",
+    "Seconds per user meditation run.",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+meditation_items = Counter(
+    "kimberly_meditation_items",
+    "Retention decisions applied, by decision.",
+    ["decision"],
+)
+meditation_last_success = Gauge(
+    "kimberly_meditation_last_success_timestamp",
+    "Unix time of the last successful (non-dry) meditation run.",
+    multiprocess_mode="max",
+)
+meditation_failures = Counter(
+    "kimberly_meditation_failures", "Meditation runs that failed."
+)

@@ -283,6 +283,14 @@ class MeditationRun(models.Model):
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     processed = models.PositiveIntegerField(default=0)
+    promoted = models.PositiveIntegerField(default=0)
+    expired = models.PositiveIntegerField(default=0)
+    archived = models.PositiveIntegerField(default=0)
+    purged = models.PositiveIntegerField(default=0)
+    deferred = models.PositiveIntegerField(
+        default=0, help_text="left for the next run (cap)"
+    )
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
     error = models.TextField(blank=True)
 
     class Meta:
@@ -295,18 +303,34 @@ class MeditationRun(models.Model):
 
 
 class ScoreRecord(models.Model):
-    """One item's signals and score in one run: why its score is what it is."""
+    """One item in one run: its signals, score, and what the run decided and why.
+
+    Archived items considered for purging have no signals (they are not scored).
+    """
+
+    class Decision(models.TextChoices):
+        KEEP = "keep"
+        PROMOTE = "promote"
+        EXPIRE = "expire"
+        ARCHIVE = "archive"
+        PURGE = "purge"
 
     run = models.ForeignKey(
         MeditationRun, on_delete=models.CASCADE, related_name="scores"
     )
     item_id = models.UUIDField()
-    relevance_to_goals = models.FloatField()
-    emotional_weight = models.FloatField()
-    predictive_value = models.FloatField()
-    recency_freq = models.FloatField()
+    tier = models.CharField(max_length=16)
+    size_bytes = models.PositiveIntegerField()
+    relevance_to_goals = models.FloatField(null=True)
+    emotional_weight = models.FloatField(null=True)
+    predictive_value = models.FloatField(null=True)
+    recency_freq = models.FloatField(null=True)
     score = models.FloatField()
     previous_score = models.FloatField()
+    decision = models.CharField(
+        max_length=16, choices=Decision.choices, default=Decision.KEEP
+    )
+    reason = models.CharField(max_length=200, blank=True)
 
     class Meta:
         constraints = [

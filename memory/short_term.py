@@ -105,6 +105,11 @@ def _invalidate(user_ids: list[Any]) -> None:
         pass  # Redis is down: when it returns empty, the missing marker forces a rebuild
 
 
+def short_term_invalidate(user_id: uuid.UUID) -> None:
+    """Forget the cached context: the next read rebuilds it from PostgreSQL."""
+    _invalidate([user_id])
+
+
 def short_term_rebuild(user_id: uuid.UUID) -> int:
     """Reload the user's active short-term items from PostgreSQL into Redis."""
     items = list(

@@ -16,6 +16,7 @@ urlpatterns = [
     path("memory/bulk", apis.MemoryBulkApi.as_view(), name="memory-bulk"),
     path("memory/metrics", apis.MemoryMetricsApi.as_view(), name="memory-metrics"),
     path("memory/meditate", apis.MeditateApi.as_view(), name="memory-meditate"),
+    path("memory/forecast", apis.ForecastApi.as_view(), name="memory-forecast"),
     path(
         "memory/meditations",
         apis.MeditationListApi.as_view(),

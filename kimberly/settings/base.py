@@ -300,6 +300,12 @@ if RETRIEVAL_FUSION not in {"weighted", "rrf"}:
 if RETRIEVAL_VECTOR_STRATEGY not in {"auto", "exact", "hnsw"}:
     raise ImproperlyConfigured("RETRIEVAL_VECTOR_STRATEGY must be auto, exact or hnsw")
 
+# Meditation: short-term lifetime, promotion threshold, purge grace, per-run cap.
+MEDITATION_SHORT_TERM_HOURS = env_int("MEDITATION_SHORT_TERM_HOURS", 24)
+MEDITATION_PROMOTE_THRESHOLD = env_float("MEDITATION_PROMOTE_THRESHOLD", 0.6)
+MEDITATION_PURGE_GRACE_DAYS = env_int("MEDITATION_PURGE_GRACE_DAYS", 30)
+MEDITATION_MAX_CHANGES = env_int("MEDITATION_MAX_CHANGES", 5000)
+
 # --- Storage -------------------------------------------------------------------
 MEDIA_ROOT = env_str("MEDIA_ROOT", str(VAR_DIR / "media"))
 MEDIA_URL = "/media/"

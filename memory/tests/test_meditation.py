@@ -1,3 +1,4 @@
+# mypy: disable-error-code="operator"
 """Meditation scoring v1: deterministic, versioned, set-wise; goals; weights."""
 
 from __future__ import annotations

@@ -1,0 +1,218 @@
+# mypy: disable-error-code="operator"
+"""Meditation retention: promote, expire, archive over quota, purge, cap, dry run."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db.models import Sum
+from django.test import override_settings
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from kimberly.context import Actor, Context
+from memory import meditation, services
+from memory.models import MemoryItem, MemoryVersion, Quota
+
+pytestmark = pytest.mark.django_db
+
+SMALL = {"short-term": 2_000, "long-term": 3_000, "permanent": 40_000}
+
+
+def _ctx(user) -> Context:
+    return Context(Actor("user", str(user.pk)))
+
+
+def _store(user, content: str, tier: str = "long-term", age_hours: float = 0, **meta):
+    item = services.memory_create(
+        ctx=_ctx(user),
+        user=user,
+        tier=tier,
+        content=content,
+        metadata=meta or None,
+        created_at=timezone.now() - timedelta(hours=age_hours),
+    ).item
+    return item
+
+
+def _run(user, **kw):
+    return meditation.meditation_run(
+        ctx=Context(Actor.system("meditation")), user=user, **kw
+    )
+
+
+def _decisions(run) -> dict:
+    return {r.item_id: (r.decision, r.reason) for r in run.scores.all()}
+
+
+def _usage_is_exact(user) -> None:
+    for q in Quota.objects.filter(user=user):
+        stored = (
+            MemoryItem.objects.filter(
+                user=user, tier=q.tier, status="active"
+            ).aggregate(s=Sum("size_bytes"))["s"]
+            or 0
+        )
+        assert q.used_bytes == stored, q.tier
+
+
+def test_old_short_term_items_are_promoted_when_saved_or_valued_else_expire(alice):
+    liked = _store(
+        alice,
+        "I love this plan",
+        tier="short-term",
+        age_hours=30,
+        user_feedback="thumbs_up",
+    )
+    saved = _store(alice, "keep this", tier="short-term", age_hours=30)
+    services.memory_lifecycle(
+        ctx=_ctx(alice), user=alice, memory_id=saved.public_id, action="protect"
+    )
+    stale = _store(alice, "temporary note", tier="short-term", age_hours=30)
+    fresh = _store(alice, "just now", tier="short-term", age_hours=1)
+    run = _run(alice)
+    d = _decisions(run)
+    assert d[liked.id][0] == "promote" and "thumbs_up" in d[liked.id][1]
+    assert d[saved.id][0] == "promote" and "protected" in d[saved.id][1]
+    assert d[stale.id][0] == "expire" and "< 0.6" in d[stale.id][1]
+    assert d[fresh.id][0] == "keep"
+    assert (run.promoted, run.expired) == (2, 1)
+    liked.refresh_from_db(), stale.refresh_from_db(), fresh.refresh_from_db()
+    assert liked.tier == "long-term" and liked.status == "active"
+    assert stale.status == "archived" and stale.tier == "short-term"
+    assert fresh.tier == "short-term" and fresh.status == "active"
+    _usage_is_exact(alice)
+
+
+@override_settings(MEMORY_QUOTA_DEFAULTS=SMALL)
+def test_a_tier_over_quota_archives_lowest_scores_first_never_protected(alice):
+    loved = _store(alice, "a" * 700, user_feedback="rating:5")
+    protected = _store(alice, "b" * 700, user_feedback="thumbs_down")
+    services.memory_lifecycle(
+        ctx=_ctx(alice), user=alice, memory_id=protected.public_id, action="protect"
+    )
+    low = _store(alice, "c" * 700, user_feedback="thumbs_down")
+    mid = _store(alice, "d" * 700)
+    assert (
+        Quota.objects.get(user=alice, tier="long-term").used_bytes > SMALL["long-term"]
+    )
+    run = _run(alice)
+    d = _decisions(run)
+    assert d[low.id][0] == "archive" and "over its quota" in d[low.id][1]
+    assert d[protected.id][0] == "keep", "protected items are never archived"
+    assert d[loved.id][0] == "keep" and d[mid.id][0] == "keep"
+    assert (
+        Quota.objects.get(user=alice, tier="long-term").used_bytes <= SMALL["long-term"]
+    )
+    _usage_is_exact(alice)
+    assert AuditEvent.objects.filter(
+        user_id=alice.pk, action="memory.archive", target_id=low.public_id
+    ).exists()
+    assert MemoryVersion.objects.filter(item=low, action="meditation.archive").exists()
+
+
+def test_archives_past_the_grace_window_are_purged_with_a_tombstone(alice):
+    old = _store(alice, "forget me")
+    recent = _store(alice, "archived yesterday")
+    for item in (old, recent):
+        services.memory_lifecycle(
+            ctx=_ctx(alice), user=alice, memory_id=item.public_id, action="archive"
+        )
+    MemoryItem.objects.filter(pk=old.pk).update(
+        archived_at=timezone.now() - timedelta(days=31)
+    )
+    run = _run(alice)
+    assert run.purged == 1
+    assert not MemoryItem.objects.filter(pk=old.pk).exists()
+    assert MemoryItem.objects.filter(pk=recent.pk, status="archived").exists()
+    tomb = AuditEvent.objects.get(user_id=alice.pk, action="memory.purge")
+    assert tomb.target_id == old.public_id
+    assert "forget me" not in str(tomb.details)
+
+
+@override_settings(MEDITATION_MAX_CHANGES=2)
+def test_the_per_run_cap_defers_the_rest_to_the_next_run(alice):
+    items = [
+        _store(alice, f"note {n}", tier="short-term", age_hours=48) for n in range(5)
+    ]
+    run = _run(alice)
+    assert run.expired + run.promoted == 2
+    assert run.deferred == 3
+    assert (
+        MemoryItem.objects.filter(
+            pk__in=[i.pk for i in items], status="archived"
+        ).count()
+        == 2
+    )
+    nxt = _run(alice)
+    assert nxt.expired == 2
+
+
+@override_settings(MEMORY_QUOTA_DEFAULTS=SMALL)
+def test_a_dry_run_changes_nothing_and_forecasts_exactly_what_the_real_run_does(
+    alice, alice_api
+):
+    for n in range(4):
+        _store(alice, f"{n}" * 700)
+    _store(alice, "old session", tier="short-term", age_hours=40)
+    before = list(
+        MemoryItem.objects.filter(user=alice).values_list(
+            "id", "status", "tier", "score"
+        )
+    )
+    forecast = alice_api.get("/v1/memory/forecast").json()
+    assert forecast["archived"] >= 1 and forecast["expired"] == 1
+    assert (
+        list(
+            MemoryItem.objects.filter(user=alice).values_list(
+                "id", "status", "tier", "score"
+            )
+        )
+        == before
+    )
+    as_of = timezone.now()
+    dry = _run(alice, dry_run=True, as_of=as_of)
+    real = _run(alice, as_of=as_of)
+    assert _decisions(dry) == _decisions(real)
+    assert {d["memory_id"] for d in forecast["decisions"]["items"]} == {
+        f"mem_{i}" for i, (dec, _) in _decisions(real).items() if dec != "keep"
+    }
+
+
+@override_settings(MEMORY_QUOTA_DEFAULTS=SMALL)
+def test_restoring_an_archived_item_is_quota_checked(alice_api, alice):
+    for n in range(4):
+        _store(alice, f"{n}" * 700)
+    run = _run(alice)
+    archived = run.scores.filter(decision="archive").first()
+    resp = alice_api.post(f"/v1/memory/mem_{archived.item_id}/restore")
+    assert resp.status_code in (200, 429)
+    _usage_is_exact(alice)
+    if resp.status_code == 429:
+        assert resp.json()["error"] == "quota_exceeded"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_runs_for_one_user_at_once_are_serialized(alice):
+    import threading
+
+    from django.db import connection
+
+    _store(alice, "x", tier="short-term", age_hours=30)
+    results = []
+
+    def go():
+        try:
+            results.append(_run(alice).expired)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=go) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [0, 1], (
+        "the second run waited and found nothing left to do"
+    )
