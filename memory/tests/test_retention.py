@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -216,3 +217,94 @@ def test_two_runs_for_one_user_at_once_are_serialized(alice):
     assert sorted(results) == [0, 1], (
         "the second run waited and found nothing left to do"
     )
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_a_worker_killed_mid_run_leaves_a_run_that_restarts_without_doing_anything_twice(
+    alice,
+):
+    """Kill -9 a real Celery worker process while it is inside a meditation run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import psycopg
+    from django.conf import settings
+    from django.db import connection
+
+    from kimberly.celery import app as celery_app
+    from memory.models import MeditationRun
+    from memory.tasks import meditate_user
+
+    item = _store(alice, "old session note", tier="short-term", age_hours=30)
+    celery_app.control.purge()
+    db = connection.settings_dict
+    auth = f"{db['USER']}:{db['PASSWORD']}" if db.get("PASSWORD") else db["USER"]
+    url = f"postgresql://{auth}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    # Hold the user's meditation lock so the worker's run blocks inside its transaction.
+    holder = psycopg.connect(url, autocommit=True)
+    holder.execute(
+        "SELECT pg_advisory_lock(hashtextextended(%s, 0))", [f"meditate:{alice.pk}"]
+    )
+    run = meditation.meditation_queue(user=alice)  # autocommit: published at once
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "kimberly.settings.test",
+        "DATABASE_URL": url,
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "EMBEDDING_WARMUP": "0",
+    }
+    worker = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "celery"),
+            "-A",
+            "kimberly.celery",
+            "worker",
+            "--pool",
+            "solo",
+            "--without-mingle",
+            "--without-gossip",
+            "--loglevel",
+            "WARNING",
+        ],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        waiting = False
+        for _ in range(300):  # up to 60 s for the worker to start and block
+            row = holder.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE %s",
+                ["%pg_advisory_xact_lock%"],
+            ).fetchone()
+            waiting = bool(row and row[0])
+            if waiting:
+                break
+            time.sleep(0.2)
+        assert waiting, "the worker never reached the run"
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        holder.execute("SELECT pg_advisory_unlock_all()")
+        holder.close()
+    run.refresh_from_db()
+    item.refresh_from_db()
+    assert run.status == "queued" and run.scores.count() == 0
+    assert item.status == "active", "the killed run changed nothing"
+    # What the broker's redelivery does (acks_late): run the task again.
+    assert meditate_user(run.pk) == 1
+    run.refresh_from_db()
+    item.refresh_from_db()
+    assert (run.status, run.expired, item.status) == ("done", 1, "archived")
+    assert meditate_user(run.pk) == 0, "a finished run is never applied twice"
+    assert MeditationRun.objects.get(pk=run.pk).expired == 1
+    celery_app.control.purge()
