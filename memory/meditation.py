@@ -218,10 +218,13 @@ UPDATE memory_scorerecord sr
 """
 
 _APPLY_SQL = [
-    # scores of everything scored
+    # Scores that moved. Rewriting a memory row also recomputes its tsvector and
+    # touches its indexes; recency drifts every item a little every night, so
+    # moves below MEDITATION_SCORE_EPSILON are left (decisions use the exact
+    # scores in the run's records). bench/reports/meditation_scale.md.
     """UPDATE memory_memoryitem m SET score = sr.score FROM memory_scorerecord sr
         WHERE sr.run_id = %(run)s AND m.id = sr.item_id AND sr.decision <> 'purge'
-          AND m.score IS DISTINCT FROM sr.score""",
+          AND abs(m.score - sr.score) >= %(epsilon)s""",
     # history: the state each changed item had before this run
     """INSERT INTO memory_memoryversion (item_id, version, action, actor_type, actor_id,
                                          changed_at, tier, status, protected, content, metadata)
@@ -295,6 +298,7 @@ def meditation_run(
         "lifetime": settings.MEDITATION_SHORT_TERM_HOURS,
         "grace": settings.MEDITATION_PURGE_GRACE_DAYS,
         "cap": settings.MEDITATION_MAX_CHANGES,
+        "epsilon": settings.MEDITATION_SCORE_EPSILON,
         "d_st": defaults["short-term"],
         "d_lt": defaults["long-term"],
         "d_pm": defaults["permanent"],

@@ -305,6 +305,8 @@ MEDITATION_SHORT_TERM_HOURS = env_int("MEDITATION_SHORT_TERM_HOURS", 24)
 MEDITATION_PROMOTE_THRESHOLD = env_float("MEDITATION_PROMOTE_THRESHOLD", 0.6)
 MEDITATION_PURGE_GRACE_DAYS = env_int("MEDITATION_PURGE_GRACE_DAYS", 30)
 MEDITATION_MAX_CHANGES = env_int("MEDITATION_MAX_CHANGES", 5000)
+# A stored score is rewritten only when it moved at least this much.
+MEDITATION_SCORE_EPSILON = env_float("MEDITATION_SCORE_EPSILON", 0.005)
 
 # --- Storage -------------------------------------------------------------------
 MEDIA_ROOT = env_str("MEDIA_ROOT", str(VAR_DIR / "media"))
