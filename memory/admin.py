@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from kimberly.context import Actor, Context
-from memory.models import MemoryItem, MemoryVersion, Quota
+from memory.models import MeditationRun, MemoryItem, MemoryVersion, Quota
 from memory.quotas import quota_set
 
 
@@ -86,3 +86,33 @@ class QuotaAdmin(admin.ModelAdmin[Quota]):
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False  # the row holds the usage that keeps quotas exact
+
+
+@admin.register(MeditationRun)
+class MeditationRunAdmin(admin.ModelAdmin[MeditationRun]):
+    """Read-only: runs are made by the scheduler, the API and ./cli meditate."""
+
+    list_display = [
+        "id",
+        "scope",
+        "user",
+        "status",
+        "dry_run",
+        "started_at",
+        "duration_ms",
+        "processed",
+        "promoted",
+        "expired",
+        "archived",
+        "purged",
+    ]
+    list_filter = ["scope", "status", "dry_run"]
+    search_fields = ["=id", "user__email"]
+    list_select_related = ["user"]
+    raw_id_fields = ["user", "parent"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

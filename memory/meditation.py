@@ -24,9 +24,10 @@ Signals, each in [0, 1]:
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -36,7 +37,7 @@ from django.utils import timezone
 
 from audit.services import EventSpec, audit_record, audit_record_many
 from kimberly.api.errors import invalid_field
-from kimberly.context import Context
+from kimberly.context import Actor, Context
 from memory import metrics, short_term
 from memory.constants import Tier
 from memory.models import MeditationRun, Quota
@@ -45,6 +46,8 @@ from users.models import User
 SCORING_VERSION = "v1"
 SIGNALS = ("relevance_to_goals", "emotional_weight", "predictive_value", "recency_freq")
 DEFAULT_WEIGHTS = dict(zip(SIGNALS, (0.40, 0.30, 0.20, 0.10), strict=True))
+
+logger = logging.getLogger(__name__)
 
 _analyzer: Any = None
 _analyzer_lock = threading.Lock()
@@ -410,11 +413,137 @@ def meditation_queue(*, user: User, dry_run: bool = False) -> MeditationRun:
     return run
 
 
-def meditation_queue_all() -> list[int]:
-    """Queue a run for every active user (the nightly schedule)."""
-    ids = []
-    for user in (
-        User.objects.filter(is_active=True).only("id", "meditation_weights").iterator()
-    ):
-        ids.append(meditation_queue(user=user).pk)
-    return ids
+def meditation_prune_records() -> int:
+    """Drop score records of runs older than MEDITATION_RECORDS_DAYS."""
+    cutoff = timezone.now() - timedelta(days=settings.MEDITATION_RECORDS_DAYS)
+    with connection.cursor() as cur:
+        cur.execute(
+            """DELETE FROM memory_scorerecord sr USING memory_meditationrun r
+                WHERE sr.run_id = r.id AND r.started_at < %s""",
+            [cutoff],
+        )
+        return cur.rowcount
+
+
+def meditation_queue_all(*, dry_run: bool = False) -> MeditationRun:
+    """The nightly run: a scope-all run, one queued child run per active user, and
+    one `meditate_batch` task per MEDITATION_BATCH_USERS users, sent after commit
+    so that the workers share them out. An empty night finishes at once."""
+    from memory.tasks import meditate_batch
+
+    parent = _create_all_run(dry_run=dry_run)
+    batch: list[MeditationRun] = []
+
+    def flush() -> None:
+        ids = [r.pk for r in MeditationRun.objects.bulk_create(batch)]
+        transaction.on_commit(lambda: meditate_batch.delay(ids))
+        batch.clear()
+
+    with transaction.atomic():
+        users = User.objects.filter(is_active=True).only("id", "meditation_weights")
+        for user in users.order_by("pk").iterator(chunk_size=2000):
+            batch.append(_child_run(parent, user))
+            if len(batch) >= settings.MEDITATION_BATCH_USERS:
+                flush()
+        if batch:
+            flush()
+    meditation_all_refresh(parent.pk)
+    return parent
+
+
+def meditation_all_inline(*, ctx: Context, dry_run: bool = False) -> MeditationRun:
+    """The same scope-all run, done in this process (./cli meditate)."""
+    parent = _create_all_run(dry_run=dry_run)
+    users = User.objects.filter(is_active=True).only("id", "meditation_weights")
+    for user in users.order_by("pk").iterator(chunk_size=2000):
+        run = _child_run(parent, user)
+        run.save()
+        meditation_run(ctx=ctx, user=user, run=run)
+    meditation_all_refresh(parent.pk)
+    parent.refresh_from_db()
+    return parent
+
+
+def _create_all_run(*, dry_run: bool) -> MeditationRun:
+    return MeditationRun.objects.create(
+        scope=MeditationRun.Scope.ALL,
+        user=None,
+        dry_run=dry_run,
+        scoring_version=SCORING_VERSION,
+        weights=DEFAULT_WEIGHTS,
+        as_of=timezone.now(),
+    )
+
+
+def _child_run(parent: MeditationRun, user: User) -> MeditationRun:
+    return MeditationRun(
+        scope=MeditationRun.Scope.USER,
+        parent=parent,
+        user=user,
+        dry_run=parent.dry_run,
+        scoring_version=parent.scoring_version,
+        weights=weights_for(user),
+        as_of=parent.as_of,
+    )
+
+
+def meditation_run_batch(run_ids: list[int]) -> int:
+    """Run the queued user runs among `run_ids` (a worker's share of the night).
+
+    A user whose run fails is recorded as failed and the batch goes on; finished
+    runs are skipped, so a re-delivered batch does only what is left.
+    """
+    ctx = Context(Actor.system("meditation"))
+    processed = 0
+    parents: set[int] = set()
+    runs = MeditationRun.objects.select_related("user").filter(
+        pk__in=run_ids, status=MeditationRun.State.QUEUED
+    )
+    for run in runs.order_by("pk"):
+        if run.parent_id is not None:
+            parents.add(run.parent_id)
+        assert run.user is not None, "user runs have a user"
+        try:
+            processed += meditation_run(ctx=ctx, user=run.user, run=run).processed
+        except Exception as exc:
+            logger.exception("meditation run %s failed", run.pk)
+            MeditationRun.objects.filter(
+                pk=run.pk, status=MeditationRun.State.QUEUED
+            ).update(
+                status=MeditationRun.State.FAILED,
+                error=str(exc)[:2000],
+                finished_at=timezone.now(),
+            )
+    for parent_id in parents:
+        meditation_all_refresh(parent_id)
+    return processed
+
+
+_ALL_REFRESH_SQL = """
+UPDATE memory_meditationrun p SET
+  processed = s.processed, promoted = s.promoted, expired = s.expired,
+  archived = s.archived, purged = s.purged, deferred = s.deferred,
+  status = CASE WHEN s.queued > 0 THEN 'queued' WHEN s.failed > 0 THEN 'failed'
+                ELSE 'done' END,
+  error = CASE WHEN s.failed > 0
+               THEN format('%%s of %%s user runs failed', s.failed, s.n) ELSE '' END,
+  finished_at = CASE WHEN s.queued > 0 THEN NULL ELSE COALESCE(s.last, now()) END,
+  duration_ms = CASE WHEN s.queued > 0 THEN NULL
+                     ELSE (extract(epoch FROM COALESCE(s.last, now()) - p.started_at)
+                           * 1000)::int END
+  FROM (SELECT count(*) AS n,
+               COALESCE(sum(processed), 0) AS processed, COALESCE(sum(promoted), 0) AS promoted,
+               COALESCE(sum(expired), 0) AS expired, COALESCE(sum(archived), 0) AS archived,
+               COALESCE(sum(purged), 0) AS purged, COALESCE(sum(deferred), 0) AS deferred,
+               count(*) FILTER (WHERE status = 'queued') AS queued,
+               count(*) FILTER (WHERE status = 'failed') AS failed,
+               max(finished_at) AS last
+          FROM memory_meditationrun WHERE parent_id = %(parent)s) s
+ WHERE p.id = %(parent)s
+"""
+
+
+def meditation_all_refresh(parent_id: int) -> None:
+    """Recompute a scope-all run from its children (exact, so safe to repeat)."""
+    with connection.cursor() as cur:
+        cur.execute(_ALL_REFRESH_SQL, {"parent": parent_id})

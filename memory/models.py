@@ -263,15 +263,37 @@ class Goal(models.Model):
 
 
 class MeditationRun(models.Model):
-    """One scoring run over a user's memories: version, weights, counts, timing."""
+    """One scoring run: version, weights, counts, timing.
+
+    scope "user": one user's memories (with ScoreRecords). scope "all": the
+    nightly run over every user; its counts are the sum of its per-user
+    children, which the workers run in batches.
+    """
 
     class State(models.TextChoices):
         QUEUED = "queued"
         DONE = "done"
         FAILED = "failed"
 
+    class Scope(models.TextChoices):
+        USER = "user"
+        ALL = "all"
+
+    scope = models.CharField(max_length=8, choices=Scope.choices, default=Scope.USER)
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="meditations"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="meditations",
+        null=True,
+        blank=True,
+    )
+    parent = models.ForeignKey(
+        "self",
+        on_delete=models.CASCADE,
+        related_name="children",
+        null=True,
+        blank=True,
+        help_text="the scope-all run this user run belongs to",
     )
     dry_run = models.BooleanField(default=False)
     status = models.CharField(
@@ -297,9 +319,16 @@ class MeditationRun(models.Model):
         indexes = [
             models.Index(fields=["user", "-started_at"], name="memory_meditation_user")
         ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(scope="all", user__isnull=True)
+                | models.Q(scope="user", user__isnull=False),
+                name="memory_meditation_scope_user",
+            )
+        ]
 
     def __str__(self) -> str:
-        return f"run {self.pk} ({self.status})"
+        return f"run {self.pk} ({self.scope}, {self.status})"
 
 
 class ScoreRecord(models.Model):

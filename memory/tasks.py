@@ -5,10 +5,8 @@ from __future__ import annotations
 from celery import shared_task
 from django.conf import settings
 
-from kimberly.context import Actor, Context
 from memory import indexing, meditation, retrieval, services
 from memory.embeddings import EmbeddingUnavailable
-from memory.models import MeditationRun
 
 
 @shared_task(
@@ -50,16 +48,17 @@ def flush_retrieval_log() -> int:
 @shared_task(name="memory.tasks.meditate_user", time_limit=900, soft_time_limit=840)
 def meditate_user(run_id: int) -> int:
     """Score one user's memories for a queued run; a finished run is left alone."""
-    run = MeditationRun.objects.select_related("user").filter(pk=run_id).first()
-    if run is None or run.status != MeditationRun.State.QUEUED:
-        return 0
-    meditation.meditation_run(
-        ctx=Context(Actor.system("meditation")), user=run.user, run=run
-    )
-    return run.processed
+    return meditation.meditation_run_batch([run_id])
+
+
+@shared_task(name="memory.tasks.meditate_batch", time_limit=3600, soft_time_limit=3540)
+def meditate_batch(run_ids: list[int]) -> int:
+    """A batch of users' queued runs of the nightly scope-all run."""
+    return meditation.meditation_run_batch(run_ids)
 
 
 @shared_task(name="memory.tasks.meditate_all", time_limit=600, soft_time_limit=540)
 def meditate_all() -> int:
-    """Nightly: one queued run per user, fanned out across the workers."""
-    return len(meditation.meditation_queue_all())
+    """Nightly: a scope-all run whose user runs fan out across the workers in batches."""
+    meditation.meditation_prune_records()
+    return meditation.meditation_queue_all().pk

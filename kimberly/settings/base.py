@@ -307,6 +307,11 @@ MEDITATION_PURGE_GRACE_DAYS = env_int("MEDITATION_PURGE_GRACE_DAYS", 30)
 MEDITATION_MAX_CHANGES = env_int("MEDITATION_MAX_CHANGES", 5000)
 # A stored score is rewritten only when it moved at least this much.
 MEDITATION_SCORE_EPSILON = env_float("MEDITATION_SCORE_EPSILON", 0.005)
+# Users per meditate_batch task of the nightly run (the workers share the batches).
+MEDITATION_BATCH_USERS = env_int("MEDITATION_BATCH_USERS", 50)
+# Per-item score records (the "why" of each decision) are kept this many days;
+# the runs themselves and the audit events of every change stay.
+MEDITATION_RECORDS_DAYS = env_int("MEDITATION_RECORDS_DAYS", 14)
 
 # --- Storage -------------------------------------------------------------------
 MEDIA_ROOT = env_str("MEDIA_ROOT", str(VAR_DIR / "media"))

@@ -231,3 +231,90 @@ def test_cli_meditate_prints_a_summary(alice):
     assert "1 memories scored" in out.getvalue()
     assert "dry run" in out.getvalue()
     assert ScoreRecord.objects.count() == 1
+
+
+def test_the_nightly_run_fans_out_in_user_batches_and_sums_its_children(
+    alice, bob, settings, django_capture_on_commit_callbacks
+):
+    from memory.tasks import meditate_all, meditate_batch
+
+    settings.MEDITATION_BATCH_USERS = 1
+    _store(alice, "alice remembers")
+    _store(alice, "alice again")
+    _store(bob, "bob remembers")
+    with django_capture_on_commit_callbacks() as callbacks:
+        parent_id = meditate_all()
+    parent = MeditationRun.objects.get(pk=parent_id)
+    assert parent.scope == "all" and parent.user is None
+    assert parent.status == "queued"
+    children = list(parent.children.order_by("pk"))
+    assert {c.user_id for c in children} == {alice.pk, bob.pk}
+    assert len(callbacks) == 2, "one task per batch of one user"
+    first = children[0]
+    assert (
+        meditate_batch([first.pk]) == MemoryItem.objects.filter(user=first.user).count()
+    )
+    parent.refresh_from_db()
+    assert parent.status == "queued", "still waiting for the other batch"
+    assert meditate_batch([c.pk for c in children]) > 0, "only what is left runs"
+    assert meditate_batch([c.pk for c in children]) == 0, (
+        "a redelivered batch is a no-op"
+    )
+    parent.refresh_from_db()
+    assert parent.status == "done"
+    assert parent.processed == 3
+    assert parent.finished_at is not None and parent.duration_ms is not None
+
+
+def test_a_failing_user_fails_the_night_but_not_the_other_users(
+    alice, bob, monkeypatch
+):
+    from memory.tasks import meditate_batch
+
+    _store(alice, "alice remembers")
+    _store(bob, "bob remembers")
+    real = meditation.meditation_run
+
+    def flaky(*, ctx, user, **kw):
+        if user.pk == alice.pk:
+            raise RuntimeError("boom")
+        return real(ctx=ctx, user=user, **kw)
+
+    parent = meditation.meditation_queue_all()
+    monkeypatch.setattr(meditation, "meditation_run", flaky)
+    meditate_batch(list(parent.children.values_list("pk", flat=True)))
+    parent.refresh_from_db()
+    assert parent.status == "failed"
+    assert parent.error == "1 of 2 user runs failed"
+    assert parent.processed == 1
+    assert parent.children.get(user=bob).status == "done"
+
+
+def test_empty_night_finishes_at_once(db):
+    parent = meditation.meditation_queue_all()
+    parent.refresh_from_db()
+    assert parent.status == "done" and parent.processed == 0
+
+
+def test_old_score_records_are_pruned_but_runs_stay(alice, settings):
+    _store(alice, "one")
+    run = meditation.meditation_run(ctx=_ctx(alice), user=alice, dry_run=True)
+    MeditationRun.objects.filter(pk=run.pk).update(
+        started_at=timezone.now() - timedelta(days=settings.MEDITATION_RECORDS_DAYS + 1)
+    )
+    fresh = meditation.meditation_run(ctx=_ctx(alice), user=alice, dry_run=True)
+    assert meditation.meditation_prune_records() == 1
+    assert not ScoreRecord.objects.filter(run=run).exists()
+    assert ScoreRecord.objects.filter(run=fresh).count() == 1
+    assert MeditationRun.objects.filter(pk=run.pk).exists()
+
+
+def test_cli_meditate_without_a_user_runs_everyone(alice, bob):
+    _store(alice, "one")
+    _store(bob, "two")
+    out = StringIO()
+    call_command("meditate", stdout=out)
+    assert "all users: run" in out.getvalue()
+    assert "2 users, 2 memories scored" in out.getvalue()
+    parent = MeditationRun.objects.get(scope="all")
+    assert parent.status == "done" and parent.processed == 2

@@ -8,8 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from kimberly.api.errors import ApplicationError
 from kimberly.context import Actor, Context
-from memory.meditation import meditation_run
-from users.models import User
+from memory.meditation import meditation_all_inline, meditation_run
 from users.selectors import user_resolve
 
 
@@ -25,21 +24,26 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        try:
-            users = (
-                [user_resolve(options["user"])]
-                if options.get("user")
-                else list(User.objects.filter(is_active=True))
+        ctx = Context(Actor.system("cli"))
+        dry = " (dry run: nothing changed)" if options["dry_run"] else ""
+        if not options.get("user"):
+            run = meditation_all_inline(ctx=ctx, dry_run=options["dry_run"])
+            self.stdout.write(
+                f"all users: run {run.pk} {run.status}, {run.children.count()} users, "
+                f"{run.processed} memories scored, {run.promoted} promoted, "
+                f"{run.expired} expired, {run.archived} archived, {run.purged} purged, "
+                f"{run.deferred} deferred{dry}"
             )
+            if run.error:
+                raise CommandError(run.error)
+            return
+        try:
+            user = user_resolve(options["user"])
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
-        ctx = Context(Actor.system("cli"))
-        total = 0
-        for user in users:
-            run = meditation_run(ctx=ctx, user=user, dry_run=options["dry_run"])
-            total += run.processed
-            self.stdout.write(
-                f"{user.email}: run {run.pk} {run.status}, {run.processed} memories scored"
-                f"{' (dry run: nothing changed)' if run.dry_run else ''}"
-            )
-        self.stdout.write(f"{len(users)} users, {total} memories scored")
+        run = meditation_run(ctx=ctx, user=user, dry_run=options["dry_run"])
+        self.stdout.write(
+            f"{user.email}: run {run.pk} {run.status}, {run.processed} memories scored, "
+            f"{run.promoted} promoted, {run.expired} expired, {run.archived} archived, "
+            f"{run.purged} purged, {run.deferred} deferred{dry}"
+        )
