@@ -74,38 +74,56 @@ def audit_record_many(
 ) -> list[AuditEvent]:
     """Append several events to one user's chain with one lock and one INSERT."""
     uid = uuid.UUID(str(user_id)) if user_id else None
+    return audit_record_chains(ctx=ctx, events={uid: events})
+
+
+@transaction.atomic(savepoint=False)
+def audit_record_chains(
+    *, ctx: Context, events: dict[uuid.UUID | None, list[EventSpec]]
+) -> list[AuditEvent]:
+    """Append events to several users' chains: one round trip takes every chain's
+    lock (in a fixed order, so two callers never deadlock) and reads its tip, and
+    one INSERT writes them all. `None` is the global chain."""
     # One chain per user: appends are serialized by a transaction-scoped advisory
     # lock (released at commit) taken together with reading the chain's tip, so
     # two writers never fork the chain (see migration 0003).
+    owners = sorted(events, key=lambda u: str(u or ""))
     with connection.cursor() as cur:
         cur.execute(
-            "SELECT * FROM audit_chain_tip(%s, %s)", [f"audit:{uid or 'global'}", uid]
+            """SELECT o.n, t.tip_seq, t.tip_hash
+                 FROM (SELECT * FROM unnest(%s::text[], %s::uuid[]) WITH ORDINALITY
+                                AS o(chain, owner, n) ORDER BY n) o,
+                      LATERAL audit_chain_tip(o.chain, o.owner) t
+                ORDER BY o.n""",
+            [[f"audit:{u or 'global'}" for u in owners], owners],
         )
-        tip_seq, tip_hash = cur.fetchone()
-    seq, prev_hash = (tip_seq, tip_hash) if tip_seq else (0, GENESIS)
+        tips = {owners[n - 1]: (seq, h) for n, seq, h in cur.fetchall()}
     now = timezone.now()
     built = []
-    for spec in events:
-        seq += 1
-        event = AuditEvent(
-            user_id=uid,
-            seq=seq,
-            actor_type=ctx.actor.type,
-            actor_id=ctx.actor.id[:64],
-            action=spec.action,
-            target_type=spec.target_type,
-            target_id=spec.target_id[:64],
-            request_id=ctx.meta.request_id[:64],
-            ip=ctx.meta.ip[:64],
-            user_agent=ctx.meta.user_agent[:256],
-            details=json.loads(json.dumps(spec.details or {}, default=str)),
-            created_at=now,
-            prev_hash=prev_hash,
-        )
-        event.hash = chain_hash(prev_hash, event)
-        prev_hash = event.hash
-        built.append(event)
-        metrics.events.labels(action=spec.action).inc()
+    for uid in owners:
+        tip_seq, tip_hash = tips[uid]
+        seq, prev_hash = (tip_seq, tip_hash) if tip_seq else (0, GENESIS)
+        for spec in events[uid]:
+            seq += 1
+            event = AuditEvent(
+                user_id=uid,
+                seq=seq,
+                actor_type=ctx.actor.type,
+                actor_id=ctx.actor.id[:64],
+                action=spec.action,
+                target_type=spec.target_type,
+                target_id=spec.target_id[:64],
+                request_id=ctx.meta.request_id[:64],
+                ip=ctx.meta.ip[:64],
+                user_agent=ctx.meta.user_agent[:256],
+                details=json.loads(json.dumps(spec.details or {}, default=str)),
+                created_at=now,
+                prev_hash=prev_hash,
+            )
+            event.hash = chain_hash(prev_hash, event)
+            prev_hash = event.hash
+            built.append(event)
+            metrics.events.labels(action=spec.action).inc()
     if len(built) == 1:
         built[0].save(force_insert=True)
     else:

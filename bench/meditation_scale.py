@@ -1,123 +1,390 @@
-"""Meditation at scale: score and retain every memory of every user, timed.
+"""Meditation at scale: the nightly run over 1,000,000 memories of 10,000 users,
+end to end through real Celery workers, timed.
 
-Uses the 1M-memory database that bench/retrieval_speed.py loads (1,000 users x
-1,000 memories; run that first). A share of the users gets a small long-term
-quota override so that their run archives. Runs are real (they promote, expire
-and archive), one transaction per user, with 1 worker process and then with 2
-(users split between them); the second pass finds less to change.
+A template database is loaded once (COPY, about 100 memories per user: tiers,
+ages, archives past the grace window, feedback, protected items, retrieval
+history, goals with vectors, a share of users over their long-term quota).
+Every pass starts from a fresh copy of it, starts `celery worker -c N`, queues
+the nightly scope-all run (memory.meditation.meditation_queue_all, the beat
+task's code) and waits for it to finish. "first night" re-scores everything
+(all stored scores start at 0.5, so every row is rewritten); "next night" is
+the following night on the same data (as_of + 1 day), the steady state.
 
-    .venv/bin/python bench/meditation_scale.py [--over-quota-share 0.2]
+    .venv/bin/python bench/meditation_scale.py [--users 10000] [--per-user 100]
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
-import resource
+import os
+import random
+import signal
+import subprocess
 import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import numpy as np
 from _setup import ROOT, django_for_bench, machine
+from retrieval_speed import log, texts_and_questions
 
-DB = "kimberly_bench_speed"
+TEMPLATE = "kimberly_bench_meditation_tpl"
+STATE = ROOT / "var" / "bench-meditation-template.txt"
 
 
-def _work(user_ids: list[str], dry_run: bool) -> tuple[int, int, dict[str, int], int]:
-    django_for_bench(DB)
+def _switch_db(name: str) -> None:
+    from django.conf import settings
+    from django.db import connections
+
+    connections.close_all()
+    settings.DATABASES["default"]["NAME"] = name
+    connections["default"].settings_dict["NAME"] = name
+    os.environ["DATABASE_URL"] = (
+        os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/" + name
+    )
+
+
+def _admin(sql: str) -> None:
+    import psycopg
+
+    url = os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def load_template(n_users: int, per_user: int, over_share: float) -> str:
+    """Fill the template database; returns a one-line description of the data."""
     from django.db import connection
+    from pgvector.psycopg import register_vector
 
-    from kimberly.context import Actor, Context
-    from memory.meditation import meditation_run
+    from memory import embeddings
+    from memory.meditation import sentiment_strength
     from users.models import User
 
-    ctx = Context(Actor.system("bench"))
-    processed = 0
-    counts = {"promoted": 0, "expired": 0, "archived": 0, "purged": 0}
-    for user in User.objects.filter(pk__in=user_ids):
-        run = meditation_run(ctx=ctx, user=user, dry_run=dry_run)
-        processed += run.processed
-        for k in counts:
-            counts[k] += getattr(run, k)
-    connection.close()
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return len(user_ids), processed, counts, peak_kb
+    rng = random.Random(11)
+    nrng = np.random.default_rng(11)
+    texts, questions = texts_and_questions()
+    pool = [
+        " ".join(t.split()[: max(5, min(300, int(rng.lognormvariate(3.4, 0.8))))])
+        for t in rng.sample(texts, 600)
+    ]
+    vectors = embeddings.embed_texts(pool)
+    sentiments = [sentiment_strength(t) for t in pool]
+    goal_texts = rng.sample(questions, 200)
+    goal_vectors = embeddings.embed_texts(goal_texts)
+    log(f"embedded a pool of {len(pool)} texts and {len(goal_texts)} goals")
+
+    with connection.cursor() as cur:
+        cur.execute("TRUNCATE users_user CASCADE")
+        for index in ("memory_search_gin", "memory_tags_gin", "memory_embedding_hnsw"):
+            cur.execute(f"DROP INDEX IF EXISTS {index}")
+    User.objects.bulk_create(
+        [User(email=f"med-{i:05d}@bench.local", password="!") for i in range(n_users)],
+        batch_size=2000,
+    )
+    user_ids = list(User.objects.order_by("email").values_list("id", flat=True))
+    connection.ensure_connection()
+    raw = connection.connection
+    register_vector(raw)
+    now = datetime.now(UTC)
+    tag = embeddings.model_tag()
+    tag_pool = ["work", "family", "health", "travel", "project-x", "food", "money"]
+    item_cols = (
+        "id, user_id, tier, content, size_bytes, tags, source, channels, sensitive, scope, "
+        "user_feedback, version, score, embedding_ref, status, protected, created_at, "
+        "updated_at, access_count, created_by, consent, sentiment, last_seen_at, archived_at"
+    )
+    counts = nrng.integers(per_user // 5, per_user * 9 // 5 + 1, n_users)
+    t = time.perf_counter()
+    total = 0
+    with raw.cursor() as cur:
+        for u0 in range(0, n_users, 200):
+            items, vecs_rows, retrievals, goals = [], [], [], []
+            for n, uid in enumerate(user_ids[u0 : u0 + 200], start=u0):
+                k_items = int(counts[n])
+                picks = nrng.integers(0, len(pool), k_items)
+                noise = nrng.normal(0, 0.04, (k_items, vectors.shape[1]))
+                vecs = (vectors[picks] + noise).astype(np.float32)
+                vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+                if n % 2 == 0:  # half the users have one to three goals
+                    for g in rng.sample(range(len(goal_texts)), rng.randint(1, 3)):
+                        goals.append(
+                            (
+                                uid,
+                                goal_texts[g],
+                                rng.sample(tag_pool, 1),
+                                goal_vectors[g],
+                                now,
+                            )
+                        )
+                for k in range(k_items):
+                    iid = uuid.uuid4()
+                    text = pool[picks[k]]
+                    r = rng.random()
+                    tier = (
+                        "short-term"
+                        if r < 0.1
+                        else "long-term"
+                        if r < 0.8
+                        else "permanent"
+                    )
+                    if tier == "short-term":  # half of them past the 24 h lifetime
+                        created = now - timedelta(hours=rng.uniform(0, 48))
+                    else:
+                        created = now - timedelta(days=rng.uniform(1, 365))
+                    archived = tier != "short-term" and rng.random() < 0.05
+                    archived_at = (
+                        now - timedelta(days=rng.uniform(0, 60)) if archived else None
+                    )
+                    seen = (
+                        now - timedelta(days=rng.uniform(0, 30))
+                        if rng.random() < 0.3
+                        else None
+                    )
+                    f = rng.random()
+                    feedback = (
+                        "thumbs_up"
+                        if f < 0.03
+                        else "thumbs_down"
+                        if f < 0.04
+                        else f"rating:{rng.randint(1, 5)}"
+                        if f < 0.06
+                        else ""
+                    )
+                    items.append(
+                        (
+                            iid, uid, tier, text, len(text.encode()) + 120,
+                            rng.sample(tag_pool, rng.randint(0, 2)), "import", [],
+                            k % 50 == 0, "private", feedback, 1, 0.5, f"emb_{iid.hex}",
+                            "archived" if archived else "active", rng.random() < 0.02,
+                            created, created, int(nrng.poisson(1.5)) if seen else 0,
+                            "system", True, sentiments[picks[k]], seen, archived_at,
+                        )
+                    )  # fmt: skip
+                    vecs_rows.append((iid, uid, vecs[k], tag, "", now))
+                    if seen:
+                        for _ in range(rng.randint(1, 4)):
+                            retrievals.append(
+                                (uid, iid, "", rng.randint(1, 10), 0.5, seen)
+                            )
+                total += k_items
+            with cur.copy(f"COPY memory_memoryitem ({item_cols}) FROM STDIN") as copy:
+                for row in items:
+                    copy.write_row(row)
+            with cur.copy(
+                "COPY memory_memoryembedding (item_id, user_id, vector, model, content_hash, "
+                "created_at) FROM STDIN WITH (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(
+                    ["uuid", "uuid", "vector", "varchar", "varchar", "timestamptz"]
+                )
+                for row in vecs_rows:
+                    copy.write_row(row)
+            with cur.copy(
+                "COPY memory_retrievalrecord (user_id, item_id, request_id, rank, final, "
+                "created_at) FROM STDIN"
+            ) as copy:
+                for row in retrievals:
+                    copy.write_row(row)
+            with cur.copy(
+                "COPY memory_goal (user_id, text, tags, vector, created_at) FROM STDIN "
+                "WITH (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(
+                    ["uuid", "varchar", "varchar[]", "vector", "timestamptz"]
+                )
+                for row in goals:
+                    copy.write_row(row)
+            raw.commit()
+            if u0 % 2000 == 0:
+                log(
+                    f"loaded {u0 + 200}/{n_users} users ({time.perf_counter() - t:.0f}s)"
+                )
+    n_over = int(n_users * over_share)
+    with connection.cursor() as cur:
+        cur.execute(
+            "INSERT INTO memory_quota (user_id, tier, used_bytes) SELECT u.id, t.tier, "
+            "COALESCE((SELECT sum(size_bytes) FROM memory_memoryitem i WHERE i.user_id = u.id "
+            "AND i.tier = t.tier AND i.status = 'active'), 0) FROM users_user u, "
+            "(VALUES ('short-term'), ('long-term'), ('permanent')) t(tier)"
+        )
+        # Over quota: a long-term limit of 70% of what they hold.
+        cur.execute(
+            "UPDATE memory_quota SET limit_bytes = GREATEST(1024, used_bytes * 7 / 10) "
+            "WHERE tier = 'long-term' AND user_id IN "
+            "(SELECT id FROM users_user ORDER BY email LIMIT %s)",
+            [n_over],
+        )
+        cur.execute("SET maintenance_work_mem = '1GB'")
+        cur.execute(
+            "CREATE INDEX memory_search_gin ON memory_memoryitem USING gin (search_vector)"
+        )
+        cur.execute(
+            "CREATE INDEX memory_tags_gin ON memory_memoryitem USING gin (tags)"
+        )
+        for table in (
+            "memoryitem",
+            "memoryembedding",
+            "retrievalrecord",
+            "goal",
+            "quota",
+        ):
+            cur.execute(f"VACUUM ANALYZE memory_{table}")
+    log(f"loaded {total:,} memories in {time.perf_counter() - t:.0f}s")
+    return (
+        f"{n_users:,} users, {total:,} memories ({per_user // 5}-{per_user * 9 // 5} per user); "
+        "10% short-term (half past the 24 h lifetime), 70% long-term, 20% permanent; "
+        "5% of the others archived up to 60 days ago (about half past the 30-day grace); "
+        "30% seen in the last 30 days with 1-4 retrieval records each; 6% with feedback; "
+        f"2% protected; half the users have 1-3 goals; {n_over:,} users ({over_share:.0%}) "
+        "hold 1/0.7 of their long-term quota; every memory has a vector (HNSW index not built: "
+        "meditation never searches it)"
+    )
 
 
-def run_pass(user_ids: list[str], workers: int, dry_run: bool) -> dict:
-    chunks = [user_ids[i::workers] for i in range(workers)]
-    started = time.perf_counter()
-    with mp.get_context("spawn").Pool(workers) as pool:
-        results = pool.starmap(_work, [(c, dry_run) for c in chunks])
-    elapsed = time.perf_counter() - started
-    processed = sum(r[1] for r in results)
-    counts = {k: sum(r[2][k] for r in results) for k in results[0][2]}
-    return {
-        "workers": workers,
-        "dry_run": dry_run,
-        "seconds": elapsed,
-        "processed": processed,
-        "items_per_s": processed / elapsed,
-        "peak_rss_mb": max(r[3] for r in results) / 1024,
-        **counts,
-    }
+def _worker_hwm_mb(root_pid: int) -> float:
+    """Largest VmHWM among the worker's child processes, in MB."""
+    best = 0.0
+    for child in Path(f"/proc/{root_pid}/task/{root_pid}/children").read_text().split():
+        for line in Path(f"/proc/{child}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                best = max(best, int(line.split()[1]) / 1024)
+    return best
+
+
+def run_pass(db: str, workers: int, nights: list[tuple[str, bool, int]]) -> list[dict]:
+    """Start `workers` Celery processes on database `db` and run the given nights."""
+    from memory.meditation import meditation_queue_all
+    from memory.models import MeditationRun
+
+    _switch_db(db)
+    env = dict(os.environ, LOG_LEVEL="WARNING")
+    worker = subprocess.Popen(
+        [
+            str(ROOT / ".venv" / "bin" / "celery"),
+            "-A",
+            "kimberly.celery",
+            "worker",
+            "-c",
+            str(workers),
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
+    rows = []
+    try:
+        time.sleep(25)  # workers import Django and warm the embedding model
+        base = datetime.now(UTC)
+        for label, dry_run, day in nights:
+            started = time.perf_counter()
+            parent = meditation_queue_all(
+                dry_run=dry_run, as_of=base + timedelta(days=day)
+            )
+            while True:
+                parent.refresh_from_db()
+                if parent.status != MeditationRun.State.QUEUED:
+                    break
+                if worker.poll() is not None:
+                    raise RuntimeError("the worker died")
+                time.sleep(0.25)
+            elapsed = time.perf_counter() - started
+            rows.append(
+                {
+                    "pass": label,
+                    "workers": workers,
+                    "seconds": elapsed,
+                    "status": parent.status,
+                    "users": parent.children.count(),
+                    "processed": parent.processed,
+                    "items_per_s": parent.processed / elapsed,
+                    "promoted": parent.promoted,
+                    "expired": parent.expired,
+                    "archived": parent.archived,
+                    "purged": parent.purged,
+                    "rss_mb": _worker_hwm_mb(worker.pid),
+                }
+            )
+            log(str(rows[-1]))
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(60)
+        _switch_db(TEMPLATE)
+    return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--over-quota-share", type=float, default=0.2)
+    ap.add_argument("--users", type=int, default=10_000)
+    ap.add_argument("--per-user", type=int, default=100)
+    ap.add_argument("--over-quota-share", type=float, default=0.1)
+    ap.add_argument("--reload", action="store_true", help="rebuild the template")
     ap.add_argument("--name", default="meditation_scale")
     args = ap.parse_args()
-    django_for_bench(DB)
-    from django.db.models import Count
+    django_for_bench(TEMPLATE)
+    key = f"{args.users}:{args.per_user}:{args.over_quota_share}"
+    if (
+        args.reload
+        or not STATE.exists()
+        or not STATE.read_text().startswith(key + "\n")
+    ):
+        STATE.write_text(
+            key + "\n" + load_template(args.users, args.per_user, args.over_quota_share)
+        )
+    data = STATE.read_text().split("\n", 1)[1]
+    from django.db import connections
 
-    from memory.models import MemoryItem, Quota
-    from users.models import User
-
-    users = list(
-        User.objects.filter(email__startswith="speed-")
-        .order_by("email")
-        .values_list("id", flat=True)
-    )
-    n_over = int(len(users) * args.over_quota_share)
-    Quota.objects.filter(user_id__in=users).update(limit_bytes=None)
-    # ~175 KB of long-term each: a 100 KB quota makes their runs archive ~40%.
-    Quota.objects.filter(user_id__in=users[:n_over], tier="long-term").update(
-        limit_bytes=100_000
-    )
-    by_status = dict(
-        MemoryItem.objects.filter(user_id__in=users)
-        .values_list("status")
-        .annotate(n=Count("id"))
-        .values_list("status", "n")
-    )
-    ids = [str(u) for u in users]
-    rows = [
-        run_pass(ids, 1, dry_run=True),
-        run_pass(ids, 2, dry_run=True),
-        run_pass(ids, 2, dry_run=False),
-        run_pass(ids, 1, dry_run=False),
+    rows = []
+    plan = [
+        (1, [("first night", False, 0), ("next night", False, 1)]),
+        (2, [("first night", False, 0), ("next night", False, 1)]),
+        (2, [("dry run (forecast)", True, 0)]),
     ]
-    for r in rows:
-        print(r)
+    for n, (workers, nights) in enumerate(plan):
+        copy = f"kimberly_bench_meditation_{n}"
+        connections.close_all()
+        started = time.perf_counter()
+        _admin(f'DROP DATABASE IF EXISTS "{copy}"')
+        _admin(f'CREATE DATABASE "{copy}" TEMPLATE "{TEMPLATE}" STRATEGY FILE_COPY')
+        log(f"copied the template in {time.perf_counter() - started:.0f}s")
+        rows += run_pass(copy, workers, nights)
+        _admin(f'DROP DATABASE IF EXISTS "{copy}"')
+
     lines = [
         "# Meditation at scale",
         "",
         f"- when: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine: {machine()}",
-        f"- command: `.venv/bin/python bench/meditation_scale.py --over-quota-share {args.over_quota_share}`",
-        f"- data: the retrieval_speed database, {len(users)} users x ~1,000 memories "
-        f"({by_status}); {n_over} users ({args.over_quota_share:.0%}) get a 100 KB long-term quota",
-        "- each user's run is one transaction (scoring SQL, retention decisions, apply, "
-        "audit events); worker processes split the users; PostgreSQL on the same 2 cores",
-        "- pass order: dry 1 worker, dry 2 workers, real 2 workers, real 1 worker (the last "
-        "real pass finds the quotas already satisfied and little left to change)",
+        f"- command: `.venv/bin/python bench/meditation_scale.py --users {args.users} "
+        f"--per-user {args.per_user} --over-quota-share {args.over_quota_share}`",
+        f"- data: {data}",
+        "- end to end: `meditation_queue_all` (the nightly beat task's code) creates the "
+        "scope-all run and one child run per user, sends `meditate_batch` tasks of "
+        "MEDITATION_BATCH_USERS users to the real broker, and `celery worker -c N` runs "
+        "them (one transaction per user: scoring SQL, retention decisions, apply, history, "
+        "audit events); the clock stops when the scope-all run is done. PostgreSQL, "
+        "Valkey and the workers share the same 2 cores",
+        '- each row group starts from a fresh copy of the template; "first night" rewrites '
+        'every stored score (all start at 0.5), "next night" is the following night '
+        "(as_of + 1 day) on the result",
+        "- peak RSS is the largest worker process's high-water mark; it includes the "
+        "MiniLM model each worker loads at start for embedding (meditation does not use it)",
         "",
-        "| pass | workers | seconds | memories processed | memories/s | promoted | expired | archived | purged | peak RSS per worker (MB) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| pass | workers | seconds | users | memories scored | memories/s | promoted | "
+        "expired | archived | purged | peak RSS per worker (MB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {'dry run' if r['dry_run'] else 'real'} | {r['workers']} | {r['seconds']:.1f} | {r['processed']:,} "
-            f"| {r['items_per_s']:,.0f} | {r['promoted']:,} | {r['expired']:,} | {r['archived']:,} "
-            f"| {r['purged']:,} | {r['peak_rss_mb']:.0f} |"
+            f"| {r['pass']}{'' if r['status'] == 'done' else ' (' + r['status'] + ')'} "
+            f"| {r['workers']} | {r['seconds']:.1f} | {r['users']:,} | {r['processed']:,} "
+            f"| {r['items_per_s']:,.0f} | {r['promoted']:,} | {r['expired']:,} "
+            f"| {r['archived']:,} | {r['purged']:,} | {r['rss_mb']:.0f} |"
         )
     lines += ["", "Target (issue #5): <= 60 s for 1M memories on this machine.", ""]
     out = ROOT / "bench" / "reports" / f"{args.name}.md"

@@ -34,7 +34,7 @@ def load(files: list[Path], limit: int | None) -> dict[str, list[dict]]:
 
 
 def ingest(
-    records: list[dict], tag: str
+    records: list[dict], tag: str, tier: str = "permanent"
 ) -> list[tuple[object, dict[str, uuid.UUID], list[dict]]]:
     from kimberly.context import Actor, Context
     from memory import indexing, services
@@ -53,7 +53,7 @@ def ingest(
             item = services.memory_create(
                 ctx=ctx,
                 user=user,
-                tier="permanent",
+                tier=tier,
                 content=mem["text"],
                 metadata={"source": "import"},
                 created_at=_when(mem.get("created_at")),

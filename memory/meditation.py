@@ -32,15 +32,14 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count
 from django.utils import timezone
 
-from audit.services import EventSpec, audit_record, audit_record_many
+from audit.services import EventSpec, audit_record_chains
 from kimberly.api.errors import invalid_field
 from kimberly.context import Actor, Context
 from memory import metrics, short_term
 from memory.constants import Tier
-from memory.models import MeditationRun, Quota
+from memory.models import MeditationRun, ScoreRecord
 from users.models import User
 
 SCORING_VERSION = "v1"
@@ -90,68 +89,77 @@ def weights_for(user: User) -> dict[str, float]:
     return dict(user.meditation_weights or DEFAULT_WEIGHTS)
 
 
-_SIGNALS_SQL = """
-WITH goals AS (
-    SELECT vector, tags FROM memory_goal WHERE user_id = %(user)s
-), goal_tags AS (
-    SELECT COALESCE(array_agg(DISTINCT t), '{}')::varchar(64)[] AS tags
-      FROM goals, unnest(goals.tags) AS t
+# Every statement works on a batch of runs (one per user): the arrays %(users)s,
+# %(runs)s, %(as_of)s and %(w1..4)s are aligned, one element per run. A batch
+# of one is a single user's run; the nightly workers pass MEDITATION_BATCH_USERS.
+_BATCH = """unnest(%(users)s::uuid[], %(runs)s::bigint[], %(as_of)s::timestamptz[],
+                   %(w1)s::float8[], %(w2)s::float8[], %(w3)s::float8[], %(w4)s::float8[])
+            AS b(user_id, run_id, as_of, w1, w2, w3, w4)"""
+
+_SIGNALS_SQL = f"""
+WITH batch AS (SELECT * FROM {_BATCH}
+), user_goals AS (
+    SELECT g.user_id, array_remove(array_agg(DISTINCT t), NULL)::varchar(64)[] AS tags
+      FROM memory_goal g JOIN batch b ON b.user_id = g.user_id
+      LEFT JOIN LATERAL unnest(g.tags) AS t ON true
+     GROUP BY g.user_id
 ), retrieved AS (
-    SELECT item_id, count(*) AS n
-      FROM memory_retrievalrecord WHERE user_id = %(user)s GROUP BY item_id
+    SELECT r.item_id, count(*) AS n
+      FROM memory_retrievalrecord r JOIN batch b ON b.user_id = r.user_id GROUP BY r.item_id
 ), base AS (
-    SELECT i.id, i.tier, i.size_bytes, i.score AS previous, i.sentiment, i.tags,
-           i.access_count,
+    SELECT b.run_id, b.as_of, b.w1, b.w2, b.w3, b.w4, i.id, i.user_id, i.tier,
+           i.size_bytes, i.score AS previous, i.sentiment, i.tags, i.access_count,
            COALESCE(i.last_seen_at, i.created_at) AS seen, e.vector,
+           ug.tags AS goal_tags, ug.user_id IS NOT NULL AS has_goals,
            CASE i.user_feedback
                WHEN 'thumbs_up' THEN 0.8 WHEN 'thumbs_down' THEN 0.2 WHEN '' THEN NULL
                ELSE substr(i.user_feedback, 8)::float / 5 END AS fb,
            COALESCE(r.n, 0) AS retrievals
-      FROM memory_memoryitem i
+      FROM batch b
+      JOIN memory_memoryitem i ON i.user_id = b.user_id AND i.status = 'active'
       LEFT JOIN memory_memoryembedding e ON e.item_id = i.id
       LEFT JOIN retrieved r ON r.item_id = i.id
-     WHERE i.user_id = %(user)s AND i.status = 'active'
+      LEFT JOIN user_goals ug ON ug.user_id = b.user_id
 ), signals AS (
-    SELECT id, tier, size_bytes, previous,
-           CASE WHEN NOT EXISTS (SELECT 1 FROM goals) THEN 0.5
+    SELECT run_id, id, tier, size_bytes, previous, w1, w2, w3, w4,
+           CASE WHEN NOT has_goals THEN 0.5
                 ELSE GREATEST(
-                    COALESCE((SELECT max(1 - (b.vector <=> g.vector)) FROM goals g
-                               WHERE g.vector IS NOT NULL AND b.vector IS NOT NULL), 0),
-                    CASE WHEN b.tags && (SELECT tags FROM goal_tags) THEN 0.8 ELSE 0 END)
+                    COALESCE((SELECT max(1 - (x.vector <=> g.vector)) FROM memory_goal g
+                               WHERE g.user_id = x.user_id AND g.vector IS NOT NULL
+                                 AND x.vector IS NOT NULL), 0),
+                    CASE WHEN x.tags && x.goal_tags THEN 0.8 ELSE 0 END)
            END AS rel,
            CASE WHEN fb IS NULL AND sentiment < 0.05 THEN 0.5
                 ELSE 0.7 * COALESCE(fb, 0.5) + 0.3 * sentiment END AS emo,
            LEAST(1.0, 1 - exp(-retrievals / 5.0)
                       + CASE WHEN fb >= 0.6 THEN 0.2 ELSE 0 END) AS pred,
-           0.7 * exp(-GREATEST(0, extract(epoch FROM %(as_of)s - seen)) / 86400 / 30)
+           0.7 * exp(-GREATEST(0, extract(epoch FROM as_of - seen)) / 86400 / 30)
              + 0.3 * (1 - exp(-access_count / 10.0)) AS rec
-      FROM base b
+      FROM base x
 ), scored AS (
-    SELECT id, tier, size_bytes, previous,
+    SELECT run_id, id, tier, size_bytes, previous, w1, w2, w3, w4,
            round(LEAST(1, GREATEST(0, rel::float))::numeric, 6)::float AS rel,
            round(LEAST(1, GREATEST(0, emo::float))::numeric, 6)::float AS emo,
            round(LEAST(1, GREATEST(0, pred::float))::numeric, 6)::float AS pred,
            round(LEAST(1, GREATEST(0, rec::float))::numeric, 6)::float AS rec
       FROM signals
-), final AS (
-    SELECT id, tier, size_bytes, previous, rel, emo, pred, rec,
-           round(LEAST(1, GREATEST(0, %(w1)s * rel + %(w2)s * emo + %(w3)s * pred
-                                       + %(w4)s * rec))::numeric, 6)::float AS score
-      FROM scored
 ), recorded AS (
     INSERT INTO memory_scorerecord (run_id, item_id, tier, size_bytes, relevance_to_goals,
                                     emotional_weight, predictive_value, recency_freq, score,
                                     previous_score, decision, reason)
-    SELECT %(run)s, id, tier, size_bytes, rel, emo, pred, rec, score, previous, 'keep', ''
-      FROM final
-    RETURNING 1
+    SELECT run_id, id, tier, size_bytes, rel, emo, pred, rec,
+           round(LEAST(1, GREATEST(0, w1 * rel + w2 * emo + w3 * pred + w4 * rec))::numeric,
+                 6)::float,
+           previous, 'keep', ''
+      FROM scored
+    RETURNING run_id
 )
-SELECT count(*) FROM recorded
+SELECT run_id, count(*) FROM recorded GROUP BY run_id
 """
 
-# Retention, decided on the run's ScoreRecords (so a dry run decides exactly what
+# Retention, decided on the runs' ScoreRecords (so a dry run decides exactly what
 # a real run would), then applied set-wise. "%%" is a literal % for format().
-_ROTATE_SQL = """
+_ROTATE_SQL = f"""
 UPDATE memory_scorerecord sr SET
   decision = CASE WHEN i.protected OR i.user_feedback = 'thumbs_up'
                        OR sr.score >= %(threshold)s THEN 'promote' ELSE 'expire' END,
@@ -164,31 +172,33 @@ UPDATE memory_scorerecord sr SET
                   round(sr.score::numeric, 3), %(threshold)s)
     ELSE format('short-term past its lifetime; score %%s < %%s: expired',
                 round(sr.score::numeric, 3), %(threshold)s) END
-  FROM memory_memoryitem i
- WHERE sr.run_id = %(run)s AND i.id = sr.item_id AND sr.tier = 'short-term'
-   AND i.created_at < %(as_of)s - make_interval(hours => %(lifetime)s)
+  FROM memory_memoryitem i, {_BATCH}
+ WHERE sr.run_id = b.run_id AND i.id = sr.item_id AND sr.tier = 'short-term'
+   AND i.created_at < b.as_of - make_interval(hours => %(lifetime)s)
 """
 
-_ARCHIVE_SQL = """
+_ARCHIVE_SQL = f"""
 WITH limits AS (
-    SELECT t.tier, COALESCE(q.limit_bytes, t.dflt) AS lim
-      FROM (VALUES ('short-term', %(d_st)s::bigint), ('long-term', %(d_lt)s::bigint),
-                   ('permanent', %(d_pm)s::bigint)) AS t(tier, dflt)
-      LEFT JOIN memory_quota q ON q.user_id = %(user)s AND q.tier = t.tier
+    SELECT b.run_id, t.tier, COALESCE(q.limit_bytes, t.dflt) AS lim
+      FROM {_BATCH}
+     CROSS JOIN (VALUES ('short-term', %(d_st)s::bigint), ('long-term', %(d_lt)s::bigint),
+                        ('permanent', %(d_pm)s::bigint)) AS t(tier, dflt)
+      LEFT JOIN memory_quota q ON q.user_id = b.user_id AND q.tier = t.tier
 ), live AS (
-    SELECT sr.id, sr.decision, sr.size_bytes, sr.score, i.created_at, i.protected,
+    SELECT sr.id, sr.run_id, sr.decision, sr.size_bytes, sr.score, i.created_at, i.protected,
            CASE WHEN sr.decision = 'promote' THEN 'long-term' ELSE sr.tier END AS ptier
       FROM memory_scorerecord sr JOIN memory_memoryitem i ON i.id = sr.item_id
-     WHERE sr.run_id = %(run)s AND sr.decision IN ('keep', 'promote')
+     WHERE sr.run_id = ANY(%(runs)s) AND sr.decision IN ('keep', 'promote')
 ), excess AS (
-    SELECT l.ptier, sum(l.size_bytes) - min(lim.lim) AS over
-      FROM live l JOIN limits lim ON lim.tier = l.ptier GROUP BY l.ptier
+    SELECT l.run_id, l.ptier, sum(l.size_bytes) - min(lim.lim) AS over
+      FROM live l JOIN limits lim ON lim.run_id = l.run_id AND lim.tier = l.ptier
+     GROUP BY l.run_id, l.ptier
 ), ranked AS (
     -- lowest (score, created_at) first; never protected or just-promoted items
     SELECT l.id, l.ptier, e.over,
-           sum(l.size_bytes) OVER (PARTITION BY l.ptier
+           sum(l.size_bytes) OVER (PARTITION BY l.run_id, l.ptier
                                    ORDER BY l.score, l.created_at, l.id) - l.size_bytes AS before
-      FROM live l JOIN excess e ON e.ptier = l.ptier
+      FROM live l JOIN excess e ON e.run_id = l.run_id AND e.ptier = l.ptier
      WHERE e.over > 0 AND NOT l.protected AND l.decision = 'keep'
 )
 UPDATE memory_scorerecord sr SET decision = 'archive',
@@ -197,27 +207,35 @@ UPDATE memory_scorerecord sr SET decision = 'archive',
   FROM ranked r WHERE sr.id = r.id AND r.before < r.over
 """
 
-_PURGE_SQL = """
+_PURGE_SQL = f"""
 INSERT INTO memory_scorerecord (run_id, item_id, tier, size_bytes, score, previous_score,
                                 decision, reason)
-SELECT %(run)s, i.id, i.tier, i.size_bytes, i.score, i.score, 'purge',
+SELECT b.run_id, i.id, i.tier, i.size_bytes, i.score, i.score, 'purge',
        format('archived on %%s, past the %%s-day grace window',
               to_char(i.archived_at, 'YYYY-MM-DD'), %(grace)s)
-  FROM memory_memoryitem i
- WHERE i.user_id = %(user)s AND i.status = 'archived' AND NOT i.protected
-   AND i.archived_at < %(as_of)s - make_interval(days => %(grace)s)
+  FROM {_BATCH} JOIN memory_memoryitem i ON i.user_id = b.user_id
+ WHERE i.status = 'archived' AND NOT i.protected
+   AND i.archived_at < b.as_of - make_interval(days => %(grace)s)
 """
 
 _CAP_SQL = """
 WITH ranked AS (
     SELECT id, row_number() OVER (
+               PARTITION BY run_id
                ORDER BY CASE decision WHEN 'expire' THEN 1 WHEN 'promote' THEN 2
                                       WHEN 'archive' THEN 3 ELSE 4 END, score, item_id) AS n
-      FROM memory_scorerecord WHERE run_id = %(run)s AND decision <> 'keep'
+      FROM memory_scorerecord WHERE run_id = ANY(%(runs)s) AND decision <> 'keep'
 )
 UPDATE memory_scorerecord sr
    SET decision = 'keep', reason = format('deferred to the next run (cap of %%s changes)', %(cap)s)
   FROM ranked r WHERE sr.id = r.id AND r.n > %(cap)s
+"""
+
+_COUNTS_SQL = """
+SELECT run_id, decision, count(*), count(*) FILTER (WHERE reason LIKE 'deferred%%')
+  FROM memory_scorerecord
+ WHERE run_id = ANY(%(runs)s) AND (decision <> 'keep' OR reason LIKE 'deferred%%')
+ GROUP BY run_id, decision
 """
 
 _APPLY_SQL = [
@@ -226,7 +244,7 @@ _APPLY_SQL = [
     # moves below MEDITATION_SCORE_EPSILON are left (decisions use the exact
     # scores in the run's records). bench/reports/meditation_scale.md.
     """UPDATE memory_memoryitem m SET score = sr.score FROM memory_scorerecord sr
-        WHERE sr.run_id = %(run)s AND m.id = sr.item_id AND sr.decision <> 'purge'
+        WHERE sr.run_id = ANY(%(runs)s) AND m.id = sr.item_id AND sr.decision <> 'purge'
           AND abs(m.score - sr.score) >= %(epsilon)s""",
     # history: the state each changed item had before this run
     """INSERT INTO memory_memoryversion (item_id, version, action, actor_type, actor_id,
@@ -238,30 +256,30 @@ _APPLY_SQL = [
                                  'user_feedback', NULLIF(m.user_feedback, ''),
                                  'version', m.version)
          FROM memory_memoryitem m JOIN memory_scorerecord sr ON sr.item_id = m.id
-        WHERE sr.run_id = %(run)s AND sr.decision IN ('promote', 'expire', 'archive')""",
+        WHERE sr.run_id = ANY(%(runs)s) AND sr.decision IN ('promote', 'expire', 'archive')""",
     """UPDATE memory_memoryitem m SET tier = 'long-term', version = m.version + 1,
               updated_at = now()
          FROM memory_scorerecord sr
-        WHERE sr.run_id = %(run)s AND m.id = sr.item_id AND sr.decision = 'promote'""",
+        WHERE sr.run_id = ANY(%(runs)s) AND m.id = sr.item_id AND sr.decision = 'promote'""",
     """UPDATE memory_memoryitem m SET status = 'archived', archived_at = now(),
               version = m.version + 1, updated_at = now()
          FROM memory_scorerecord sr
-        WHERE sr.run_id = %(run)s AND m.id = sr.item_id AND sr.decision IN ('expire', 'archive')
-          AND NOT m.protected""",
+        WHERE sr.run_id = ANY(%(runs)s) AND m.id = sr.item_id
+          AND sr.decision IN ('expire', 'archive') AND NOT m.protected""",
     # Django's CASCADE lives in Python, not in the schema: remove what refers to
     # a purged item first (its history and vector; provenance keeps bare ids).
     """DELETE FROM memory_memoryversion v USING memory_scorerecord sr
-        WHERE sr.run_id = %(run)s AND v.item_id = sr.item_id AND sr.decision = 'purge'""",
+        WHERE sr.run_id = ANY(%(runs)s) AND v.item_id = sr.item_id AND sr.decision = 'purge'""",
     """DELETE FROM memory_memoryembedding e USING memory_scorerecord sr
-        WHERE sr.run_id = %(run)s AND e.item_id = sr.item_id AND sr.decision = 'purge'""",
+        WHERE sr.run_id = ANY(%(runs)s) AND e.item_id = sr.item_id AND sr.decision = 'purge'""",
     """DELETE FROM memory_memoryitem m USING memory_scorerecord sr
-        WHERE sr.run_id = %(run)s AND m.id = sr.item_id AND sr.decision = 'purge'
-          AND m.user_id = %(user)s AND m.status = 'archived'""",
+        WHERE sr.run_id = ANY(%(runs)s) AND m.id = sr.item_id AND sr.decision = 'purge'
+          AND m.user_id = ANY(%(users)s) AND m.status = 'archived'""",
     # usage from the items themselves: exact, since the quota rows are locked
     """UPDATE memory_quota q SET used_bytes = COALESCE(
               (SELECT sum(size_bytes) FROM memory_memoryitem
                 WHERE user_id = q.user_id AND tier = q.tier AND status = 'active'), 0)
-        WHERE q.user_id = %(user)s""",
+        WHERE q.user_id = ANY(%(users)s)""",
 ]
 
 
@@ -273,11 +291,10 @@ def meditation_run(
     as_of: datetime | None = None,
     run: MeditationRun | None = None,
 ) -> MeditationRun:
-    """Score the user's memories, decide retention, and (unless a dry run) apply it.
+    """Score one user's memories, decide retention, and (unless a dry run) apply it.
 
-    One transaction under a per-user advisory lock: a second run for the same
-    user waits; a worker killed mid-run rolls everything back, so the re-delivered
-    task starts over and nothing is archived twice.
+    A batch of one run: see meditation_run_many. Raises if the run fails (it is
+    then marked failed).
     """
     if run is None:
         run = MeditationRun.objects.create(
@@ -287,68 +304,193 @@ def meditation_run(
             weights=weights_for(user),
             as_of=as_of or timezone.now(),
         )
-    w = run.weights
+    meditation_run_many(ctx=ctx, runs=[run])
+    run.refresh_from_db()
+    return run
+
+
+def meditation_run_many(*, ctx: Context, runs: list[MeditationRun]) -> None:
+    """Score, decide and (unless dry runs) apply queued runs of distinct users.
+
+    One transaction for the batch, under each user's advisory lock (taken in a
+    fixed order): a second run for a user waits for the first, and a run found
+    already finished once the locks are held is skipped. A worker killed mid-run
+    rolls everything back, so the re-delivered task starts over and nothing is
+    archived twice. On failure every run of the batch is marked failed and the
+    error raised.
+    """
+    if not runs:
+        return
+    dry = {r.dry_run for r in runs}
+    assert len(dry) == 1, "a batch is all dry runs or all real runs"
+    dry_run = dry.pop()
+    runs = sorted(runs, key=lambda r: str(r.user_id))
+    assert len({r.user_id for r in runs}) == len(runs), "one run per user"
+    users = [r.user_id for r in runs]
     defaults = settings.MEMORY_QUOTA_DEFAULTS
-    params = {
-        "user": user.pk,
-        "run": run.pk,
-        "as_of": run.as_of,
-        "w1": w["relevance_to_goals"],
-        "w2": w["emotional_weight"],
-        "w3": w["predictive_value"],
-        "w4": w["recency_freq"],
-        "threshold": settings.MEDITATION_PROMOTE_THRESHOLD,
-        "lifetime": settings.MEDITATION_SHORT_TERM_HOURS,
-        "grace": settings.MEDITATION_PURGE_GRACE_DAYS,
-        "cap": settings.MEDITATION_MAX_CHANGES,
-        "epsilon": settings.MEDITATION_SCORE_EPSILON,
-        "d_st": defaults["short-term"],
-        "d_lt": defaults["long-term"],
-        "d_pm": defaults["permanent"],
-    }
     started = time.perf_counter()
     try:
         with transaction.atomic(), connection.cursor() as cur:
             # One run per user at a time: a second one waits here for the first.
             cur.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                [f"meditate:{user.pk}"],
+                """SELECT pg_advisory_xact_lock(hashtextextended('meditate:' || u::text, 0))
+                     FROM (SELECT u FROM unnest(%s::uuid[]) WITH ORDINALITY AS x(u, n)
+                            ORDER BY n) s""",
+                [users],
             )
-            if not run.dry_run:
-                # Writers of this user queue on their quota rows until we commit,
+            cur.execute(
+                """SELECT id FROM memory_meditationrun
+                    WHERE id = ANY(%s) AND status = 'queued' FOR UPDATE""",
+                [[r.pk for r in runs]],
+            )
+            queued = {row[0] for row in cur.fetchall()}
+            runs = [r for r in runs if r.pk in queued]
+            if not runs:
+                return
+            users = [r.user_id for r in runs]
+            params: dict[str, Any] = {
+                "users": users,
+                "runs": [r.pk for r in runs],
+                "as_of": [r.as_of for r in runs],
+                "w1": [r.weights["relevance_to_goals"] for r in runs],
+                "w2": [r.weights["emotional_weight"] for r in runs],
+                "w3": [r.weights["predictive_value"] for r in runs],
+                "w4": [r.weights["recency_freq"] for r in runs],
+                "threshold": settings.MEDITATION_PROMOTE_THRESHOLD,
+                "lifetime": settings.MEDITATION_SHORT_TERM_HOURS,
+                "grace": settings.MEDITATION_PURGE_GRACE_DAYS,
+                "cap": settings.MEDITATION_MAX_CHANGES,
+                "epsilon": settings.MEDITATION_SCORE_EPSILON,
+                "d_st": defaults["short-term"],
+                "d_lt": defaults["long-term"],
+                "d_pm": defaults["permanent"],
+            }
+            if not dry_run:
+                # Writers of these users queue on their quota rows until we commit,
                 # so the usage recomputed below stays exact.
-                for tier in Tier.values:
-                    Quota.objects.get_or_create(user_id=user.pk, tier=tier)
-                list(Quota.objects.select_for_update().filter(user_id=user.pk))
-            run.scores.all().delete()  # a re-delivered run starts clean
+                cur.execute(
+                    """INSERT INTO memory_quota (user_id, tier, used_bytes)
+                       SELECT u, t, 0 FROM unnest(%(users)s::uuid[]) u,
+                              unnest(%(tiers)s::text[]) t
+                       ON CONFLICT DO NOTHING""",
+                    {"users": users, "tiers": list(Tier.values)},
+                )
+                cur.execute(
+                    """SELECT id FROM memory_quota WHERE user_id = ANY(%(users)s)
+                        ORDER BY user_id, tier FOR UPDATE""",
+                    params,
+                )
+            cur.execute(
+                "DELETE FROM memory_scorerecord WHERE run_id = ANY(%(runs)s)", params
+            )  # a re-delivered run starts clean
             cur.execute(_SIGNALS_SQL, params)
-            run.processed = int(cur.fetchone()[0])
+            processed = dict(cur.fetchall())
             for sql in (_ROTATE_SQL, _ARCHIVE_SQL, _PURGE_SQL, _CAP_SQL):
                 cur.execute(sql, params)
-            counts = dict(
-                run.scores.exclude(decision="keep")
-                .values_list("decision")
-                .annotate(n=Count("id"))
-                .values_list("decision", "n")
-            )
-            run.deferred = run.scores.filter(reason__startswith="deferred").count()
-            if not run.dry_run:
+            cur.execute(_COUNTS_SQL, params)
+            counts: dict[int, dict[str, int]] = {r.pk: {} for r in runs}
+            for run_id, decision, n, deferred in cur.fetchall():
+                counts[run_id][decision] = n
+                counts[run_id]["deferred"] = (
+                    counts[run_id].get("deferred", 0) + deferred
+                )
+            if not dry_run:
                 for sql in _APPLY_SQL:
                     cur.execute(sql, params)
-                _audit_decisions(ctx, user, run)
-                transaction.on_commit(lambda: short_term.short_term_invalidate(user.pk))
-            run.promoted = counts.get("promote", 0)
-            run.expired = counts.get("expire", 0)
-            run.archived = counts.get("archive", 0)
-            run.purged = counts.get("purge", 0)
-            run.status = MeditationRun.State.DONE
-            run.finished_at = timezone.now()
-            run.duration_ms = int((time.perf_counter() - started) * 1000)
-            run.save()
-            audit_record(
-                ctx=ctx,
+            now = timezone.now()
+            for run in runs:
+                c = counts[run.pk]
+                run.processed = processed.get(run.pk, 0)
+                run.promoted = c.get("promote", 0)
+                run.expired = c.get("expire", 0)
+                run.archived = c.get("archive", 0)
+                run.purged = c.get("purge", 0)
+                run.deferred = c.get("deferred", 0)
+                run.status = MeditationRun.State.DONE
+                run.finished_at = now
+                run.duration_ms = int((time.perf_counter() - started) * 1000)
+            cur.execute(
+                """UPDATE memory_meditationrun r SET status = 'done', finished_at = %(now)s,
+                          duration_ms = %(ms)s, processed = c.processed,
+                          promoted = c.promoted, expired = c.expired,
+                          archived = c.archived, purged = c.purged, deferred = c.deferred
+                     FROM unnest(%(ids)s::bigint[], %(processed)s::int[], %(promoted)s::int[],
+                                 %(expired)s::int[], %(archived)s::int[], %(purged)s::int[],
+                                 %(deferred)s::int[])
+                          AS c(id, processed, promoted, expired, archived, purged, deferred)
+                    WHERE r.id = c.id""",
+                {
+                    "ms": runs[0].duration_ms,
+                    "now": now,
+                    "ids": [r.pk for r in runs],
+                    **{
+                        f: [getattr(r, f) for r in runs]
+                        for f in (
+                            "processed",
+                            "promoted",
+                            "expired",
+                            "archived",
+                            "purged",
+                            "deferred",
+                        )
+                    },
+                },
+            )
+            _audit_runs(ctx, runs)
+            if not dry_run:
+                transaction.on_commit(lambda: _invalidate_short_term(users))
+    except Exception as exc:
+        metrics.meditation_failures.inc()
+        MeditationRun.objects.filter(pk__in=[r.pk for r in runs]).update(
+            status=MeditationRun.State.FAILED,
+            error=str(exc)[:2000],
+            finished_at=timezone.now(),
+        )
+        raise
+    metrics.meditation_seconds.observe(time.perf_counter() - started)
+    if not dry_run:
+        for decision, field in (
+            ("promote", "promoted"),
+            ("expire", "expired"),
+            ("archive", "archived"),
+            ("purge", "purged"),
+        ):
+            metrics.meditation_items.labels(decision=decision).inc(
+                sum(getattr(r, field) for r in runs)
+            )
+        metrics.meditation_last_success.set_to_current_time()
+
+
+def _invalidate_short_term(users: list[Any]) -> None:
+    for user_id in users:
+        short_term.short_term_invalidate(user_id)
+
+
+def _audit_runs(ctx: Context, runs: list[MeditationRun]) -> None:
+    """Per user: every promotion, expiry, archive and purge with its reason (no
+    content; a dry run has none), then the run itself."""
+    events: dict[Any, list[EventSpec]] = {r.user_id: [] for r in runs}
+    by_run = {r.pk: r for r in runs}
+    if not runs[0].dry_run:
+        decided = (
+            ScoreRecord.objects.filter(run_id__in=by_run)
+            .exclude(decision="keep")
+            .order_by("run_id", "item_id")
+            .values_list("run_id", "item_id", "decision", "reason", "tier")
+        )
+        for run_id, item_id, decision, reason, tier in decided:
+            events[by_run[run_id].user_id].append(
+                EventSpec(
+                    action=f"memory.{decision}",
+                    target_type="memory",
+                    target_id=f"mem_{item_id}",
+                    details={"reason": reason, "run": run_id, "tier": tier},
+                )
+            )
+    for run in runs:
+        events[run.user_id].append(
+            EventSpec(
                 action="meditation.run",
-                user_id=user.pk,
                 target_type="meditation",
                 target_id=str(run.pk),
                 details={
@@ -361,41 +503,8 @@ def meditation_run(
                     "scoring_version": run.scoring_version,
                 },
             )
-    except Exception as exc:
-        metrics.meditation_failures.inc()
-        MeditationRun.objects.filter(pk=run.pk).update(
-            status=MeditationRun.State.FAILED,
-            error=str(exc)[:2000],
-            finished_at=timezone.now(),
         )
-        raise
-    metrics.meditation_seconds.observe(time.perf_counter() - started)
-    if not run.dry_run:
-        for decision in ("promote", "expire", "archive", "purge"):
-            metrics.meditation_items.labels(decision=decision).inc(
-                counts.get(decision, 0)
-            )
-        metrics.meditation_last_success.set_to_current_time()
-    return run
-
-
-def _audit_decisions(ctx: Context, user: User, run: MeditationRun) -> None:
-    """Every promotion, expiry, archive and purge, with its reason (no content)."""
-    audit_record_many(
-        ctx=ctx,
-        user_id=user.pk,
-        events=[
-            EventSpec(
-                action=f"memory.{decision}",
-                target_type="memory",
-                target_id=f"mem_{item_id}",
-                details={"reason": reason, "run": run.pk, "tier": tier},
-            )
-            for item_id, decision, reason, tier in run.scores.exclude(decision="keep")
-            .order_by("item_id")
-            .values_list("item_id", "decision", "reason", "tier")
-        ],
-    )
+    audit_record_chains(ctx=ctx, events=events)
 
 
 def meditation_queue(*, user: User, dry_run: bool = False) -> MeditationRun:
@@ -425,13 +534,15 @@ def meditation_prune_records() -> int:
         return cur.rowcount
 
 
-def meditation_queue_all(*, dry_run: bool = False) -> MeditationRun:
+def meditation_queue_all(
+    *, dry_run: bool = False, as_of: datetime | None = None
+) -> MeditationRun:
     """The nightly run: a scope-all run, one queued child run per active user, and
     one `meditate_batch` task per MEDITATION_BATCH_USERS users, sent after commit
     so that the workers share them out. An empty night finishes at once."""
     from memory.tasks import meditate_batch
 
-    parent = _create_all_run(dry_run=dry_run)
+    parent = _create_all_run(dry_run=dry_run, as_of=as_of)
     batch: list[MeditationRun] = []
 
     def flush() -> None:
@@ -452,26 +563,34 @@ def meditation_queue_all(*, dry_run: bool = False) -> MeditationRun:
 
 
 def meditation_all_inline(*, ctx: Context, dry_run: bool = False) -> MeditationRun:
-    """The same scope-all run, done in this process (./cli meditate)."""
+    """The same scope-all run, its batches done in this process (./cli meditate)."""
     parent = _create_all_run(dry_run=dry_run)
     users = User.objects.filter(is_active=True).only("id", "meditation_weights")
+    batch: list[MeditationRun] = []
     for user in users.order_by("pk").iterator(chunk_size=2000):
-        run = _child_run(parent, user)
-        run.save()
-        meditation_run(ctx=ctx, user=user, run=run)
+        batch.append(_child_run(parent, user))
+        if len(batch) >= settings.MEDITATION_BATCH_USERS:
+            meditation_run_batch(
+                [r.pk for r in MeditationRun.objects.bulk_create(batch)], ctx=ctx
+            )
+            batch.clear()
+    if batch:
+        meditation_run_batch(
+            [r.pk for r in MeditationRun.objects.bulk_create(batch)], ctx=ctx
+        )
     meditation_all_refresh(parent.pk)
     parent.refresh_from_db()
     return parent
 
 
-def _create_all_run(*, dry_run: bool) -> MeditationRun:
+def _create_all_run(*, dry_run: bool, as_of: datetime | None = None) -> MeditationRun:
     return MeditationRun.objects.create(
         scope=MeditationRun.Scope.ALL,
         user=None,
         dry_run=dry_run,
         scoring_version=SCORING_VERSION,
         weights=DEFAULT_WEIGHTS,
-        as_of=timezone.now(),
+        as_of=as_of or timezone.now(),
     )
 
 
@@ -487,36 +606,44 @@ def _child_run(parent: MeditationRun, user: User) -> MeditationRun:
     )
 
 
-def meditation_run_batch(run_ids: list[int]) -> int:
+def meditation_run_batch(run_ids: list[int], *, ctx: Context | None = None) -> int:
     """Run the queued user runs among `run_ids` (a worker's share of the night).
 
-    A user whose run fails is recorded as failed and the batch goes on; finished
-    runs are skipped, so a re-delivered batch does only what is left.
+    Set-wise, in one transaction; if that fails, each run is retried alone so
+    that one user's failure (recorded on their run) does not fail the others.
+    Finished runs are skipped, so a re-delivered batch does only what is left.
     """
-    ctx = Context(Actor.system("meditation"))
-    processed = 0
-    parents: set[int] = set()
-    runs = MeditationRun.objects.select_related("user").filter(
-        pk__in=run_ids, status=MeditationRun.State.QUEUED
+    ctx = ctx or Context(Actor.system("meditation"))
+    runs = list(
+        MeditationRun.objects.filter(pk__in=run_ids, status=MeditationRun.State.QUEUED)
     )
-    for run in runs.order_by("pk"):
-        if run.parent_id is not None:
-            parents.add(run.parent_id)
-        assert run.user is not None, "user runs have a user"
+    groups = [[r for r in runs if r.dry_run], [r for r in runs if not r.dry_run]]
+    for group in groups:
         try:
-            processed += meditation_run(ctx=ctx, user=run.user, run=run).processed
-        except Exception as exc:
-            logger.exception("meditation run %s failed", run.pk)
-            MeditationRun.objects.filter(
-                pk=run.pk, status=MeditationRun.State.QUEUED
-            ).update(
-                status=MeditationRun.State.FAILED,
-                error=str(exc)[:2000],
-                finished_at=timezone.now(),
+            meditation_run_many(ctx=ctx, runs=group)
+        except Exception:
+            logger.exception("meditation batch failed; running its users one by one")
+            MeditationRun.objects.filter(pk__in=[r.pk for r in group]).update(
+                status=MeditationRun.State.QUEUED, error="", finished_at=None
             )
-    for parent_id in parents:
-        meditation_all_refresh(parent_id)
-    return processed
+            for run in group:
+                try:
+                    meditation_run_many(ctx=ctx, runs=[run])
+                except Exception as exc:
+                    logger.exception("meditation run %s failed", run.pk)
+                    MeditationRun.objects.filter(
+                        pk=run.pk, status=MeditationRun.State.QUEUED
+                    ).update(
+                        status=MeditationRun.State.FAILED,
+                        error=str(exc)[:2000],
+                        finished_at=timezone.now(),
+                    )
+    done = MeditationRun.objects.filter(
+        pk__in=[r.pk for r in runs], status=MeditationRun.State.DONE
+    )
+    for parent_id in {r.parent_id for r in runs} - {None}:
+        meditation_all_refresh(parent_id)  # type: ignore[arg-type]
+    return sum(done.values_list("processed", flat=True))
 
 
 _ALL_REFRESH_SQL = """
@@ -529,8 +656,8 @@ UPDATE memory_meditationrun p SET
                THEN format('%%s of %%s user runs failed', s.failed, s.n) ELSE '' END,
   finished_at = CASE WHEN s.queued > 0 THEN NULL ELSE COALESCE(s.last, now()) END,
   duration_ms = CASE WHEN s.queued > 0 THEN NULL
-                     ELSE (extract(epoch FROM COALESCE(s.last, now()) - p.started_at)
-                           * 1000)::int END
+                     ELSE GREATEST(0, extract(epoch FROM COALESCE(s.last, now())
+                                                  - p.started_at) * 1000)::int END
   FROM (SELECT count(*) AS n,
                COALESCE(sum(processed), 0) AS processed, COALESCE(sum(promoted), 0) AS promoted,
                COALESCE(sum(expired), 0) AS expired, COALESCE(sum(archived), 0) AS archived,

@@ -273,15 +273,15 @@ def test_a_failing_user_fails_the_night_but_not_the_other_users(
 
     _store(alice, "alice remembers")
     _store(bob, "bob remembers")
-    real = meditation.meditation_run
+    real = meditation.meditation_run_many
 
-    def flaky(*, ctx, user, **kw):
-        if user.pk == alice.pk:
+    def flaky(*, ctx, runs):
+        if any(r.user_id == alice.pk for r in runs):
             raise RuntimeError("boom")
-        return real(ctx=ctx, user=user, **kw)
+        return real(ctx=ctx, runs=runs)
 
     parent = meditation.meditation_queue_all()
-    monkeypatch.setattr(meditation, "meditation_run", flaky)
+    monkeypatch.setattr(meditation, "meditation_run_many", flaky)
     meditate_batch(list(parent.children.values_list("pk", flat=True)))
     parent.refresh_from_db()
     assert parent.status == "failed"
