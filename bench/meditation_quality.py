@@ -26,12 +26,13 @@ import time
 import uuid
 
 from _setup import ROOT, django_for_bench, machine
-from meditation_scale import _admin, _switch_db
+from meditation_scale import drop_copy, fresh_copy
 from retrieval_quality import DATA, _when, evaluate, ingest, load
 
 BASE = "kimberly_bench_medq_base"
 STATE = ROOT / "var" / "bench-medq-state.json"
 METRICS = ("recall@5", "recall@10", "hit@5", "ndcg@10")
+LAMBDAS = (0.5, 0.7, 0.85, 1.0)
 
 
 def _users(state: list) -> list[tuple[object, dict[str, uuid.UUID], list[dict]]]:
@@ -64,8 +65,9 @@ def meditate(users, tight: float | None) -> dict[str, int]:
             Quota.objects.filter(user=user, tier="long-term").update(
                 limit_bytes=max(1, int(held * tight))
             )
-        as_of = max(_when(q["asked_at"]) for q in queries if q.get("asked_at"))
-        run = meditation_run(ctx=ctx, user=user, as_of=as_of)
+        asked = [_when(q["asked_at"]) for q in queries if q.get("asked_at")]
+        # users without questions are not evaluated; their as_of does not matter
+        run = meditation_run(ctx=ctx, user=user, as_of=max(asked) if asked else None)
         for k in totals:
             totals[k] += getattr(run, k)
     return totals
@@ -117,17 +119,9 @@ def main() -> None:
         STATE.write_text(json.dumps(state))
     state = json.loads(STATE.read_text())
 
-    from django.db import connections
+    from django.conf import settings
 
-    def fresh_copy(n: int) -> str:
-        connections.close_all()
-        _switch_db(BASE)
-        connections.close_all()
-        copy = f"kimberly_bench_medq_{n}"
-        _admin(f'DROP DATABASE IF EXISTS "{copy}"')
-        _admin(f'CREATE DATABASE "{copy}" TEMPLATE "{BASE}" STRATEGY FILE_COPY')
-        _switch_db(copy)
-        return copy
+    shipped = settings.RETRIEVAL_LAMBDA
 
     lines = [
         "# Retrieval quality before and after meditation",
@@ -148,12 +142,13 @@ def main() -> None:
     for name, dstate in state["datasets"].items():
         results = {}
         survival = {}
+        sweep: dict[tuple[str, float], dict[str, float]] = {}
         for scenario, tight in (
             ("before", None),
             ("after, quotas fit", "fit"),
             (f"after, tight quota ({args.tight:.0%})", args.tight),
         ):
-            fresh_copy(n_copy)
+            fresh_copy(BASE, f"kimberly_bench_medq_{n_copy}")
             n_copy += 1
             users = _users(dstate)
             run = (
@@ -164,6 +159,11 @@ def main() -> None:
             ev, allm, kept = evidence_survival(users)
             survival[scenario] = (run, ev, allm, kept)
             results[scenario] = _per_question(users)
+            if tight in (None, "fit"):
+                for lam in LAMBDAS:
+                    settings.RETRIEVAL_LAMBDA = lam
+                    sweep[(scenario, lam)] = _mean(_per_question(users))
+                settings.RETRIEVAL_LAMBDA = shipped
             print(name, scenario, run, f"evidence kept {ev:.3f}, all kept {allm:.3f}")
         before = results["before"]
         lines += [
@@ -193,19 +193,35 @@ def main() -> None:
                 first = label == scenario
                 lines.append(
                     f"| {label} | {run.get('archived', 0) if first else ''} "
-                    f"| {allm:.1%} | {ev:.1%} | {len(qids)} "
+                    f"| {allm:.1%} | {ev:.1%} | {len(qids)} | "
                     + " | ".join(f"{mean[m]:.3f}" for m in METRICS)
                     + f" | {ref['recall@5']:.3f} / {ref['ndcg@10']:.3f} |"
                 )
+        lines += [
+            "",
+            "Weight of the stored score in ranking (`final = λ·relevance + (1-λ)·score "
+            f"+ w·freshness`; shipped λ = {shipped}): recall@5 / NDCG@10, all questions",
+            "",
+            "| λ | before | after, quotas fit | change in recall@5 |",
+            "|---:|---|---|---:|",
+        ]
+        for lam in LAMBDAS:
+            b, a = sweep[("before", lam)], sweep[("after, quotas fit", lam)]
+            lines.append(
+                f"| {lam} | {b['recall@5']:.3f} / {b['ndcg@10']:.3f} "
+                f"| {a['recall@5']:.3f} / {a['ndcg@10']:.3f} "
+                f"| {a['recall@5'] - b['recall@5']:+.3f} |"
+            )
         lines.append("")
     for n in range(n_copy):
-        connections.close_all()
-        _switch_db(BASE)
-        connections.close_all()
-        _admin(f'DROP DATABASE IF EXISTS "kimberly_bench_medq_{n}"')
+        drop_copy(BASE, f"kimberly_bench_medq_{n}")
     out = ROOT / "bench" / "reports" / f"{args.name}.md"
     out.write_text("\n".join(lines))
     print(f"wrote {out}")
+
+
+def _mean(per_q: dict[str, dict[str, float]]) -> dict[str, float]:
+    return {m: sum(q[m] for q in per_q.values()) / len(per_q) for m in METRICS}
 
 
 def _per_question(users) -> dict[str, dict[str, float]]:

@@ -53,6 +53,28 @@ def _admin(sql: str) -> None:
         conn.execute(sql)
 
 
+def fresh_copy(template: str, copy: str) -> None:
+    """(Re)create database `copy` from `template` and point Django at it."""
+    from django.db import connections
+
+    connections.close_all()
+    _switch_db(template)
+    connections.close_all()
+    _admin(f'DROP DATABASE IF EXISTS "{copy}"')
+    _admin(f'CREATE DATABASE "{copy}" TEMPLATE "{template}" STRATEGY FILE_COPY')
+    _switch_db(copy)
+
+
+def drop_copy(template: str, copy: str) -> None:
+    """Point Django back at `template` and drop `copy`."""
+    from django.db import connections
+
+    connections.close_all()
+    _switch_db(template)
+    connections.close_all()
+    _admin(f'DROP DATABASE IF EXISTS "{copy}"')
+
+
 def load_template(n_users: int, per_user: int, over_share: float) -> str:
     """Fill the template database; returns a one-line description of the data."""
     from django.db import connection
@@ -338,7 +360,6 @@ def main() -> None:
             key + "\n" + load_template(args.users, args.per_user, args.over_quota_share)
         )
     data = STATE.read_text().split("\n", 1)[1]
-    from django.db import connections
 
     rows = []
     plan = [
@@ -348,13 +369,11 @@ def main() -> None:
     ]
     for n, (workers, nights) in enumerate(plan):
         copy = f"kimberly_bench_meditation_{n}"
-        connections.close_all()
         started = time.perf_counter()
-        _admin(f'DROP DATABASE IF EXISTS "{copy}"')
-        _admin(f'CREATE DATABASE "{copy}" TEMPLATE "{TEMPLATE}" STRATEGY FILE_COPY')
+        fresh_copy(TEMPLATE, copy)
         log(f"copied the template in {time.perf_counter() - started:.0f}s")
         rows += run_pass(copy, workers, nights)
-        _admin(f'DROP DATABASE IF EXISTS "{copy}"')
+        drop_copy(TEMPLATE, copy)
 
     lines = [
         "# Meditation at scale",

@@ -282,7 +282,10 @@ EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 64)
 # outrank relevance (S-mini hit@5 0.85 -> 0.69), so the default is 0.1
 # (bench/reports/retrieval_quality.md). Semantic share 0.7 is the one fusion
 # that beat lexical-only and semantic-only on every headline metric of both sets.
-RETRIEVAL_LAMBDA = env_float("RETRIEVAL_LAMBDA", 0.5)
+# lambda 0.85: at 0.5 the v1 meditation scores (query-independent priors) cost
+# recall@5 after a run (S-mini 0.779 -> 0.755); at 0.85 nothing is lost and
+# recall before meditation is higher too (bench/reports/meditation_quality.md).
+RETRIEVAL_LAMBDA = env_float("RETRIEVAL_LAMBDA", 0.85)
 RETRIEVAL_FRESHNESS_WEIGHT = env_float("RETRIEVAL_FRESHNESS_WEIGHT", 0.1)
 RETRIEVAL_FRESHNESS_DAYS = env_float("RETRIEVAL_FRESHNESS_DAYS", 30.0)
 RETRIEVAL_CANDIDATES = env_int("RETRIEVAL_CANDIDATES", 50)
