@@ -4,10 +4,11 @@ import json
 import logging
 
 import pytest
+from celery.schedules import crontab
 from django_celery_beat.models import PeriodicTask
-from django_celery_beat.schedulers import DatabaseScheduler
 from pythonjsonlogger.json import JsonFormatter
 
+from kimberly.beat import SeededDatabaseScheduler
 from kimberly.celery import app as celery_app
 from kimberly.logging import RequestIdFilter
 
@@ -52,11 +53,43 @@ def test_logs_are_json_with_request_id_and_no_secrets(api, caplog):
 
 @pytest.mark.django_db(transaction=True)  # the scheduler closes DB connections
 def test_beat_schedule_from_settings_is_synced_into_the_database():
-    DatabaseScheduler(app=celery_app)
+    SeededDatabaseScheduler(app=celery_app)
     task = PeriodicTask.objects.get(name="purge-expired-auth-tokens")
     assert task.task == "users.tasks.purge_expired_tokens"
     assert task.crontab is not None
     assert (task.crontab.minute, task.crontab.hour) == ("17", "3")
+    nightly = PeriodicTask.objects.get(task="memory.tasks.meditate_all")
+    assert (nightly.crontab.minute, nightly.crontab.hour) == ("0", "2")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_admin_edit_of_the_schedule_survives_a_restart_until_settings_change(
+    settings,
+):
+    from django_celery_beat.models import CrontabSchedule
+
+    SeededDatabaseScheduler(app=celery_app)
+    nightly = PeriodicTask.objects.get(task="memory.tasks.meditate_all")
+    # the admin moves the nightly run to 03:30
+    nightly.crontab = CrontabSchedule.objects.create(minute="30", hour="3")
+    nightly.save()
+    SeededDatabaseScheduler(app=celery_app)  # beat restarts
+    nightly.refresh_from_db()
+    assert (nightly.crontab.minute, nightly.crontab.hour) == ("30", "3")
+    # the operator changes CRON_MEDITATION: the new value wins at the next start
+    original = celery_app.conf.beat_schedule
+    schedule = dict(settings.CELERY_BEAT_SCHEDULE)
+    entry = dict(schedule[nightly.name])
+    entry["schedule"] = crontab(minute="15", hour="1")
+    schedule[nightly.name] = entry
+    settings.CELERY_BEAT_SCHEDULE = schedule
+    celery_app.conf.beat_schedule = schedule
+    try:
+        SeededDatabaseScheduler(app=celery_app)
+    finally:
+        celery_app.conf.beat_schedule = original
+    nightly.refresh_from_db()
+    assert (nightly.crontab.minute, nightly.crontab.hour) == ("15", "1")
 
 
 def test_every_periodic_task_can_be_published_to_the_real_broker():

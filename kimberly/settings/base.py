@@ -163,7 +163,7 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_step": 0.1,
     "interval_max": 0.2,
 }
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULER = "kimberly.beat:SeededDatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # keep our JSON log format in workers
 
@@ -179,8 +179,9 @@ def _cron(name: str, default: str) -> crontab:
     )
 
 
-# Written here, synced into django-celery-beat's tables by the DatabaseScheduler
-# at beat start-up, editable in the admin.
+# Written here, seeded into django-celery-beat's tables at beat start-up by
+# kimberly.beat.SeededDatabaseScheduler; edits in the admin survive restarts
+# until the value here changes.
 CELERY_BEAT_SCHEDULE = {
     "purge-expired-auth-tokens": {
         "task": "users.tasks.purge_expired_tokens",

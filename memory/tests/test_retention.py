@@ -308,3 +308,43 @@ def test_a_worker_killed_mid_run_leaves_a_run_that_restarts_without_doing_anythi
     assert meditate_user(run.pk) == 0, "a finished run is never applied twice"
     assert MeditationRun.objects.get(pk=run.pk).expired == 1
     celery_app.control.purge()
+
+
+@override_settings(MEMORY_QUOTA_DEFAULTS=SMALL)
+def test_meditation_metrics_count_applied_decisions_time_and_failures(
+    alice, monkeypatch
+):
+    from prometheus_client import REGISTRY
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    for c in "abcd":  # over the 3,000-byte long-term quota
+        _store(alice, c * 700, user_feedback="thumbs_down")
+    before = {
+        "archive": sample("kimberly_meditation_items_total", decision="archive"),
+        "runs": sample("kimberly_meditation_seconds_count"),
+        "failures": sample("kimberly_meditation_failures_total"),
+    }
+    _run(alice, dry_run=True)
+    assert (
+        sample("kimberly_meditation_items_total", decision="archive")
+        == before["archive"]
+    ), "a dry run applies nothing, so counts nothing"
+    started = time.time()
+    run = _run(alice)
+    assert run.archived >= 1
+    assert (
+        sample("kimberly_meditation_items_total", decision="archive")
+        == before["archive"] + run.archived
+    )
+    assert sample("kimberly_meditation_seconds_count") == before["runs"] + 2
+    assert sample("kimberly_meditation_last_success_timestamp") >= int(started)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(meditation, "_audit_runs", broken)
+    with pytest.raises(RuntimeError):
+        _run(alice)
+    assert sample("kimberly_meditation_failures_total") == before["failures"] + 1
