@@ -347,6 +347,11 @@ def main() -> None:
     ap.add_argument("--per-user", type=int, default=100)
     ap.add_argument("--over-quota-share", type=float, default=0.1)
     ap.add_argument("--reload", action="store_true", help="rebuild the template")
+    ap.add_argument(
+        "--week",
+        action="store_true",
+        help="instead: 2 workers, a first night then six more nights in a row",
+    )
     ap.add_argument("--name", default="meditation_scale")
     args = ap.parse_args()
     django_for_bench(TEMPLATE)
@@ -367,6 +372,14 @@ def main() -> None:
         (2, [("first night", False, 0), ("next night", False, 1)]),
         (2, [("dry run (forecast)", True, 0)]),
     ]
+    if args.week:
+        plan = [
+            (
+                2,
+                [("first night", False, 0)]
+                + [(f"night {d + 1}", False, d) for d in range(1, 7)],
+            )
+        ]
     for n, (workers, nights) in enumerate(plan):
         copy = f"kimberly_bench_meditation_{n}"
         started = time.perf_counter()
@@ -380,7 +393,8 @@ def main() -> None:
         "",
         f"- when: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine: {machine()}",
         f"- command: `.venv/bin/python bench/meditation_scale.py --users {args.users} "
-        f"--per-user {args.per_user} --over-quota-share {args.over_quota_share}`",
+        f"--per-user {args.per_user} --over-quota-share {args.over_quota_share}"
+        f"{' --week --name ' + args.name if args.week else ''}`",
         f"- data: {data}",
         "- end to end: `meditation_queue_all` (the nightly beat task's code) creates the "
         "scope-all run and one child run per user, sends `meditate_batch` tasks of "
@@ -391,6 +405,9 @@ def main() -> None:
         '- each row group starts from a fresh copy of the template; "first night" rewrites '
         'every stored score (all start at 0.5), "next night" is the following night '
         "(as_of + 1 day) on the result",
+        "- between nights nothing new arrives (no new memories, retrievals or feedback): "
+        "later nights measure re-scoring and the rewrites of scores that drifted past "
+        "MEDITATION_SCORE_EPSILON",
         "- peak RSS is the largest worker process's high-water mark; it includes the "
         "MiniLM model each worker loads at start for embedding (meditation does not use it)",
         "",
