@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from typing import Any
 
 from django_celery_beat.models import PeriodicTask
 from django_celery_beat.schedulers import DatabaseScheduler
+
+logger = logging.getLogger(__name__)
 
 SEED_PREFIX = "seeded from settings: "
 
@@ -29,14 +32,18 @@ def seed_fingerprint(entry: dict[str, Any]) -> str:
 
 class SeededDatabaseScheduler(DatabaseScheduler):
     def update_from_dict(self, mapping: dict[str, Any]) -> None:
-        stale = {}
-        for name, entry in mapping.items():
-            seed = SEED_PREFIX + seed_fingerprint(entry)
+        entries = {}
+        for name, fields in mapping.items():
+            seed = SEED_PREFIX + seed_fingerprint(fields)
             row = PeriodicTask.objects.filter(name=name).only("description").first()
-            if row is None or row.description != seed:
-                stale[name] = entry
-        super().update_from_dict(stale)
-        for name in stale:
-            PeriodicTask.objects.filter(name=name).update(
-                description=SEED_PREFIX + seed_fingerprint(mapping[name])
-            )
+            if row is not None and row.description == seed:
+                continue  # as seeded, or edited in the admin since: leave it
+            try:
+                entry = self.Entry.from_entry(name, app=self.app, **fields)
+            except Exception:
+                logger.exception("beat: could not write schedule entry %s", name)
+                continue  # not marked seeded, so the next start tries again
+            PeriodicTask.objects.filter(name=name).update(description=seed)
+            if entry.model.enabled:
+                entries[name] = entry
+        self.schedule.update(entries)

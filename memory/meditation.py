@@ -368,21 +368,6 @@ def meditation_run_many(*, ctx: Context, runs: list[MeditationRun]) -> None:
                 "d_lt": defaults["long-term"],
                 "d_pm": defaults["permanent"],
             }
-            if not dry_run:
-                # Writers of these users queue on their quota rows until we commit,
-                # so the usage recomputed below stays exact.
-                cur.execute(
-                    """INSERT INTO memory_quota (user_id, tier, used_bytes)
-                       SELECT u, t, 0 FROM unnest(%(users)s::uuid[]) u,
-                              unnest(%(tiers)s::text[]) t
-                       ON CONFLICT DO NOTHING""",
-                    {"users": users, "tiers": list(Tier.values)},
-                )
-                cur.execute(
-                    """SELECT id FROM memory_quota WHERE user_id = ANY(%(users)s)
-                        ORDER BY user_id, tier FOR UPDATE""",
-                    params,
-                )
             cur.execute(
                 "DELETE FROM memory_scorerecord WHERE run_id = ANY(%(runs)s)", params
             )  # a re-delivered run starts clean
@@ -398,6 +383,7 @@ def meditation_run_many(*, ctx: Context, runs: list[MeditationRun]) -> None:
                     counts[run_id].get("deferred", 0) + deferred
                 )
             if not dry_run:
+                _lock_for_apply(cur, params)
                 for sql in _APPLY_SQL:
                     cur.execute(sql, params)
             now = timezone.now()
@@ -441,10 +427,16 @@ def meditation_run_many(*, ctx: Context, runs: list[MeditationRun]) -> None:
             )
             _audit_runs(ctx, runs)
             if not dry_run:
-                transaction.on_commit(lambda: _invalidate_short_term(users))
+                transaction.on_commit(
+                    lambda: _invalidate_short_term(users), robust=True
+                )
     except Exception as exc:
         metrics.meditation_failures.inc()
-        MeditationRun.objects.filter(pk__in=[r.pk for r in runs]).update(
+        # Only runs still queued: if the failure came after the commit, the
+        # runs it finished stay done.
+        MeditationRun.objects.filter(
+            pk__in=[r.pk for r in runs], status=MeditationRun.State.QUEUED
+        ).update(
             status=MeditationRun.State.FAILED,
             error=str(exc)[:2000],
             finished_at=timezone.now(),
@@ -462,6 +454,36 @@ def meditation_run_many(*, ctx: Context, runs: list[MeditationRun]) -> None:
                 sum(getattr(r, field) for r in runs)
             )
         metrics.meditation_last_success.set_to_current_time()
+
+
+def _lock_for_apply(cur: Any, params: dict[str, Any]) -> None:
+    """Take the apply step's row locks in the order every writer takes them.
+
+    Writers lock a memory row and then their quota rows, and multi-row writers
+    lock memory rows in id order; so lock the rows this run will change in id
+    order first, then the users' quota rows. Holding the quota rows until
+    commit makes writers of these users wait, so the usage recomputed from the
+    items stays exact.
+    """
+    cur.execute(
+        """SELECT m.id FROM memory_memoryitem m
+             JOIN memory_scorerecord sr ON sr.item_id = m.id
+            WHERE sr.run_id = ANY(%(runs)s)
+              AND (sr.decision <> 'keep' OR abs(m.score - sr.score) >= %(epsilon)s)
+            ORDER BY m.id FOR UPDATE OF m""",
+        params,
+    )
+    cur.execute(
+        """INSERT INTO memory_quota (user_id, tier, used_bytes)
+           SELECT u, t, 0 FROM unnest(%(users)s::uuid[]) u, unnest(%(tiers)s::text[]) t
+           ON CONFLICT DO NOTHING""",
+        {"users": params["users"], "tiers": list(Tier.values)},
+    )
+    cur.execute(
+        """SELECT id FROM memory_quota WHERE user_id = ANY(%(users)s)
+            ORDER BY user_id, tier FOR UPDATE""",
+        params,
+    )
 
 
 def _invalidate_short_term(users: list[Any]) -> None:
@@ -545,15 +567,17 @@ def meditation_queue_all(
     so that the workers share them out. An empty night finishes at once."""
     from memory.tasks import meditate_batch
 
-    parent = _create_all_run(dry_run=dry_run, as_of=as_of)
     batch: list[MeditationRun] = []
 
     def flush() -> None:
         ids = [r.pk for r in MeditationRun.objects.bulk_create(batch)]
-        transaction.on_commit(lambda: meditate_batch.delay(ids))
+        # robust: one failed publish must not drop the batches after it (a run
+        # left queued is re-sent by meditation_requeue_stale)
+        transaction.on_commit(lambda: meditate_batch.delay(ids), robust=True)
         batch.clear()
 
     with transaction.atomic():
+        parent = _create_all_run(dry_run=dry_run, as_of=as_of)
         users = User.objects.filter(is_active=True).only("id", "meditation_weights")
         for user in users.order_by("pk").iterator(chunk_size=2000):
             batch.append(_child_run(parent, user))
@@ -620,15 +644,25 @@ def meditation_run_batch(run_ids: list[int], *, ctx: Context | None = None) -> i
     runs = list(
         MeditationRun.objects.filter(pk__in=run_ids, status=MeditationRun.State.QUEUED)
     )
-    groups = [[r for r in runs if r.dry_run], [r for r in runs if not r.dry_run]]
+    # A batch is all dry or all real runs, one run per user.
+    groups: list[list[MeditationRun]] = []
+    for run in sorted(runs, key=lambda r: r.pk):
+        for group in groups:
+            if group[0].dry_run == run.dry_run and all(
+                r.user_id != run.user_id for r in group
+            ):
+                group.append(run)
+                break
+        else:
+            groups.append([run])
     for group in groups:
         try:
             meditation_run_many(ctx=ctx, runs=group)
         except Exception:
             logger.exception("meditation batch failed; running its users one by one")
-            MeditationRun.objects.filter(pk__in=[r.pk for r in group]).update(
-                status=MeditationRun.State.QUEUED, error="", finished_at=None
-            )
+            MeditationRun.objects.filter(
+                pk__in=[r.pk for r in group], status=MeditationRun.State.FAILED
+            ).update(status=MeditationRun.State.QUEUED, error="", finished_at=None)
             for run in group:
                 try:
                     meditation_run_many(ctx=ctx, runs=[run])
@@ -647,6 +681,31 @@ def meditation_run_batch(run_ids: list[int], *, ctx: Context | None = None) -> i
     for parent_id in {r.parent_id for r in runs} - {None}:
         meditation_all_refresh(parent_id)  # type: ignore[arg-type]
     return sum(done.values_list("processed", flat=True))
+
+
+def meditation_requeue_stale() -> int:
+    """Send again the user runs still queued MEDITATION_STALE_MINUTES after they
+    were created, and refresh stale scope-all runs. Repeating it is harmless:
+    a run is re-checked under its user's lock and a finished one is skipped."""
+    from memory.tasks import meditate_batch
+
+    cutoff = timezone.now() - timedelta(minutes=settings.MEDITATION_STALE_MINUTES)
+    queued = MeditationRun.objects.filter(
+        status=MeditationRun.State.QUEUED, started_at__lt=cutoff
+    )
+    stale = list(
+        queued.filter(scope=MeditationRun.Scope.USER)
+        .order_by("pk")
+        .values_list("pk", flat=True)[:20_000]
+    )
+    size = settings.MEDITATION_BATCH_USERS
+    for i in range(0, len(stale), size):
+        meditate_batch.delay(stale[i : i + size])
+    for parent_id in queued.filter(scope=MeditationRun.Scope.ALL).values_list(
+        "pk", flat=True
+    ):
+        meditation_all_refresh(parent_id)
+    return len(stale)
 
 
 _ALL_REFRESH_SQL = """
@@ -674,6 +733,14 @@ UPDATE memory_meditationrun p SET
 
 
 def meditation_all_refresh(parent_id: int) -> None:
-    """Recompute a scope-all run from its children (exact, so safe to repeat)."""
-    with connection.cursor() as cur:
+    """Recompute a scope-all run from its children (exact, so safe to repeat).
+
+    The parent row is locked first, in its own statement: the aggregate then
+    reads a snapshot taken after any concurrent refresh has committed, so a
+    late refresh can never write older totals over newer ones.
+    """
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(
+            "SELECT 1 FROM memory_meditationrun WHERE id = %s FOR UPDATE", [parent_id]
+        )
         cur.execute(_ALL_REFRESH_SQL, {"parent": parent_id})

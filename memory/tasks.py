@@ -57,6 +57,14 @@ def meditate_batch(run_ids: list[int]) -> int:
     return meditation.meditation_run_batch(run_ids)
 
 
+@shared_task(
+    name="memory.tasks.requeue_stale_meditations", time_limit=300, soft_time_limit=270
+)
+def requeue_stale_meditations() -> int:
+    """Send again user runs left queued (safe: runs are re-checked under lock)."""
+    return meditation.meditation_requeue_stale()
+
+
 @shared_task(name="memory.tasks.meditate_all", time_limit=600, soft_time_limit=540)
 def meditate_all() -> int:
     """Nightly: a scope-all run whose user runs fan out across the workers in batches."""

@@ -199,6 +199,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "memory.tasks.meditate_all",
         "schedule": _cron("CRON_MEDITATION", "0 2 * * *"),
     },
+    "requeue-stale-meditations": {
+        "task": "memory.tasks.requeue_stale_meditations",
+        "schedule": _cron("CRON_MEDITATION_REQUEUE", "*/15 * * * *"),
+    },
     "purge-idempotency-keys": {
         "task": "memory.tasks.purge_idempotency_keys",
         "schedule": _cron("CRON_PURGE_IDEMPOTENCY_KEYS", "27 * * * *"),
@@ -313,6 +317,9 @@ MEDITATION_MAX_CHANGES = env_int("MEDITATION_MAX_CHANGES", 5000)
 MEDITATION_SCORE_EPSILON = env_float("MEDITATION_SCORE_EPSILON", 0.005)
 # Users per meditate_batch task of the nightly run (the workers share the batches).
 MEDITATION_BATCH_USERS = env_int("MEDITATION_BATCH_USERS", 50)
+# A user run still queued this long after it was created is sent again (a lost
+# publish, a batch killed at its time limit); longer than a batch's time limit.
+MEDITATION_STALE_MINUTES = env_int("MEDITATION_STALE_MINUTES", 90)
 # Per-item score records (the "why" of each decision) are kept this many days;
 # the runs themselves and the audit events of every change stay.
 MEDITATION_RECORDS_DAYS = env_int("MEDITATION_RECORDS_DAYS", 14)

@@ -379,3 +379,70 @@ def test_a_batch_of_users_scores_and_decides_exactly_as_single_runs(
     report = audit_verify()
     assert report.first_break is None, "the batched appends kept every chain intact"
     assert report.chains >= 2
+
+
+def test_a_failing_batch_never_touches_runs_already_done(alice, bob, monkeypatch):
+    _store(alice, "alice remembers")
+    _store(bob, "bob remembers")
+    done = meditation.meditation_run(ctx=_ctx(alice), user=alice)
+    queued = MeditationRun.objects.create(
+        user=bob, scoring_version="v1", weights=meditation.DEFAULT_WEIGHTS,
+        as_of=timezone.now(),
+    )  # fmt: skip
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(meditation, "_audit_runs", broken)
+    with pytest.raises(RuntimeError):
+        meditation.meditation_run_many(ctx=_ctx(alice), runs=[done, queued])
+    done.refresh_from_db()
+    queued.refresh_from_db()
+    assert done.status == "done" and done.error == ""
+    assert queued.status == "failed"
+
+
+def test_two_queued_runs_of_one_user_in_one_batch_both_run(alice):
+    from memory.tasks import meditate_batch
+
+    _store(alice, "one")
+    runs = [
+        MeditationRun.objects.create(
+            user=alice,
+            scoring_version="v1",
+            weights=meditation.DEFAULT_WEIGHTS,
+            as_of=timezone.now(),
+            dry_run=dry,
+        )
+        for dry in (False, False, True)
+    ]
+    assert meditate_batch([r.pk for r in runs]) == 3
+    assert set(
+        MeditationRun.objects.filter(pk__in=[r.pk for r in runs]).values_list(
+            "status", flat=True
+        )
+    ) == {"done"}
+
+
+def test_runs_left_queued_are_sent_again_and_the_night_finishes(
+    alice, bob, settings, monkeypatch
+):
+    from memory import tasks
+
+    _store(alice, "alice remembers")
+    _store(bob, "bob remembers")
+    sent: list[list[int]] = []
+    monkeypatch.setattr(tasks.meditate_batch, "delay", lambda ids: sent.append(ids))
+    parent = meditation.meditation_queue_all()  # its publish is lost
+    assert meditation.meditation_requeue_stale() == 0, "not stale yet"
+    old = timezone.now() - timedelta(minutes=settings.MEDITATION_STALE_MINUTES + 1)
+    MeditationRun.objects.filter(pk=parent.pk).update(started_at=old)
+    parent.children.update(started_at=old)
+    sent.clear()
+    assert meditation.meditation_requeue_stale() == 2
+    resent = sorted(pk for ids in sent for pk in ids)
+    assert resent == sorted(parent.children.values_list("pk", flat=True))
+    for ids in sent:
+        tasks.meditate_batch(ids)
+    parent.refresh_from_db()
+    assert parent.status == "done" and parent.processed == 2
