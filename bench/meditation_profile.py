@@ -32,7 +32,7 @@ def main() -> None:
     from django.utils import timezone
 
     fresh_copy(TEMPLATE, COPY)
-    from memory.meditation import _child_run, _create_all_run, meditation_run_batch
+    from memory.meditation import _create_all_run, _user_run, meditation_run_batch
     from memory.models import MeditationRun
     from users.models import User
 
@@ -64,7 +64,10 @@ def main() -> None:
         ids = [
             r.pk
             for r in MeditationRun.objects.bulk_create(
-                [_child_run(parent, u) for u in users]
+                [
+                    _user_run(u, dry_run=False, as_of=parent.as_of, parent=parent)
+                    for u in users
+                ]
             )
         ]
         with connection.cursor() as cur:

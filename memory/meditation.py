@@ -27,7 +27,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -300,13 +302,8 @@ def meditation_run(
     then marked failed).
     """
     if run is None:
-        run = MeditationRun.objects.create(
-            user=user,
-            dry_run=dry_run,
-            scoring_version=SCORING_VERSION,
-            weights=weights_for(user),
-            as_of=as_of or timezone.now(),
-        )
+        run = _user_run(user, dry_run=dry_run, as_of=as_of)
+        run.save()
     meditation_run_many(ctx=ctx, runs=[run])
     run.refresh_from_db()
     return run
@@ -536,13 +533,8 @@ def meditation_queue(*, user: User, dry_run: bool = False) -> MeditationRun:
     """Create a queued run and hand it to a worker after commit (POST /meditate)."""
     from memory.tasks import meditate_user
 
-    run = MeditationRun.objects.create(
-        user=user,
-        dry_run=dry_run,
-        scoring_version=SCORING_VERSION,
-        weights=weights_for(user),
-        as_of=timezone.now(),
-    )
+    run = _user_run(user, dry_run=dry_run)
+    run.save()
     transaction.on_commit(lambda: meditate_user.delay(run.pk))
     return run
 
@@ -567,24 +559,12 @@ def meditation_queue_all(
     so that the workers share them out. An empty night finishes at once."""
     from memory.tasks import meditate_batch
 
-    batch: list[MeditationRun] = []
-
-    def flush() -> None:
-        ids = [r.pk for r in MeditationRun.objects.bulk_create(batch)]
-        # robust: one failed publish must not drop the batches after it (a run
-        # left queued is re-sent by meditation_requeue_stale)
-        transaction.on_commit(lambda: meditate_batch.delay(ids), robust=True)
-        batch.clear()
-
     with transaction.atomic():
         parent = _create_all_run(dry_run=dry_run, as_of=as_of)
-        users = User.objects.filter(is_active=True).only("id", "meditation_weights")
-        for user in users.order_by("pk").iterator(chunk_size=2000):
-            batch.append(_child_run(parent, user))
-            if len(batch) >= settings.MEDITATION_BATCH_USERS:
-                flush()
-        if batch:
-            flush()
+        for ids in _child_batches(parent):
+            # robust: one failed publish must not drop the batches after it (a
+            # run left queued is re-sent by meditation_requeue_stale)
+            transaction.on_commit(partial(meditate_batch.delay, ids), robust=True)
     meditation_all_refresh(parent.pk)
     return parent
 
@@ -592,19 +572,8 @@ def meditation_queue_all(
 def meditation_all_inline(*, ctx: Context, dry_run: bool = False) -> MeditationRun:
     """The same scope-all run, its batches done in this process (./cli meditate)."""
     parent = _create_all_run(dry_run=dry_run)
-    users = User.objects.filter(is_active=True).only("id", "meditation_weights")
-    batch: list[MeditationRun] = []
-    for user in users.order_by("pk").iterator(chunk_size=2000):
-        batch.append(_child_run(parent, user))
-        if len(batch) >= settings.MEDITATION_BATCH_USERS:
-            meditation_run_batch(
-                [r.pk for r in MeditationRun.objects.bulk_create(batch)], ctx=ctx
-            )
-            batch.clear()
-    if batch:
-        meditation_run_batch(
-            [r.pk for r in MeditationRun.objects.bulk_create(batch)], ctx=ctx
-        )
+    for ids in _child_batches(parent):
+        meditation_run_batch(ids, ctx=ctx)
     meditation_all_refresh(parent.pk)
     parent.refresh_from_db()
     return parent
@@ -621,16 +590,39 @@ def _create_all_run(*, dry_run: bool, as_of: datetime | None = None) -> Meditati
     )
 
 
-def _child_run(parent: MeditationRun, user: User) -> MeditationRun:
+def _user_run(
+    user: User,
+    *,
+    dry_run: bool,
+    as_of: datetime | None = None,
+    parent: MeditationRun | None = None,
+) -> MeditationRun:
+    """An unsaved queued run of one user, with the user's weights."""
     return MeditationRun(
         scope=MeditationRun.Scope.USER,
         parent=parent,
         user=user,
-        dry_run=parent.dry_run,
-        scoring_version=parent.scoring_version,
+        dry_run=dry_run,
+        scoring_version=SCORING_VERSION,
         weights=weights_for(user),
-        as_of=parent.as_of,
+        as_of=as_of or timezone.now(),
     )
+
+
+def _child_batches(parent: MeditationRun) -> Iterator[list[int]]:
+    """Create the scope-all run's child runs, one per active user, and yield
+    their ids MEDITATION_BATCH_USERS at a time."""
+    users = User.objects.filter(is_active=True).only("id", "meditation_weights")
+    batch: list[MeditationRun] = []
+    for user in users.order_by("pk").iterator(chunk_size=2000):
+        batch.append(
+            _user_run(user, dry_run=parent.dry_run, as_of=parent.as_of, parent=parent)
+        )
+        if len(batch) >= settings.MEDITATION_BATCH_USERS:
+            yield [r.pk for r in MeditationRun.objects.bulk_create(batch)]
+            batch = []
+    if batch:
+        yield [r.pk for r in MeditationRun.objects.bulk_create(batch)]
 
 
 def meditation_run_batch(run_ids: list[int], *, ctx: Context | None = None) -> int:
