@@ -39,6 +39,15 @@ def django_for_bench(db_name: str) -> None:
     call_command("migrate", verbosity=0)
 
 
+def copy_rows(cur, sql: str, rows, types: list[str] | None = None) -> None:  # type: ignore[no-untyped-def]
+    """COPY `rows` with psycopg; `types` for FORMAT BINARY (e.g. vector columns)."""
+    with cur.copy(sql) as copy:
+        if types:
+            copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)
+
+
 def machine() -> str:
     import platform
 

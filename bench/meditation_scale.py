@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-from _setup import ROOT, django_for_bench, machine
+from _setup import ROOT, copy_rows, django_for_bench, machine
 from retrieval_speed import log, texts_and_questions
 
 TEMPLATE = "kimberly_bench_meditation_tpl"
@@ -191,33 +191,27 @@ def load_template(n_users: int, per_user: int, over_share: float) -> str:
                                 (uid, iid, "", rng.randint(1, 10), 0.5, seen)
                             )
                 total += k_items
-            with cur.copy(f"COPY memory_memoryitem ({item_cols}) FROM STDIN") as copy:
-                for row in items:
-                    copy.write_row(row)
-            with cur.copy(
+            copy_rows(cur, f"COPY memory_memoryitem ({item_cols}) FROM STDIN", items)
+            copy_rows(
+                cur,
                 "COPY memory_memoryembedding (item_id, user_id, vector, model, content_hash, "
-                "created_at) FROM STDIN WITH (FORMAT BINARY)"
-            ) as copy:
-                copy.set_types(
-                    ["uuid", "uuid", "vector", "varchar", "varchar", "timestamptz"]
-                )
-                for row in vecs_rows:
-                    copy.write_row(row)
-            with cur.copy(
+                "created_at) FROM STDIN WITH (FORMAT BINARY)",
+                vecs_rows,
+                ["uuid", "uuid", "vector", "varchar", "varchar", "timestamptz"],
+            )
+            copy_rows(
+                cur,
                 "COPY memory_retrievalrecord (user_id, item_id, request_id, rank, final, "
-                "created_at) FROM STDIN"
-            ) as copy:
-                for row in retrievals:
-                    copy.write_row(row)
-            with cur.copy(
+                "created_at) FROM STDIN",
+                retrievals,
+            )
+            copy_rows(
+                cur,
                 "COPY memory_goal (user_id, text, tags, vector, created_at) FROM STDIN "
-                "WITH (FORMAT BINARY)"
-            ) as copy:
-                copy.set_types(
-                    ["uuid", "varchar", "varchar[]", "vector", "timestamptz"]
-                )
-                for row in goals:
-                    copy.write_row(row)
+                "WITH (FORMAT BINARY)",
+                goals,
+                ["uuid", "varchar", "varchar[]", "vector", "timestamptz"],
+            )
             raw.commit()
             if u0 % 2000 == 0:
                 log(

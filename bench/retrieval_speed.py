@@ -30,7 +30,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from _setup import ROOT, django_for_bench, machine
+from _setup import ROOT, copy_rows, django_for_bench, machine
 
 DATA = ROOT.parent / "shared" / "bench"
 DB = "kimberly_bench_speed"
@@ -80,6 +80,7 @@ def load(n_users: int, per_user: int, pool_size: int) -> dict[str, float]:
     with connection.cursor() as cur:
         cur.execute(
             "TRUNCATE memory_memoryembedding, memory_memoryversion, memory_retrievalrecord, "
+            "memory_goal, "
             "memory_quota, memory_idempotencykey, memory_memoryitem, knox_authtoken CASCADE"
         )
         cur.execute("DELETE FROM users_user")
@@ -98,7 +99,7 @@ def load(n_users: int, per_user: int, pool_size: int) -> dict[str, float]:
     item_cols = (
         "id, user_id, tier, content, size_bytes, tags, source, channels, sensitive, scope, "
         "user_feedback, version, score, embedding_ref, status, protected, created_at, "
-        "updated_at, access_count, created_by, consent"
+        "updated_at, access_count, created_by, consent, sentiment"
     )
     tiers = ["short-term", "long-term", "permanent"]
     tag_pool = [
@@ -152,21 +153,20 @@ def load(n_users: int, per_user: int, pool_size: int) -> dict[str, float]:
                             0,
                             "system",
                             True,
+                            0.0,  # sentiment: retrieval never reads it
                         )
                     )
                     emb_rows.append((iid, uid, vecs[k], tag, "", now))
-            with cur.copy(f"COPY memory_memoryitem ({item_cols}) FROM STDIN") as copy:
-                for row in item_rows:
-                    copy.write_row(row)
-            with cur.copy(
-                "COPY memory_memoryembedding (item_id, user_id, vector, model, content_hash, created_at) "
-                "FROM STDIN WITH (FORMAT BINARY)"
-            ) as copy:
-                copy.set_types(
-                    ["uuid", "uuid", "vector", "varchar", "varchar", "timestamptz"]
-                )
-                for row in emb_rows:
-                    copy.write_row(row)
+            copy_rows(
+                cur, f"COPY memory_memoryitem ({item_cols}) FROM STDIN", item_rows
+            )
+            copy_rows(
+                cur,
+                "COPY memory_memoryembedding (item_id, user_id, vector, model, content_hash, "
+                "created_at) FROM STDIN WITH (FORMAT BINARY)",
+                emb_rows,
+                ["uuid", "uuid", "vector", "varchar", "varchar", "timestamptz"],
+            )
             raw.commit()
             if u0 % 200 == 0:
                 log(
