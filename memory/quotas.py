@@ -52,11 +52,23 @@ RETURNING used_bytes
 """
 
 
+_CREATE_SQL = """
+INSERT INTO memory_quota (user_id, tier, used_bytes) VALUES (%(user_id)s, %(tier)s, 0)
+ON CONFLICT (user_id, tier) DO NOTHING
+"""
+
+
+def _reserve(cur: Any, params: dict[str, Any]) -> int | None:
+    cur.execute(_RESERVE_SQL, params)
+    row = cur.fetchone()
+    return None if row is None else int(row[0])
+
+
 def quota_adjust(*, user_id: uuid.UUID, tier: str, delta: int) -> int:
     """Add `delta` bytes to the tier's usage or raise QuotaExceeded (429); returns usage.
 
     Must run inside the transaction that writes the items, so usage and items
-    commit or roll back together.
+    commit or roll back together. A user without a quota row gets one here.
     """
     assert transaction.get_connection().in_atomic_block, (
         "quota_adjust needs a transaction"
@@ -68,15 +80,17 @@ def quota_adjust(*, user_id: uuid.UUID, tier: str, delta: int) -> int:
         "default": default_limit(tier),
         "ratio": settings.QUOTA_HARD_LIMIT_RATIO,
     }
-    for _ in range(2):
-        with connection.cursor() as cur:
-            cur.execute(_RESERVE_SQL, params)
-            row = cur.fetchone()
-        if row is not None:
-            return int(row[0])
-        _, created = Quota.objects.get_or_create(user_id=user_id, tier=tier)
-        if not created:
-            break  # the row exists, so the UPDATE refused: over the hard limit
+    with connection.cursor() as cur:
+        used = _reserve(cur, params)
+        if used is None:
+            # Over the limit, or no row yet (a new user's first writes). A row
+            # another transaction is inserting is invisible to the UPDATE; ON
+            # CONFLICT waits for that transaction and then does nothing, so the
+            # second UPDATE (a new snapshot) sees the row whoever created it.
+            cur.execute(_CREATE_SQL, params)
+            used = _reserve(cur, params)
+    if used is not None:
+        return used
     quota = Quota.objects.get(user_id=user_id, tier=tier)
     limit = quota.limit_bytes if quota.limit_bytes is not None else default_limit(tier)
     metrics.quota_rejections.labels(tier=tier).inc()

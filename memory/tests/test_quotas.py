@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 from django.db import connection
@@ -36,6 +37,29 @@ def _stored(user, tier: str) -> int:
     )
 
 
+def _in_threads(work: Callable[[int], None], n: int) -> None:
+    """Run work(0..n-1) in n threads, each with its own DB connection, started at
+    the same moment; a thread's exception fails the test."""
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(n)
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait()
+            work(i)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+
+
 @pytest.mark.django_db(transaction=True)
 @override_settings(MEMORY_QUOTA_DEFAULTS=SMALL)
 def test_eight_concurrent_writers_never_pass_the_hard_limit_and_usage_stays_exact():
@@ -46,54 +70,71 @@ def test_eight_concurrent_writers_never_pass_the_hard_limit_and_usage_stays_exac
     writers, per_writer = 8, 25
     outcomes: dict[str, int] = {"ok": 0, "refused": 0, "deleted": 0}
     lock = threading.Lock()
-    barrier = threading.Barrier(writers)
-    errors: list[BaseException] = []
 
     def writer(n: int) -> None:
-        try:
-            barrier.wait()
-            mine: list[str] = []
-            for i in range(per_writer):
-                try:
-                    result = services.memory_create(
-                        ctx=_ctx(user),
-                        user=user,
-                        tier=Tier.SHORT_TERM,
-                        content=f"writer {n} item {i} "
-                        + "x" * (150 + 37 * ((n + i) % 5)),
+        mine: list[str] = []
+        for i in range(per_writer):
+            try:
+                result = services.memory_create(
+                    ctx=_ctx(user),
+                    user=user,
+                    tier=Tier.SHORT_TERM,
+                    content=f"writer {n} item {i} " + "x" * (150 + 37 * ((n + i) % 5)),
+                )
+                mine.append(result.item.public_id)
+                key = "ok"
+            except QuotaExceeded:
+                key = "refused"
+                # Free some room so writers keep racing at the limit.
+                if mine:
+                    services.memory_delete(
+                        ctx=_ctx(user), user=user, memory_id=mine.pop(0)
                     )
-                    mine.append(result.item.public_id)
-                    key = "ok"
-                except QuotaExceeded:
-                    key = "refused"
-                    # Free some room so writers keep racing at the limit.
-                    if mine:
-                        services.memory_delete(
-                            ctx=_ctx(user), user=user, memory_id=mine.pop(0)
-                        )
-                        with lock:
-                            outcomes["deleted"] += 1
-                with lock:
-                    outcomes[key] += 1
-        except (
-            BaseException
-        ) as exc:  # surfaced below: a thread's failure fails the test
-            errors.append(exc)
-        finally:
-            connection.close()
+                    with lock:
+                        outcomes["deleted"] += 1
+            with lock:
+                outcomes[key] += 1
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(writers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _in_threads(writer, writers)
 
-    assert not errors, errors
     assert outcomes["refused"] > 0, "the writers must actually have hit the limit"
     assert outcomes["ok"] > 0
     used = _usage(user, Tier.SHORT_TERM)
     assert used <= hard
     assert used == _stored(user, Tier.SHORT_TERM)
+
+
+def _first_writes_at_once(user: User, writers: int) -> list[str]:
+    """`writers` threads write the user's first memories at once; the refusals."""
+    refused: list[str] = []
+
+    def first_write(n: int) -> None:
+        try:
+            services.memory_create(
+                ctx=_ctx(user), user=user, tier=Tier.LONG_TERM, content=f"note {n}"
+            )
+        except QuotaExceeded as exc:
+            refused.append(f"{user.email}: {exc.details}")
+
+    _in_threads(first_write, writers)
+    return refused
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_first_writes_of_a_new_user_are_never_refused():
+    """Issue 9: the writers that lost the race to create a new user's quota row
+    were refused with 429 although the tier was nearly empty."""
+    users, writers = 4, 8
+    refused: list[str] = []
+    for u in range(users):
+        user = User.objects.create_user(
+            email=f"newcomer{u}@example.com", password="x-long-pass-1"
+        )
+        assert not Quota.objects.filter(user=user).exists()
+        refused += _first_writes_at_once(user, writers)
+        assert _usage(user, Tier.LONG_TERM) == _stored(user, Tier.LONG_TERM)
+    assert refused == []
+    assert MemoryItem.objects.count() == users * writers
 
 
 @pytest.mark.django_db
