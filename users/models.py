@@ -16,7 +16,19 @@ from django.utils import timezone
 
 
 class UserManager(BaseUserManager["User"]):
+    """Every way in (signup, createsuperuser, the admin, login) agrees on one
+    spelling of an email: the one normalize_email gives."""
+
     use_in_migrations = True
+
+    @classmethod
+    def normalize_email(cls, email: str | None) -> str:
+        return normalize_email(email or "")
+
+    def get_by_natural_key(self, username: str | None) -> User:
+        # Login (ModelBackend) and createsuperuser's "already taken" check look
+        # users up here: by the stored spelling, which uses the unique index.
+        return self.get(email=normalize_email(username or ""))
 
     def create_user(
         self, email: str, password: str | None = None, **extra: Any
@@ -63,6 +75,12 @@ class User(AbstractBaseUser, PermissionsMixin):
         constraints = [
             models.UniqueConstraint(Lower("email"), name="users_user_email_ci_unique"),
         ]
+
+    def clean(self) -> None:
+        # Model forms (the admin's add and change forms) call this before
+        # validating uniqueness and saving, so they store the normalized email.
+        super().clean()
+        self.email = normalize_email(self.email)
 
     def __str__(self) -> str:
         return self.email

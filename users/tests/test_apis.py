@@ -202,3 +202,89 @@ def test_user_cannot_change_email_through_settings(alice_api, alice):
 def test_each_user_sees_only_themselves(alice_api, bob_api):
     assert alice_api.get("/v1/user").json()["email"] == "alice@example.com"
     assert bob_api.get("/v1/user").json()["email"] == "bob@example.com"
+
+
+def _admin_client(client):
+    admin = User.objects.create_superuser(email="root@example.com", password="x")
+    client.force_login(admin)
+    return client
+
+
+def test_a_user_added_in_the_admin_with_a_mixed_case_email_can_log_in(client, api):
+    resp = _admin_client(client).post(
+        "/admin/users/user/add/",
+        {
+            "email": "Dana.Smith@Example.COM",
+            "usable_password": "true",
+            "password1": GOOD_PASSWORD,
+            "password2": GOOD_PASSWORD,
+        },
+    )
+    assert resp.status_code == 302, resp.content.decode()[-2000:]
+    assert User.objects.filter(email="dana.smith@example.com").exists()
+    assert _login(api, "Dana.Smith@Example.COM", GOOD_PASSWORD).status_code == 200
+    assert _login(api, "dana.smith@example.com", GOOD_PASSWORD).status_code == 200
+
+
+def test_an_email_changed_in_the_admin_to_mixed_case_still_logs_in(client, api):
+    user = User.objects.create_user(email="erin@example.com", password=DEFAULT_PASSWORD)
+    resp = _admin_client(client).post(
+        f"/admin/users/user/{user.pk}/change/",
+        {
+            "email": "Erin.New@Example.com",
+            "embedding_enabled": "on",
+            "is_active": "on",
+            "date_joined_0": "2026-01-01",
+            "date_joined_1": "00:00:00",
+        },
+    )
+    assert resp.status_code == 302, resp.content.decode()[-2000:]
+    assert _login(api, "erin.new@example.com", DEFAULT_PASSWORD).status_code == 200
+
+
+def test_the_admin_refuses_an_email_that_differs_from_a_taken_one_only_in_case(
+    client,
+):
+    UserFactory(email="carol@example.com")
+    resp = _admin_client(client).post(
+        "/admin/users/user/add/",
+        {
+            "email": "Carol@Example.com",
+            "usable_password": "true",
+            "password1": GOOD_PASSWORD,
+            "password2": GOOD_PASSWORD,
+        },
+    )
+    assert resp.status_code == 200  # the form again, with the error
+    assert "already exists" in resp.content.decode()
+    assert User.objects.filter(email__iexact="carol@example.com").count() == 1
+
+
+def test_createsuperuser_with_a_mixed_case_email_can_log_in(api, monkeypatch):
+    from django.core.management import call_command
+
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", GOOD_PASSWORD)
+    call_command("createsuperuser", email="Root.Two@Example.com", interactive=False)
+    assert _login(api, "ROOT.TWO@example.com", GOOD_PASSWORD).status_code == 200
+
+
+def test_createsuperuser_refuses_a_taken_email_in_other_case(monkeypatch):
+    from django.core.management import CommandError, call_command
+
+    UserFactory(email="carol@example.com")
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", GOOD_PASSWORD)
+    with pytest.raises(CommandError, match="already taken"):
+        call_command("createsuperuser", email="Carol@Example.com", interactive=False)
+    assert User.objects.count() == 1
+
+
+def test_accounts_stored_with_a_mixed_case_email_are_repaired_and_can_log_in(api):
+    import importlib
+
+    from django.apps import apps
+
+    user = User.objects.create_user(email="fay@example.com", password=DEFAULT_PASSWORD)
+    User.objects.filter(pk=user.pk).update(email="Fay@Example.com")  # as before
+    migration = importlib.import_module("users.migrations.0003_lowercase_emails")
+    migration.lowercase_emails(apps, None)
+    assert _login(api, "Fay@Example.com", DEFAULT_PASSWORD).status_code == 200
