@@ -17,8 +17,8 @@ Signals, each in [0, 1]:
 - emotional_weight: explicit feedback (thumbs_up 0.8, thumbs_down 0.2,
   rating:N → N/5) blended 70/30 with the content's sentiment strength (VADER,
   stored at write); 0.5 when there is neither.
-- predictive_value: 1 - exp(-retrievals/5) from the read provenance, +0.2 when
-  the user rated the item useful.
+- predictive_value: 1 - exp(-retrievals/5) from the read provenance of the last
+  RETRIEVAL_RECORDS_DAYS, +0.2 when the user rated the item useful.
 - recency_freq: 0.7·exp(-days since last seen/30) + 0.3·(1 - exp(-accesses/10)).
 """
 
@@ -106,8 +106,12 @@ WITH batch AS (SELECT * FROM {_BATCH}
       LEFT JOIN LATERAL unnest(g.tags) AS t ON true
      GROUP BY g.user_id
 ), retrieved AS (
+    -- only the retrievals of the last RETRIEVAL_RECORDS_DAYS before as_of
     SELECT r.item_id, count(*) AS n
-      FROM memory_retrievalrecord r JOIN batch b ON b.user_id = r.user_id GROUP BY r.item_id
+      FROM memory_retrievalrecord r JOIN batch b ON b.user_id = r.user_id
+     WHERE r.created_at > b.as_of - make_interval(days => %(retrieval_days)s)
+       AND r.created_at <= b.as_of
+     GROUP BY r.item_id
 ), base AS (
     SELECT b.run_id, b.as_of, b.w1, b.w2, b.w3, b.w4, i.id, i.user_id, i.tier,
            i.size_bytes, i.score AS previous, i.sentiment, i.tags, i.access_count,
@@ -359,6 +363,7 @@ def meditation_run_many(*, ctx: Context, runs: list[MeditationRun]) -> None:
                 "threshold": settings.MEDITATION_PROMOTE_THRESHOLD,
                 "lifetime": settings.MEDITATION_SHORT_TERM_HOURS,
                 "grace": settings.MEDITATION_PURGE_GRACE_DAYS,
+                "retrieval_days": settings.RETRIEVAL_RECORDS_DAYS,
                 "cap": settings.MEDITATION_MAX_CHANGES,
                 "epsilon": settings.MEDITATION_SCORE_EPSILON,
                 "d_st": defaults["short-term"],

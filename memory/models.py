@@ -217,7 +217,11 @@ class RetrievalRecord(models.Model):
     """Read-side provenance: which memory was returned, at what rank, to which request.
 
     Answers "why did Kimberly know this?" and feeds meditation's predictive value.
-    Written in batches from a Redis log, never on the request path.
+    Written in batches from a Redis log, never on the request path; kept for
+    RETRIEVAL_RECORDS_DAYS. `item_id` references the item in the schema only
+    (migration 0009: FOREIGN KEY ... ON DELETE CASCADE), so every way an item
+    goes, including meditation's SQL purge and a user's deletion, takes its
+    records with it, and Django's collector never loads them.
     """
 
     id = models.BigAutoField(primary_key=True)
@@ -236,6 +240,8 @@ class RetrievalRecord(models.Model):
             models.Index(
                 fields=["user_id", "-created_at"], name="memory_retrieval_user"
             ),
+            # the nightly prune; appends at the right edge, as rows arrive in time order
+            models.Index(fields=["created_at"], name="memory_retrieval_created"),
         ]
 
     def __str__(self) -> str:

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -484,14 +484,18 @@ def _write_retrievals(
 ) -> None:
     ids = sorted(seen)
     with transaction.atomic():
-        RetrievalRecord.objects.bulk_create(records, batch_size=2000)
         # Lock in id order, like every other multi-row writer of items, so this
         # batch update cannot deadlock with a user's bulk action.
-        list(
+        live = set(
             MemoryItem.objects.select_for_update()
             .filter(pk__in=ids)
             .order_by("pk")
             .values_list("pk", flat=True)
+        )
+        # An item deleted since its query took its records with it; the foreign
+        # key would refuse new ones, and the whole batch with them.
+        RetrievalRecord.objects.bulk_create(
+            [r for r in records if r.item_id in live], batch_size=2000
         )
         with connection.cursor() as cur:
             cur.execute(
@@ -508,3 +512,26 @@ def _write_retrievals(
                     [datetime.fromtimestamp(seen[i][1], tz=UTC) for i in ids],
                 ],
             )
+
+
+_PRUNE_SQL = """
+DELETE FROM memory_retrievalrecord WHERE id IN (
+    SELECT id FROM memory_retrievalrecord WHERE created_at < %(cutoff)s LIMIT %(n)s)
+"""
+
+
+def retrieval_records_prune(*, older_than_days: int, batch_size: int = 10_000) -> int:
+    """Delete read provenance older than `older_than_days`; returns how many rows.
+
+    In batches, each its own transaction: the flush keeps writing meanwhile, and
+    a prune stopped halfway has kept what it did (running it again is harmless).
+    """
+    cutoff = timezone.now() - timedelta(days=older_than_days)
+    deleted = 0
+    while True:
+        with connection.cursor() as cur:
+            cur.execute(_PRUNE_SQL, {"cutoff": cutoff, "n": batch_size})
+            n = cur.rowcount
+        deleted += n
+        if n < batch_size:
+            return deleted

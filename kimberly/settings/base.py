@@ -207,6 +207,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "memory.tasks.purge_idempotency_keys",
         "schedule": _cron("CRON_PURGE_IDEMPOTENCY_KEYS", "27 * * * *"),
     },
+    # before the nightly meditation, which only reads the same window anyway
+    "prune-retrieval-records": {
+        "task": "memory.tasks.prune_retrieval_records",
+        "schedule": _cron("CRON_PRUNE_RETRIEVAL_RECORDS", "37 1 * * *"),
+    },
 }
 
 # --- Auth ----------------------------------------------------------------------
@@ -294,6 +299,12 @@ RETRIEVAL_LAMBDA = env_float("RETRIEVAL_LAMBDA", 0.85)
 RETRIEVAL_FRESHNESS_WEIGHT = env_float("RETRIEVAL_FRESHNESS_WEIGHT", 0.1)
 RETRIEVAL_FRESHNESS_DAYS = env_float("RETRIEVAL_FRESHNESS_DAYS", 30.0)
 RETRIEVAL_CANDIDATES = env_int("RETRIEVAL_CANDIDATES", 50)
+# Read provenance (up to RETRIEVAL_CANDIDATES rows per query) is kept this many
+# days: meditation's predictive value counts the retrievals of this window, and
+# older rows are pruned nightly (CRON_PRUNE_RETRIEVAL_RECORDS).
+RETRIEVAL_RECORDS_DAYS = env_int("RETRIEVAL_RECORDS_DAYS", 30)
+if RETRIEVAL_RECORDS_DAYS < 1:
+    raise ImproperlyConfigured("RETRIEVAL_RECORDS_DAYS must be at least 1")
 QUERY_EMBEDDING_CACHE_SECONDS = env_int("QUERY_EMBEDDING_CACHE_SECONDS", 24 * 3600)
 # Fusion of lexical and semantic evidence: "weighted" (RETRIEVAL_SEMANTIC_WEIGHT on
 # cosine similarity, the rest on max-normalised ts_rank_cd) or "rrf".

@@ -3,16 +3,18 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.test import override_settings
 from django.utils import timezone
 
 from kimberly.context import Actor, Context
 from memory import indexing, meditation, retrieval, services
-from memory.models import MeditationRun, MemoryItem, ScoreRecord
+from memory.models import MeditationRun, MemoryItem, RetrievalRecord, ScoreRecord
 
 pytestmark = pytest.mark.django_db
 
@@ -130,6 +132,37 @@ def test_retrievals_raise_predictive_value_and_recency(alice, alice_api):
         later.scores.get(item_id=unused.id).recency_freq
         < scores[unused.id].recency_freq
     )
+
+
+def _retrieved(item: MemoryItem, times: int, days_ago: float) -> None:
+    at = timezone.now() - timedelta(days=days_ago)
+    RetrievalRecord.objects.bulk_create(
+        RetrievalRecord(
+            user_id=item.user_id, item_id=item.id, rank=1, final=0.5, created_at=at
+        )
+        for _ in range(times)
+    )
+
+
+@override_settings(RETRIEVAL_RECORDS_DAYS=30)
+def test_predictive_value_counts_only_the_retrievals_of_the_window(alice):
+    long_ago = _store(alice, "asked about a lot last spring")
+    lately = _store(alice, "asked about a lot this week")
+    _retrieved(long_ago, 10, days_ago=45)
+    _retrieved(lately, 10, days_ago=2)
+    run = meditation.meditation_run(ctx=_ctx(alice), user=alice, dry_run=True)
+    pred = {r.item_id: r.predictive_value for r in run.scores.all()}
+    assert pred[long_ago.id] == 0.0
+    assert pred[lately.id] == round(1 - math.exp(-10 / 5), 6)
+    earlier = meditation.meditation_run(
+        ctx=_ctx(alice),
+        user=alice,
+        dry_run=True,
+        as_of=timezone.now() - timedelta(days=20),
+    )
+    pred = {r.item_id: r.predictive_value for r in earlier.scores.all()}
+    assert pred[long_ago.id] > 0, "45 days ago is inside the window of 20 days ago"
+    assert pred[lately.id] == 0.0, "retrievals after as_of do not count"
 
 
 def test_archived_and_other_users_memories_are_not_scored(alice, bob):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import timedelta
 
 import pytest
 from celery.contrib.testing.worker import start_worker
 from django.test import override_settings
+from django.utils import timezone
 from django_redis import get_redis_connection
 
 from kimberly.celery import app as celery_app
@@ -393,3 +395,110 @@ def test_every_vector_strategy_finds_the_paraphrase_and_only_the_users_own(
         ids = _ids(_query(alice_api, PARAPHRASE, top_k=10))
     assert ids[0] == mine[0].public_id
     assert theirs.public_id not in ids
+
+
+# ------------------------------------------------- provenance: window and deletes
+
+
+def _record(item: MemoryItem, days_ago: float = 0) -> RetrievalRecord:
+    return RetrievalRecord.objects.create(
+        user_id=item.user_id,
+        item_id=item.id,
+        rank=1,
+        final=0.5,
+        created_at=timezone.now() - timedelta(days=days_ago),
+    )
+
+
+def _records(item: MemoryItem) -> int:
+    return RetrievalRecord.objects.filter(item_id=item.id).count()
+
+
+@override_settings(RETRIEVAL_RECORDS_DAYS=7)
+def test_the_nightly_prune_drops_provenance_older_than_the_window_only(alice):
+    from memory.tasks import prune_retrieval_records
+
+    item = _store(alice, TEA)
+    for days in (30, 8, 6, 0):
+        _record(item, days_ago=days)
+    assert prune_retrieval_records() == 2
+    kept = RetrievalRecord.objects.filter(item_id=item.id).values_list(
+        "created_at", flat=True
+    )
+    assert all(at > timezone.now() - timedelta(days=7) for at in kept)
+    assert len(kept) == 2
+    assert prune_retrieval_records() == 0, "running it again is harmless"
+
+
+def test_the_prune_works_through_more_rows_than_one_batch(alice):
+    item = _store(alice, TEA)
+    for days in (40, 41, 42, 43, 44):
+        _record(item, days_ago=days)
+    _record(item)
+    assert retrieval.retrieval_records_prune(older_than_days=30, batch_size=2) == 5
+    assert _records(item) == 1
+
+
+def test_the_prune_is_scheduled_in_beat():
+    from django.conf import settings
+
+    entries = {e["task"]: e for e in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert "memory.tasks.prune_retrieval_records" in entries
+
+
+def test_deleting_a_memory_deletes_its_provenance(alice_api, alice):
+    gone, kept = _store(alice, TEA), _store(alice, SISTER)
+    for item in (gone, kept):
+        _record(item)
+    assert alice_api.delete(f"/v1/memory/{gone.public_id}").status_code == 204
+    assert (_records(gone), _records(kept)) == (0, 1)
+
+
+def test_a_bulk_delete_deletes_the_provenance_of_every_listed_memory(alice_api, alice):
+    a, b, kept = _store(alice, TEA), _store(alice, SISTER), _store(alice, DEADLINE)
+    for item in (a, b, kept):
+        _record(item)
+    resp = alice_api.post(
+        "/v1/memory/bulk",
+        {"action": "delete", "ids": [a.public_id, b.public_id]},
+        format="json",
+    )
+    assert resp.status_code == 200
+    assert (_records(a), _records(b), _records(kept)) == (0, 0, 1)
+
+
+def test_a_memory_purged_by_meditation_takes_its_provenance_with_it(alice):
+    from memory import meditation
+
+    old = _store(alice, TEA)
+    _record(old, days_ago=40)
+    ctx = Context(Actor("user", str(alice.pk)))
+    services.memory_lifecycle(
+        ctx=ctx, user=alice, memory_id=old.public_id, action="archive"
+    )
+    MemoryItem.objects.filter(pk=old.pk).update(
+        archived_at=timezone.now() - timedelta(days=31)
+    )
+    assert meditation.meditation_run(ctx=ctx, user=alice).purged == 1
+    assert _records(old) == 0
+
+
+def test_deleting_a_user_deletes_their_provenance(alice, bob):
+    mine, theirs = _store(alice, TEA), _store(bob, TEA)
+    _record(mine)
+    _record(theirs)
+    alice_id = alice.pk
+    alice.delete()  # (sets alice.pk to None)
+    assert not RetrievalRecord.objects.filter(user_id=alice_id).exists()
+    assert _records(theirs) == 1
+
+
+def test_a_flush_drops_the_provenance_of_memories_deleted_since_their_query(
+    alice_api, alice
+):
+    gone, kept = _store(alice, TEA), _store(alice, "green tea with honey")
+    assert len(_ids(_query(alice_api, "green tea"))) == 2
+    assert alice_api.delete(f"/v1/memory/{gone.public_id}").status_code == 204
+    assert retrieval.flush_retrieval_log() == 1
+    assert (_records(gone), _records(kept)) == (0, 1)
+    assert get_redis_connection("default").llen(retrieval.LOG_KEY) == 0
