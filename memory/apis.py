@@ -525,27 +525,33 @@ class MeditateApi(APIView):
         return Response(MeditationRunOutput(run).data, status=202)
 
 
-class ForecastApi(APIView):
-    """GET /v1/memory/forecast: what the next run would do, and why (a dry run)."""
+class ForecastFilters(StrictInput):
+    as_of = serializers.DateTimeField(required=False)
+    page = serializers.IntegerField(required=False, min_value=1)
+    per_page = serializers.IntegerField(required=False, min_value=1, max_value=100)
 
-    @extend_schema(responses={200: MeditationRunOutput})
+
+class ForecastApi(APIView):
+    """GET /v1/memory/forecast: what a run would do now, and why; changes nothing.
+
+    Its `as_of` passed back (`?as_of=...&page=2`) gives the next page of the same
+    forecast; `run_id` is null, as no run is kept.
+    """
+
+    @extend_schema(parameters=[ForecastFilters], responses={200: MeditationRunOutput})
     def get(self, request: Request) -> Response:
-        user = current_user(request)
-        run = meditation.meditation_run(
-            ctx=context_from_request(request), user=user, dry_run=True
+        data = parse(ForecastFilters, request.query_params.dict())
+        forecast = meditation.meditation_forecast(
+            user=current_user(request), as_of=data.get("as_of")
         )
         paginator = PagePagination()
-        page = paginator.paginate_queryset(
-            run.scores.exclude(decision="keep").order_by(
-                "decision", "score", "item_id"
-            ),
-            request,
-            view=self,
-        )
+        page = paginator.paginate_queryset(forecast.decisions, request, view=self)
         decisions = paginator.get_paginated_response(
             ScoreRecordOutput(page, many=True).data
         )
-        return Response({**MeditationRunOutput(run).data, "decisions": decisions.data})
+        return Response(
+            {**MeditationRunOutput(forecast.run).data, "decisions": decisions.data}
+        )
 
 
 class MeditationListApi(APIView):

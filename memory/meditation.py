@@ -28,13 +28,16 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from audit.services import EventSpec, audit_record_chains
 from kimberly.api.errors import invalid_field
@@ -247,13 +250,36 @@ SELECT run_id, decision, count(*), count(*) FILTER (WHERE reason LIKE 'deferred%
  GROUP BY run_id, decision
 """
 
+# Decisions are made in several statements, each on a fresh snapshot, with no
+# row locks (a user may edit while a run decides). So a real run first notes
+# each item's version; a user's change after that bumps it. Once the apply step
+# holds the row locks, a decision whose item is gone or changed is withdrawn
+# (kept, saying why) and only the rest is applied and counted.
+_SEEN_SQL = """
+CREATE TEMP TABLE meditation_seen ON COMMIT DROP AS
+SELECT id AS item_id, version FROM memory_memoryitem WHERE user_id = ANY(%(users)s)
+"""
+
+_RECHECK_SQL = """
+UPDATE memory_scorerecord sr
+   SET decision = 'keep',
+       reason = format('changed during the run: %%s not applied', sr.decision)
+ WHERE sr.run_id = ANY(%(runs)s) AND sr.decision <> 'keep'
+   AND NOT EXISTS (SELECT 1 FROM memory_memoryitem m
+                     JOIN meditation_seen s ON s.item_id = m.id AND s.version = m.version
+                    WHERE m.id = sr.item_id)
+"""
+
 _APPLY_SQL = [
     # Scores that moved. Rewriting a memory row also recomputes its tsvector and
     # touches its indexes; recency drifts every item a little every night, so
     # moves below MEDITATION_SCORE_EPSILON are left (decisions use the exact
     # scores in the run's records). bench/reports/meditation_scale.md.
-    """UPDATE memory_memoryitem m SET score = sr.score FROM memory_scorerecord sr
+    # Only items unchanged since the run read them (meditation_seen).
+    """UPDATE memory_memoryitem m SET score = sr.score
+         FROM memory_scorerecord sr, meditation_seen s
         WHERE sr.run_id = ANY(%(runs)s) AND m.id = sr.item_id AND sr.decision <> 'purge'
+          AND s.item_id = m.id AND s.version = m.version
           AND abs(m.score - sr.score) >= %(epsilon)s""",
     # history: the state each changed item had before this run
     """INSERT INTO memory_memoryversion (item_id, version, action, actor_type, actor_id,
@@ -320,9 +346,21 @@ def meditation_run_many(*, ctx: Context, runs: list[MeditationRun]) -> None:
     fixed order): a second run for a user waits for the first, and a run found
     already finished once the locks are held is skipped. A worker killed mid-run
     rolls everything back, so the re-delivered task starts over and nothing is
-    archived twice. On failure every run of the batch is marked failed and the
-    error raised.
+    archived twice. On failure the runs still queued are marked failed (counted
+    once each) and the error raised; a soft time limit is raised at once and
+    leaves them queued, for the stale requeue to send again.
     """
+    try:
+        _attempt(ctx=ctx, runs=runs)
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception as exc:
+        _mark_failed([r.pk for r in runs], exc)
+        raise
+
+
+def _attempt(*, ctx: Context, runs: list[MeditationRun]) -> None:
+    """One try at meditation_run_many's runs: on error, nothing is changed."""
     if not runs:
         return
     dry = {r.dry_run for r in runs}
@@ -330,132 +368,204 @@ def meditation_run_many(*, ctx: Context, runs: list[MeditationRun]) -> None:
     dry_run = dry.pop()
     runs = sorted(runs, key=lambda r: str(r.user_id))
     assert len({r.user_id for r in runs}) == len(runs), "one run per user"
-    users = [r.user_id for r in runs]
-    defaults = settings.MEMORY_QUOTA_DEFAULTS
     started = time.perf_counter()
-    try:
-        with transaction.atomic(), connection.cursor() as cur:
-            # One run per user at a time: a second one waits here for the first.
-            cur.execute(
-                """SELECT pg_advisory_xact_lock(hashtextextended('meditate:' || u::text, 0))
-                     FROM (SELECT u FROM unnest(%s::uuid[]) WITH ORDINALITY AS x(u, n)
-                            ORDER BY n) s""",
-                [users],
-            )
-            cur.execute(
-                """SELECT id FROM memory_meditationrun
-                    WHERE id = ANY(%s) AND status = 'queued' FOR UPDATE""",
-                [[r.pk for r in runs]],
-            )
-            queued = {row[0] for row in cur.fetchall()}
-            runs = [r for r in runs if r.pk in queued]
-            if not runs:
-                return
+    with transaction.atomic(), connection.cursor() as cur:
+        _lock_users(cur, [r.user_id for r in runs])
+        runs = _still_queued(cur, runs)
+        if not runs:
+            return
+        params = _params(runs)
+        if not dry_run:
+            # (an earlier run in this same outer transaction left its copy)
+            cur.execute("DROP TABLE IF EXISTS pg_temp.meditation_seen")
+            cur.execute(_SEEN_SQL, params)
+        processed = _decide(cur, params)
+        if not dry_run:
+            _apply(cur, params)
+        _finish(cur, runs, processed, _counts(cur, params), started)
+        _audit_runs(ctx, runs)
+        if not dry_run:
             users = [r.user_id for r in runs]
-            params: dict[str, Any] = {
-                "users": users,
-                "runs": [r.pk for r in runs],
-                "as_of": [r.as_of for r in runs],
-                "w1": [r.weights["relevance_to_goals"] for r in runs],
-                "w2": [r.weights["emotional_weight"] for r in runs],
-                "w3": [r.weights["predictive_value"] for r in runs],
-                "w4": [r.weights["recency_freq"] for r in runs],
-                "threshold": settings.MEDITATION_PROMOTE_THRESHOLD,
-                "lifetime": settings.MEDITATION_SHORT_TERM_HOURS,
-                "grace": settings.MEDITATION_PURGE_GRACE_DAYS,
-                "retrieval_days": settings.RETRIEVAL_RECORDS_DAYS,
-                "cap": settings.MEDITATION_MAX_CHANGES,
-                "epsilon": settings.MEDITATION_SCORE_EPSILON,
-                "d_st": defaults["short-term"],
-                "d_lt": defaults["long-term"],
-                "d_pm": defaults["permanent"],
-            }
-            cur.execute(
-                "DELETE FROM memory_scorerecord WHERE run_id = ANY(%(runs)s)", params
-            )  # a re-delivered run starts clean
-            cur.execute(_SIGNALS_SQL, params)
-            processed = dict(cur.fetchall())
-            for sql in (_ROTATE_SQL, _ARCHIVE_SQL, _PURGE_SQL, _CAP_SQL):
-                cur.execute(sql, params)
-            cur.execute(_COUNTS_SQL, params)
-            counts: dict[int, dict[str, int]] = {r.pk: {} for r in runs}
-            for run_id, decision, n, deferred in cur.fetchall():
-                counts[run_id][decision] = n
-                counts[run_id]["deferred"] = (
-                    counts[run_id].get("deferred", 0) + deferred
-                )
-            if not dry_run:
-                _lock_for_apply(cur, params)
-                for sql in _APPLY_SQL:
-                    cur.execute(sql, params)
-            now = timezone.now()
-            for run in runs:
-                c = counts[run.pk]
-                run.processed = processed.get(run.pk, 0)
-                run.promoted = c.get("promote", 0)
-                run.expired = c.get("expire", 0)
-                run.archived = c.get("archive", 0)
-                run.purged = c.get("purge", 0)
-                run.deferred = c.get("deferred", 0)
-                run.status = MeditationRun.State.DONE
-                run.finished_at = now
-                run.duration_ms = int((time.perf_counter() - started) * 1000)
-            cur.execute(
-                """UPDATE memory_meditationrun r SET status = 'done', finished_at = %(now)s,
-                          duration_ms = %(ms)s, processed = c.processed,
-                          promoted = c.promoted, expired = c.expired,
-                          archived = c.archived, purged = c.purged, deferred = c.deferred
-                     FROM unnest(%(ids)s::bigint[], %(processed)s::int[], %(promoted)s::int[],
-                                 %(expired)s::int[], %(archived)s::int[], %(purged)s::int[],
-                                 %(deferred)s::int[])
-                          AS c(id, processed, promoted, expired, archived, purged, deferred)
-                    WHERE r.id = c.id""",
-                {
-                    "ms": runs[0].duration_ms,
-                    "now": now,
-                    "ids": [r.pk for r in runs],
-                    **{
-                        f: [getattr(r, f) for r in runs]
-                        for f in (
-                            "processed",
-                            "promoted",
-                            "expired",
-                            "archived",
-                            "purged",
-                            "deferred",
-                        )
-                    },
-                },
-            )
-            _audit_runs(ctx, runs)
-            if not dry_run:
-                transaction.on_commit(
-                    lambda: _invalidate_short_term(users), robust=True
-                )
-    except Exception as exc:
-        metrics.meditation_failures.inc()
-        # Only runs still queued: if the failure came after the commit, the
-        # runs it finished stay done.
-        MeditationRun.objects.filter(
-            pk__in=[r.pk for r in runs], status=MeditationRun.State.QUEUED
-        ).update(
-            status=MeditationRun.State.FAILED,
-            error=str(exc)[:2000],
-            finished_at=timezone.now(),
+            transaction.on_commit(partial(_invalidate_short_term, users), robust=True)
+    _observe_done(runs)
+
+
+def _lock_users(cur: Any, users: list[Any]) -> None:
+    # One run per user at a time: a second one waits here for the first.
+    cur.execute(
+        """SELECT pg_advisory_xact_lock(hashtextextended('meditate:' || u::text, 0))
+             FROM (SELECT u FROM unnest(%s::uuid[]) WITH ORDINALITY AS x(u, n)
+                    ORDER BY n) s""",
+        [users],
+    )
+
+
+def _still_queued(cur: Any, runs: list[MeditationRun]) -> list[MeditationRun]:
+    cur.execute(
+        """SELECT id FROM memory_meditationrun
+            WHERE id = ANY(%s) AND status = 'queued' FOR UPDATE""",
+        [[r.pk for r in runs]],
+    )
+    queued = {row[0] for row in cur.fetchall()}
+    return [r for r in runs if r.pk in queued]
+
+
+def _params(runs: list[MeditationRun]) -> dict[str, Any]:
+    defaults = settings.MEMORY_QUOTA_DEFAULTS
+    return {
+        "users": [r.user_id for r in runs],
+        "runs": [r.pk for r in runs],
+        "as_of": [r.as_of for r in runs],
+        "w1": [r.weights["relevance_to_goals"] for r in runs],
+        "w2": [r.weights["emotional_weight"] for r in runs],
+        "w3": [r.weights["predictive_value"] for r in runs],
+        "w4": [r.weights["recency_freq"] for r in runs],
+        "threshold": settings.MEDITATION_PROMOTE_THRESHOLD,
+        "lifetime": settings.MEDITATION_SHORT_TERM_HOURS,
+        "grace": settings.MEDITATION_PURGE_GRACE_DAYS,
+        "retrieval_days": settings.RETRIEVAL_RECORDS_DAYS,
+        "cap": settings.MEDITATION_MAX_CHANGES,
+        "epsilon": settings.MEDITATION_SCORE_EPSILON,
+        "d_st": defaults["short-term"],
+        "d_lt": defaults["long-term"],
+        "d_pm": defaults["permanent"],
+    }
+
+
+def _decide(cur: Any, params: dict[str, Any]) -> dict[int, int]:
+    """Score and decide into the runs' ScoreRecords; items scored per run."""
+    cur.execute(
+        "DELETE FROM memory_scorerecord WHERE run_id = ANY(%(runs)s)", params
+    )  # a re-delivered run starts clean
+    cur.execute(_SIGNALS_SQL, params)
+    processed = dict(cur.fetchall())
+    for sql in (_ROTATE_SQL, _ARCHIVE_SQL, _PURGE_SQL, _CAP_SQL):
+        cur.execute(sql, params)
+    return processed
+
+
+def _apply(cur: Any, params: dict[str, Any]) -> None:
+    """Lock, withdraw decisions on items changed since they were read, apply."""
+    _lock_for_apply(cur, params)
+    cur.execute(_RECHECK_SQL, params)
+    for sql in _APPLY_SQL:
+        cur.execute(sql, params)
+
+
+def _counts(cur: Any, params: dict[str, Any]) -> dict[int, dict[str, int]]:
+    cur.execute(_COUNTS_SQL, params)
+    counts: dict[int, dict[str, int]] = {run_id: {} for run_id in params["runs"]}
+    for run_id, decision, n, deferred in cur.fetchall():
+        counts[run_id][decision] = n
+        counts[run_id]["deferred"] = counts[run_id].get("deferred", 0) + deferred
+    return counts
+
+
+_COUNTED = ("processed", "promoted", "expired", "archived", "purged", "deferred")
+
+
+def _finish(
+    cur: Any,
+    runs: list[MeditationRun],
+    processed: dict[int, int],
+    counts: dict[int, dict[str, int]],
+    started: float,
+) -> None:
+    """Mark the runs done with their counts (set on the instances too)."""
+    now = timezone.now()
+    duration_ms = int((time.perf_counter() - started) * 1000)
+    for run in runs:
+        c = counts[run.pk]
+        run.processed = processed.get(run.pk, 0)
+        run.promoted = c.get("promote", 0)
+        run.expired = c.get("expire", 0)
+        run.archived = c.get("archive", 0)
+        run.purged = c.get("purge", 0)
+        run.deferred = c.get("deferred", 0)
+        run.status = MeditationRun.State.DONE
+        run.finished_at = now
+        run.duration_ms = duration_ms
+    cur.execute(
+        """UPDATE memory_meditationrun r SET status = 'done', finished_at = %(now)s,
+                  duration_ms = %(ms)s, processed = c.processed,
+                  promoted = c.promoted, expired = c.expired,
+                  archived = c.archived, purged = c.purged, deferred = c.deferred
+             FROM unnest(%(ids)s::bigint[], %(processed)s::int[], %(promoted)s::int[],
+                         %(expired)s::int[], %(archived)s::int[], %(purged)s::int[],
+                         %(deferred)s::int[])
+                  AS c(id, processed, promoted, expired, archived, purged, deferred)
+            WHERE r.id = c.id""",
+        {
+            "ms": duration_ms,
+            "now": now,
+            "ids": [r.pk for r in runs],
+            **{f: [getattr(r, f) for r in runs] for f in _COUNTED},
+        },
+    )
+
+
+def _observe_done(runs: list[MeditationRun]) -> None:
+    """Metrics of finished runs: each run's duration once, applied decisions."""
+    for run in runs:
+        metrics.meditation_seconds.observe((run.duration_ms or 0) / 1000)
+    if runs[0].dry_run:
+        return
+    for decision, field in (
+        ("promote", "promoted"),
+        ("expire", "expired"),
+        ("archive", "archived"),
+        ("purge", "purged"),
+    ):
+        metrics.meditation_items.labels(decision=decision).inc(
+            sum(getattr(r, field) for r in runs)
         )
-        raise
-    metrics.meditation_seconds.observe(time.perf_counter() - started)
-    if not dry_run:
-        for decision, field in (
-            ("promote", "promoted"),
-            ("expire", "expired"),
-            ("archive", "archived"),
-            ("purge", "purged"),
-        ):
-            metrics.meditation_items.labels(decision=decision).inc(
-                sum(getattr(r, field) for r in runs)
+    metrics.meditation_last_success.set_to_current_time()
+
+
+def _mark_failed(run_ids: list[int], exc: BaseException) -> None:
+    """Fail the runs still queued (finished ones stay done); count each once."""
+    failed = MeditationRun.objects.filter(
+        pk__in=run_ids, status=MeditationRun.State.QUEUED
+    ).update(
+        status=MeditationRun.State.FAILED,
+        error=str(exc)[:2000],
+        finished_at=timezone.now(),
+    )
+    metrics.meditation_failures.inc(failed)
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """What a run would do: an unsaved run with its counts, and its decisions."""
+
+    run: MeditationRun
+    decisions: list[ScoreRecord]
+
+
+def meditation_forecast(*, user: User, as_of: datetime | None = None) -> Forecast:
+    """What a real run of the user at `as_of` (default now) would decide, and why.
+
+    A read: it is decided by the very statements of a real run, in a transaction
+    that is then rolled back, so no run, score record or audit event remains.
+    Same data and same `as_of`, same decisions: the API hands `as_of` back so
+    that the pages of one forecast agree.
+    """
+    run = _user_run(user, dry_run=True, as_of=as_of)
+    started = time.perf_counter()
+    with transaction.atomic(), connection.cursor() as cur:
+        _lock_users(cur, [user.pk])  # after a run of the user in progress
+        run.save()
+        params = _params([run])
+        processed = _decide(cur, params)
+        _finish(cur, [run], processed, _counts(cur, params), started)
+        decisions = list(
+            run.scores.exclude(decision=ScoreRecord.Decision.KEEP).order_by(
+                "decision", "score", "item_id"
             )
-        metrics.meditation_last_success.set_to_current_time()
+        )
+        transaction.set_rollback(True)
+    run.pk = None
+    return Forecast(run=run, decisions=decisions)
 
 
 def _lock_for_apply(cur: Any, params: dict[str, Any]) -> None:
@@ -535,13 +645,46 @@ def _audit_runs(ctx: Context, runs: list[MeditationRun]) -> None:
 
 
 def meditation_queue(*, user: User, dry_run: bool = False) -> MeditationRun:
-    """Create a queued run and hand it to a worker after commit (POST /meditate)."""
+    """The user's queued run, handed to a worker after commit (POST /meditate).
+
+    A run of the user still queued (same dry_run, not part of a night) is
+    returned and sent again rather than a second one created: a client that
+    retries never gets two runs, and a run done meanwhile is skipped by the
+    task. With the broker down the run is still accepted: it stays queued and
+    meditation_requeue_stale sends it later, so nothing acknowledged is lost.
+    """
+    with transaction.atomic():
+        with connection.cursor() as cur:  # two requests at once: one run
+            cur.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                [f"meditate-queue:{user.pk}"],
+            )
+        run = (
+            MeditationRun.objects.filter(
+                user=user,
+                scope=MeditationRun.Scope.USER,
+                parent=None,
+                dry_run=dry_run,
+                status=MeditationRun.State.QUEUED,
+            )
+            .order_by("pk")
+            .first()
+        )
+        if run is None:
+            run = _user_run(user, dry_run=dry_run)
+            run.save()
+        transaction.on_commit(partial(_send_user_run, run.pk))
+    return run
+
+
+def _send_user_run(run_id: int) -> None:
     from memory.tasks import meditate_user
 
-    run = _user_run(user, dry_run=dry_run)
-    run.save()
-    transaction.on_commit(lambda: meditate_user.delay(run.pk))
-    return run
+    try:
+        meditate_user.delay(run_id)
+    except KombuOperationalError:
+        # After commit: the run is accepted and must stay so.
+        logger.warning("broker unavailable; run %s waits for the requeue", run_id)
 
 
 def meditation_prune_records() -> int:
@@ -636,12 +779,36 @@ def meditation_run_batch(run_ids: list[int], *, ctx: Context | None = None) -> i
     Set-wise, in one transaction; if that fails, each run is retried alone so
     that one user's failure (recorded on their run) does not fail the others.
     Finished runs are skipped, so a re-delivered batch does only what is left.
+    A soft time limit stops the batch at once: what is not done stays queued.
     """
     ctx = ctx or Context(Actor.system("meditation"))
     runs = list(
         MeditationRun.objects.filter(pk__in=run_ids, status=MeditationRun.State.QUEUED)
     )
-    # A batch is all dry or all real runs, one run per user.
+    for group in _groups(runs):
+        try:
+            _attempt(ctx=ctx, runs=group)
+        except SoftTimeLimitExceeded:
+            raise
+        except Exception:
+            logger.exception("meditation batch failed; running its users one by one")
+            for run in group:
+                try:
+                    meditation_run_many(ctx=ctx, runs=[run])
+                except SoftTimeLimitExceeded:
+                    raise
+                except Exception:  # recorded on the run by meditation_run_many
+                    logger.exception("meditation run %s failed", run.pk)
+    done = MeditationRun.objects.filter(
+        pk__in=[r.pk for r in runs], status=MeditationRun.State.DONE
+    )
+    for parent_id in {r.parent_id for r in runs} - {None}:
+        meditation_all_refresh(parent_id)  # type: ignore[arg-type]
+    return sum(done.values_list("processed", flat=True))
+
+
+def _groups(runs: list[MeditationRun]) -> list[list[MeditationRun]]:
+    """A batch is all dry or all real runs, one run per user."""
     groups: list[list[MeditationRun]] = []
     for run in sorted(runs, key=lambda r: r.pk):
         for group in groups:
@@ -652,32 +819,7 @@ def meditation_run_batch(run_ids: list[int], *, ctx: Context | None = None) -> i
                 break
         else:
             groups.append([run])
-    for group in groups:
-        try:
-            meditation_run_many(ctx=ctx, runs=group)
-        except Exception:
-            logger.exception("meditation batch failed; running its users one by one")
-            MeditationRun.objects.filter(
-                pk__in=[r.pk for r in group], status=MeditationRun.State.FAILED
-            ).update(status=MeditationRun.State.QUEUED, error="", finished_at=None)
-            for run in group:
-                try:
-                    meditation_run_many(ctx=ctx, runs=[run])
-                except Exception as exc:
-                    logger.exception("meditation run %s failed", run.pk)
-                    MeditationRun.objects.filter(
-                        pk=run.pk, status=MeditationRun.State.QUEUED
-                    ).update(
-                        status=MeditationRun.State.FAILED,
-                        error=str(exc)[:2000],
-                        finished_at=timezone.now(),
-                    )
-    done = MeditationRun.objects.filter(
-        pk__in=[r.pk for r in runs], status=MeditationRun.State.DONE
-    )
-    for parent_id in {r.parent_id for r in runs} - {None}:
-        meditation_all_refresh(parent_id)  # type: ignore[arg-type]
-    return sum(done.values_list("processed", flat=True))
+    return groups
 
 
 def meditation_requeue_stale() -> int:
@@ -734,10 +876,19 @@ def meditation_all_refresh(parent_id: int) -> None:
 
     The parent row is locked first, in its own statement: the aggregate then
     reads a snapshot taken after any concurrent refresh has committed, so a
-    late refresh can never write older totals over newer ones.
+    late refresh can never write older totals over newer ones. The refresh
+    that finishes the night observes its duration, once.
     """
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute(
-            "SELECT 1 FROM memory_meditationrun WHERE id = %s FOR UPDATE", [parent_id]
+            "SELECT status FROM memory_meditationrun WHERE id = %s FOR UPDATE",
+            [parent_id],
         )
-        cur.execute(_ALL_REFRESH_SQL, {"parent": parent_id})
+        before = cur.fetchone()
+        cur.execute(
+            _ALL_REFRESH_SQL + " RETURNING p.status, p.duration_ms",
+            {"parent": parent_id},
+        )
+        after = cur.fetchone()
+    if before and after and before[0] == "queued" and after[0] != "queued":
+        metrics.meditation_all_seconds.observe((after[1] or 0) / 1000)

@@ -91,6 +91,11 @@ meditation_seconds = Histogram(
     "Seconds per user meditation run.",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
+meditation_all_seconds = Histogram(
+    "kimberly_meditation_all_seconds",
+    "Seconds from the start of a scope-all (nightly) run to its last user run.",
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400),
+)
 meditation_items = Counter(
     "kimberly_meditation_items",
     "Retention decisions applied, by decision.",
@@ -102,5 +107,6 @@ meditation_last_success = Gauge(
     multiprocess_mode="max",
 )
 meditation_failures = Counter(
-    "kimberly_meditation_failures", "Meditation runs that failed."
+    "kimberly_meditation_failures",
+    "User meditation runs that failed (once per run, not per attempt).",
 )

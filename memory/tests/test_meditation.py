@@ -306,15 +306,15 @@ def test_a_failing_user_fails_the_night_but_not_the_other_users(
 
     _store(alice, "alice remembers")
     _store(bob, "bob remembers")
-    real = meditation.meditation_run_many
+    real = meditation._audit_runs
 
-    def flaky(*, ctx, runs):
+    def flaky(ctx, runs):  # fails every transaction that holds alice's run
         if any(r.user_id == alice.pk for r in runs):
             raise RuntimeError("boom")
-        return real(ctx=ctx, runs=runs)
+        return real(ctx, runs)
 
     parent = meditation.meditation_queue_all()
-    monkeypatch.setattr(meditation, "meditation_run_many", flaky)
+    monkeypatch.setattr(meditation, "_audit_runs", flaky)
     meditate_batch(list(parent.children.values_list("pk", flat=True)))
     parent.refresh_from_db()
     assert parent.status == "failed"
@@ -479,3 +479,104 @@ def test_runs_left_queued_are_sent_again_and_the_night_finishes(
         tasks.meditate_batch(ids)
     parent.refresh_from_db()
     assert parent.status == "done" and parent.processed == 2
+
+
+@pytest.fixture
+def broker_down(monkeypatch):
+    """Point this process's Celery publisher at a port nothing listens on."""
+    import socket
+
+    from kimberly.celery import app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(app.conf, "broker_url", f"redis://127.0.0.1:{port}/1")
+    monkeypatch.setattr(app, "_pool", None)  # the cached connection pools
+    monkeypatch.setattr(app.amqp, "_producer_pool", None)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_meditate_with_the_broker_down_accepts_one_run_that_a_retry_reuses(
+    alice_api, alice, broker_down, settings
+):
+    first = alice_api.post("/v1/memory/meditate", {}, format="json")
+    assert first.status_code == 202, first.content
+    assert first.json()["status"] == "queued"
+    again = alice_api.post("/v1/memory/meditate", {}, format="json")
+    assert again.status_code == 202
+    assert again.json()["run_id"] == first.json()["run_id"]
+    assert MeditationRun.objects.filter(user=alice).count() == 1
+    dry = alice_api.post("/v1/memory/meditate", {"dry_run": True}, format="json")
+    assert dry.json()["run_id"] != first.json()["run_id"], "a dry run is another run"
+    # Nothing acknowledged is lost: the stale requeue sends it once it is old.
+    MeditationRun.objects.update(
+        started_at=timezone.now()
+        - timedelta(minutes=settings.MEDITATION_STALE_MINUTES + 1)
+    )
+    from memory import tasks
+
+    sent: list[list[int]] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tasks.meditate_batch, "delay", lambda ids: sent.append(ids))
+        assert meditation.meditation_requeue_stale() == 2
+    assert first.json()["run_id"] in sent[0]
+
+
+def test_the_forecast_creates_nothing_and_its_pages_are_one_forecast(
+    alice, alice_api, settings
+):
+    from urllib.parse import quote
+
+    from audit.models import AuditEvent
+
+    settings.MEMORY_QUOTA_DEFAULTS = {
+        "short-term": 2_000,
+        "long-term": 3_000,
+        "permanent": 40_000,
+    }
+    for n in range(4):  # over the 3,000-byte long-term quota, under its hard limit
+        _store(alice, f"{n}" * 700)
+    for n in range(3):
+        services.memory_create(
+            ctx=_ctx(alice),
+            user=alice,
+            tier="short-term",
+            content=f"old session {n}",
+            created_at=timezone.now() - timedelta(hours=40),
+        )
+    counts = (
+        MeditationRun.objects.count(),
+        ScoreRecord.objects.count(),
+        AuditEvent.objects.count(),
+    )
+    first = alice_api.get("/v1/memory/forecast?per_page=3").json()
+    as_of = quote(first["as_of"])
+    pages = [first] + [
+        alice_api.get(f"/v1/memory/forecast?per_page=3&page={p}&as_of={as_of}").json()
+        for p in (2, 3, 4)
+    ]
+    assert (
+        MeditationRun.objects.count(),
+        ScoreRecord.objects.count(),
+        AuditEvent.objects.count(),
+    ) == counts, "a forecast is a read"
+    assert {p["as_of"] for p in pages} == {first["as_of"]}
+    assert first["run_id"] is None and first["expired"] == 3
+    forecast = [
+        (d["memory_id"], d["decision"], d["reason"])
+        for p in pages
+        for d in p["decisions"]["items"]
+    ]
+    assert len(forecast) == len(set(forecast)) == first["decisions"]["total"] >= 4
+    real = meditation.meditation_run(
+        ctx=_ctx(alice),
+        user=alice,
+        as_of=MeditationRun._meta.get_field("as_of").to_python(first["as_of"]),
+    )
+    assert sorted(forecast) == sorted(
+        (f"mem_{r.item_id}", r.decision, r.reason)
+        for r in real.scores.exclude(decision="keep")
+    ), "the forecast decides exactly what the real run does"
+    bad = alice_api.get("/v1/memory/forecast?as_of=yesterday")
+    assert bad.status_code == 400

@@ -348,3 +348,187 @@ def test_meditation_metrics_count_applied_decisions_time_and_failures(
     with pytest.raises(RuntimeError):
         _run(alice)
     assert sample("kimberly_meditation_failures_total") == before["failures"] + 1
+
+
+# ---------------------------------------------- a user acts between decide and apply
+
+
+def _between_decide_and_apply(monkeypatch, action) -> None:
+    """Run `action` as the user would, from another connection, after the run has
+    decided and before it takes its apply locks (the window of issue 9)."""
+    import threading
+
+    from django.db import connection
+
+    real = meditation._lock_for_apply
+    errors: list[BaseException] = []
+
+    def user_acts() -> None:
+        try:
+            action()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def lock_after_the_user(cur, params):
+        thread = threading.Thread(target=user_acts)
+        thread.start()
+        thread.join(30)
+        assert not thread.is_alive() and not errors, errors
+        return real(cur, params)
+
+    monkeypatch.setattr(meditation, "_lock_for_apply", lock_after_the_user)
+
+
+def _lifecycle(user, item, action: str):
+    return lambda: services.memory_lifecycle(
+        ctx=_ctx(user), user=user, memory_id=item.public_id, action=action
+    )
+
+
+def _left_alone(run, item, decision: str) -> None:
+    """The run did not apply `decision` to `item`, says why, audits nothing."""
+    record = run.scores.get(item_id=item.id)
+    assert (record.decision, record.reason) == (
+        "keep",
+        f"changed during the run: {decision} not applied",
+    )
+    assert not AuditEvent.objects.filter(action=f"memory.{decision}").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_protecting_an_item_while_a_run_decides_keeps_it_editable_and_the_run_honest(
+    alice, monkeypatch
+):
+    item = _store(alice, "temporary note", tier="short-term", age_hours=30)
+    _between_decide_and_apply(monkeypatch, _lifecycle(alice, item, "protect"))
+    run = _run(alice)
+    monkeypatch.undo()
+    item.refresh_from_db()
+    assert (item.status, item.protected) == ("active", True)
+    assert run.expired == 0
+    _left_alone(run, item, "expire")
+    # Every later edit and the next night still work (no duplicate version row).
+    services.memory_update(
+        ctx=_ctx(alice), user=alice, memory_id=item.public_id, content="still mine"
+    )
+    nxt = _run(alice)
+    assert (nxt.status, nxt.promoted) == ("done", 1)
+    assert sorted(MemoryVersion.objects.filter(item=item).values_list("version")) == [
+        (1,),
+        (2,),
+        (3,),
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_restoring_an_archive_while_a_run_decides_to_purge_it_keeps_history_and_vector(
+    alice, monkeypatch
+):
+    from memory.models import MemoryEmbedding
+
+    item = _store(alice, "forget me not")
+    _lifecycle(alice, item, "archive")()
+    MemoryItem.objects.filter(pk=item.pk).update(
+        archived_at=timezone.now() - timedelta(days=31)
+    )
+    MemoryEmbedding.objects.create(
+        item=item, user=alice, vector=[0.1] * 384, model="test", content_hash="x"
+    )
+    _between_decide_and_apply(monkeypatch, _lifecycle(alice, item, "restore"))
+    run = _run(alice)
+    item.refresh_from_db()
+    assert item.status == "active"
+    assert run.purged == 0
+    _left_alone(run, item, "purge")
+    assert MemoryVersion.objects.filter(item=item).count() == 2, "history kept"
+    assert MemoryEmbedding.objects.filter(item=item).exists(), "vector kept"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_moving_an_item_to_permanent_while_a_run_decides_to_promote_it_wins(
+    alice, monkeypatch
+):
+    item = _store(
+        alice, "I love this", tier="short-term", age_hours=30, user_feedback="thumbs_up"
+    )
+    _between_decide_and_apply(
+        monkeypatch,
+        lambda: services.memory_update(
+            ctx=_ctx(alice), user=alice, memory_id=item.public_id, tier="permanent"
+        ),
+    )
+    run = _run(alice)
+    item.refresh_from_db()
+    assert item.tier == "permanent"
+    assert run.promoted == 0
+    _left_alone(run, item, "promote")
+    _usage_is_exact(alice)
+
+
+def test_meditation_metrics_are_per_run_not_per_batch_or_attempt(
+    alice, bob, monkeypatch
+):
+    from prometheus_client import REGISTRY
+
+    from memory.tasks import meditate_batch
+
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(name) or 0.0
+
+    _store(alice, "alice remembers")
+    _store(bob, "bob remembers")
+    before = {
+        "runs": sample("kimberly_meditation_seconds_count"),
+        "nights": sample("kimberly_meditation_all_seconds_count"),
+        "failures": sample("kimberly_meditation_failures_total"),
+    }
+    night = meditation.meditation_queue_all()
+    meditate_batch(list(night.children.values_list("pk", flat=True)))
+    assert sample("kimberly_meditation_seconds_count") == before["runs"] + 2
+    assert sample("kimberly_meditation_all_seconds_count") == before["nights"] + 1
+    meditation.meditation_all_refresh(night.pk)
+    assert sample("kimberly_meditation_all_seconds_count") == before["nights"] + 1, (
+        "a refresh of a finished night observes nothing more"
+    )
+
+    real = meditation._audit_runs
+
+    def alice_breaks(ctx, runs):
+        if any(r.user_id == alice.pk for r in runs):
+            raise RuntimeError("disk full")
+        return real(ctx, runs)
+
+    monkeypatch.setattr(meditation, "_audit_runs", alice_breaks)
+    night = meditation.meditation_queue_all()
+    meditate_batch(list(night.children.values_list("pk", flat=True)))
+    assert night.children.get(user=alice).status == "failed"
+    assert sample("kimberly_meditation_failures_total") == before["failures"] + 1, (
+        "one failed run, however many attempts"
+    )
+    assert sample("kimberly_meditation_seconds_count") == before["runs"] + 3
+
+
+def test_a_soft_time_limit_stops_the_batch_at_once_and_leaves_its_runs_queued(
+    alice, bob, monkeypatch
+):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from memory.tasks import meditate_batch
+
+    _store(alice, "x", tier="short-term", age_hours=30)
+    _store(bob, "y", tier="short-term", age_hours=30)
+    night = meditation.meditation_queue_all()
+    attempts: list[object] = []
+
+    def out_of_time(cur, params):
+        attempts.append(params["users"])
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(meditation, "_lock_for_apply", out_of_time)
+    with pytest.raises(SoftTimeLimitExceeded):
+        meditate_batch(list(night.children.values_list("pk", flat=True)))
+    assert len(attempts) == 1, "no user is tried again after the limit"
+    assert set(night.children.values_list("status", flat=True)) == {"queued"}
+    assert MemoryItem.objects.filter(status="archived").count() == 0
