@@ -32,7 +32,9 @@ def main() -> None:
     from django.utils import timezone
 
     fresh_copy(TEMPLATE, COPY)
-    from memory.meditation import _create_all_run, _user_run, meditation_run_batch
+    from memory.meditation import meditation_run_batch
+    from memory.meditation.dispatch import _create_all_run
+    from memory.meditation.runs import user_run
     from memory.models import MeditationRun
     from users.models import User
 
@@ -65,7 +67,7 @@ def main() -> None:
             r.pk
             for r in MeditationRun.objects.bulk_create(
                 [
-                    _user_run(u, dry_run=False, as_of=parent.as_of, parent=parent)
+                    user_run(u, dry_run=False, as_of=parent.as_of, parent=parent)
                     for u in users
                 ]
             )

@@ -81,7 +81,7 @@ def load_template(n_users: int, per_user: int, over_share: float) -> str:
     from pgvector.psycopg import register_vector
 
     from memory import embeddings
-    from memory.meditation import sentiment_strength
+    from memory.sentiment import sentiment_strength
     from users.models import User
 
     rng = random.Random(11)

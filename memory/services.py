@@ -34,10 +34,10 @@ from memory.constants import (
     Status,
     Tier,
 )
-from memory.meditation import sentiment_strength
 from memory.models import Goal, IdempotencyKey, MemoryItem, MemoryVersion
 from memory.quotas import QuotaExceeded, quota_adjust
 from memory.selectors import parse_memory_id
+from memory.sentiment import sentiment_strength
 from users.models import User
 
 

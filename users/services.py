@@ -139,7 +139,7 @@ def user_update_settings(
         user.consent_telemetry = consent_telemetry
         changed.append("consent_telemetry")
     if meditation_weights is not None:
-        from memory.meditation import normalize_weights
+        from users.preferences import normalize_weights
 
         user.meditation_weights = normalize_weights(meditation_weights)
         changed.append("meditation_weights")

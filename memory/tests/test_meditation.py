@@ -14,7 +14,9 @@ from django.utils import timezone
 
 from kimberly.context import Actor, Context
 from memory import indexing, meditation, retrieval, services
+from memory.meditation import runs
 from memory.models import MeditationRun, MemoryItem, RetrievalRecord, ScoreRecord
+from users.preferences import DEFAULT_WEIGHTS, normalize_weights
 
 pytestmark = pytest.mark.django_db
 
@@ -63,7 +65,7 @@ def test_same_inputs_give_the_same_scores(alice):
     assert first.processed == second.processed == 3
     assert _scores(first) == _scores(second)
     assert first.scoring_version == "v1"
-    assert first.weights == meditation.DEFAULT_WEIGHTS
+    assert first.weights == DEFAULT_WEIGHTS
 
 
 def test_a_dry_run_records_scores_but_changes_no_memory(alice):
@@ -306,7 +308,7 @@ def test_a_failing_user_fails_the_night_but_not_the_other_users(
 
     _store(alice, "alice remembers")
     _store(bob, "bob remembers")
-    real = meditation._audit_runs
+    real = runs._audit_runs
 
     def flaky(ctx, runs):  # fails every transaction that holds alice's run
         if any(r.user_id == alice.pk for r in runs):
@@ -314,7 +316,7 @@ def test_a_failing_user_fails_the_night_but_not_the_other_users(
         return real(ctx, runs)
 
     parent = meditation.meditation_queue_all()
-    monkeypatch.setattr(meditation, "_audit_runs", flaky)
+    monkeypatch.setattr(runs, "_audit_runs", flaky)
     meditate_batch(list(parent.children.values_list("pk", flat=True)))
     parent.refresh_from_db()
     assert parent.status == "failed"
@@ -363,7 +365,7 @@ def test_a_batch_of_users_scores_and_decides_exactly_as_single_runs(
         _store(alice, text)
         _store(bob, text + " again", user_feedback="rating:4")
     Goal.objects.create(user=alice, text="garden", tags=["home"])
-    bob.meditation_weights = meditation.normalize_weights(
+    bob.meditation_weights = normalize_weights(
         {
             "relevance_to_goals": 0,
             "emotional_weight": 1,
@@ -419,14 +421,14 @@ def test_a_failing_batch_never_touches_runs_already_done(alice, bob, monkeypatch
     _store(bob, "bob remembers")
     done = meditation.meditation_run(ctx=_ctx(alice), user=alice)
     queued = MeditationRun.objects.create(
-        user=bob, scoring_version="v1", weights=meditation.DEFAULT_WEIGHTS,
+        user=bob, scoring_version="v1", weights=DEFAULT_WEIGHTS,
         as_of=timezone.now(),
     )  # fmt: skip
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(meditation, "_audit_runs", broken)
+    monkeypatch.setattr(runs, "_audit_runs", broken)
     with pytest.raises(RuntimeError):
         meditation.meditation_run_many(ctx=_ctx(alice), runs=[done, queued])
     done.refresh_from_db()
@@ -443,7 +445,7 @@ def test_two_queued_runs_of_one_user_in_one_batch_both_run(alice):
         MeditationRun.objects.create(
             user=alice,
             scoring_version="v1",
-            weights=meditation.DEFAULT_WEIGHTS,
+            weights=DEFAULT_WEIGHTS,
             as_of=timezone.now(),
             dry_run=dry,
         )

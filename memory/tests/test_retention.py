@@ -14,6 +14,7 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from kimberly.context import Actor, Context
 from memory import meditation, services
+from memory.meditation import runs
 from memory.models import MemoryItem, MemoryVersion, Quota
 
 pytestmark = pytest.mark.django_db
@@ -344,7 +345,7 @@ def test_meditation_metrics_count_applied_decisions_time_and_failures(
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(meditation, "_audit_runs", broken)
+    monkeypatch.setattr(runs, "_audit_runs", broken)
     with pytest.raises(RuntimeError):
         _run(alice)
     assert sample("kimberly_meditation_failures_total") == before["failures"] + 1
@@ -360,7 +361,7 @@ def _between_decide_and_apply(monkeypatch, action) -> None:
 
     from django.db import connection
 
-    real = meditation._lock_for_apply
+    real = runs._lock_for_apply
     errors: list[BaseException] = []
 
     def user_acts() -> None:
@@ -378,7 +379,7 @@ def _between_decide_and_apply(monkeypatch, action) -> None:
         assert not thread.is_alive() and not errors, errors
         return real(cur, params)
 
-    monkeypatch.setattr(meditation, "_lock_for_apply", lock_after_the_user)
+    monkeypatch.setattr(runs, "_lock_for_apply", lock_after_the_user)
 
 
 def _lifecycle(user, item, action: str):
@@ -493,14 +494,14 @@ def test_meditation_metrics_are_per_run_not_per_batch_or_attempt(
         "a refresh of a finished night observes nothing more"
     )
 
-    real = meditation._audit_runs
+    real = runs._audit_runs
 
     def alice_breaks(ctx, runs):
         if any(r.user_id == alice.pk for r in runs):
             raise RuntimeError("disk full")
         return real(ctx, runs)
 
-    monkeypatch.setattr(meditation, "_audit_runs", alice_breaks)
+    monkeypatch.setattr(runs, "_audit_runs", alice_breaks)
     night = meditation.meditation_queue_all()
     meditate_batch(list(night.children.values_list("pk", flat=True)))
     assert night.children.get(user=alice).status == "failed"
@@ -526,7 +527,7 @@ def test_a_soft_time_limit_stops_the_batch_at_once_and_leaves_its_runs_queued(
         attempts.append(params["users"])
         raise SoftTimeLimitExceeded()
 
-    monkeypatch.setattr(meditation, "_lock_for_apply", out_of_time)
+    monkeypatch.setattr(runs, "_lock_for_apply", out_of_time)
     with pytest.raises(SoftTimeLimitExceeded):
         meditate_batch(list(night.children.values_list("pk", flat=True)))
     assert len(attempts) == 1, "no user is tried again after the limit"
