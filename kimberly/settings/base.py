@@ -174,6 +174,10 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 CELERY_BEAT_SCHEDULER = "kimberly.beat:SeededDatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # keep our JSON log format in workers
+# Workers and beat serve Prometheus metrics here (kimberly/worker_metrics.py); the
+# image listens on 0.0.0.0. Port 0: no endpoint.
+WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 9808)
+WORKER_METRICS_ADDR = env_str("WORKER_METRICS_ADDR", "127.0.0.1")
 
 
 def _cron(name: str, default: str) -> crontab:
