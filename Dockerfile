@@ -56,6 +56,7 @@ RUN mkdir -p /app/var/media && chown -R kimberly:kimberly /app/var
 ENV DJANGO_SETTINGS_MODULE=kimberly.settings.base \
     HF_HUB_OFFLINE=1 \
     GUNICORN_BIND=0.0.0.0:8000 \
+    WORKER_METRICS_ADDR=0.0.0.0 \
     STATIC_ROOT=/app/static
 
 # Static files are baked into the image (whitenoise serves them). `python -m django`,
@@ -63,13 +64,17 @@ ENV DJANGO_SETTINGS_MODULE=kimberly.settings.base \
 # SECRET_KEY to load; this dummy one exists for this step only and is not kept.
 RUN SECRET_KEY=collectstatic-build-only python -m django collectstatic --noinput -v0
 
-# gunicorn runs several workers: /metrics must add up all of them (the entrypoint
-# creates and clears this directory). Set after collectstatic, which has no use for it.
+# gunicorn and the Celery worker run several processes: /metrics (web) and the
+# worker's metrics port add up all of them from here (the entrypoint creates and
+# clears this directory; each container has its own). Set after collectstatic,
+# which has no use for it.
 ENV PROMETHEUS_MULTIPROC_DIR=/tmp/kimberly-prometheus
 
 USER 10001:10001
-EXPOSE 8000
-# No HEALTHCHECK: the same image runs worker and beat, which serve no HTTP.
+# 8000: web (gunicorn). 9808: Prometheus metrics of worker and beat
+# (WORKER_METRICS_PORT; kimberly/worker_metrics.py).
+EXPOSE 8000 9808
+# No HEALTHCHECK: the same image runs worker and beat, which serve no API.
 # Orchestrators probe the web role on /v1/health and /v1/health/ready.
 ENTRYPOINT ["/usr/local/bin/kimberly-entrypoint"]
 CMD ["gunicorn", "kimberly.wsgi", "--config", "python:kimberly.gunicorn_conf"]

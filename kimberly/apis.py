@@ -37,23 +37,27 @@ class ReadyApi(APIView):
 
     @extend_schema(auth=[], responses={200: dict, 503: dict})
     def get(self, request: Request) -> Response:
+        """200 while PostgreSQL serves ("degraded" names optional stores that are
+        down); 503 only when a required check fails."""
         results = health.readiness()
         checks = {
             r.name: {"ok": r.ok, "ms": r.ms, **({"error": r.error} if r.error else {})}
             for r in results
         }
-        failed = [r.name for r in results if not r.ok]
+        failed = [r.name for r in results if not r.ok and r.required]
+        degraded = [r.name for r in results if not r.ok and not r.required]
         if failed:
             body = error_body(
                 "not_ready",
                 f"Unavailable: {', '.join(failed)}.",
                 503,
-                {"failed": failed, "checks": checks},
+                {"failed": failed, "degraded": degraded, "checks": checks},
             )
             return Response({**body, "status": "unavailable"}, status=503)
         return Response(
             {
-                "status": "ok",
+                "status": "degraded" if degraded else "ok",
+                "degraded": degraded,
                 "uptime_seconds": health.uptime_seconds(),
                 "checks": checks,
             }

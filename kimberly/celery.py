@@ -13,6 +13,9 @@ app = Celery("kimberly")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
+# Connects the signal handlers that serve worker and beat metrics on their port.
+import kimberly.worker_metrics  # noqa: E402, F401
+
 
 @worker_process_init.connect
 def _warm_embedding_model(**_: object) -> None:

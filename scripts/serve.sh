@@ -4,7 +4,8 @@ set -eu
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 export PROMETHEUS_MULTIPROC_DIR="$PWD/var/prometheus"
-rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+# web adds up the files at the top; worker and beat each their own (Procfile).
+rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR/worker" "$PROMETHEUS_MULTIPROC_DIR/beat"
 
 python manage.py migrate --noinput -v0
 python manage.py collectstatic --noinput -v0
@@ -14,10 +15,11 @@ cat <<INFO
 
 Kimberly is starting:
   web     http://127.0.0.1:8000  (API /v1, docs /v1/docs, admin /admin, metrics /metrics)
-  worker  Celery worker (broker ${CELERY_BROKER_URL:-$REDIS_URL/1})
-  beat    Celery beat, schedule from settings synced into django-celery-beat
-  data    PostgreSQL ${DATABASE_URL}
-          Valkey     ${REDIS_URL}
+  worker  Celery worker (broker: REDIS_URL/1), metrics http://127.0.0.1:9808/metrics
+  beat    Celery beat, schedule from settings synced into django-celery-beat,
+          metrics http://127.0.0.1:9809/metrics
+  data    embedded PostgreSQL and Valkey (URLs with their passwords:
+          .venv/bin/python -m kimberly.runtime status)
 Ctrl-C stops everything.
 
 INFO

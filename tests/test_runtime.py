@@ -5,20 +5,20 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import time
 
 import pytest
 
 from kimberly import runtime
+from kimberly.runtime import common
 
 
 @pytest.fixture
 def scratch_runtime(tmp_path, monkeypatch):
     """Point the runtime at a scratch ./var so the suite's own servers are untouched."""
     var = tmp_path / "var"
-    monkeypatch.setattr(runtime, "VAR_DIR", var)
-    monkeypatch.setattr(runtime, "PG_DATA", var / "pg")
-    monkeypatch.setattr(runtime, "VALKEY_DIR", var / "valkey")
+    monkeypatch.setattr(common, "VAR_DIR", var)
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.delenv("REDIS_URL", raising=False)
     yield var
@@ -83,7 +83,7 @@ def test_stale_pid_files_left_by_a_crash_are_recovered(scratch_runtime):
     vpid = int((scratch_runtime / "valkey" / "valkey.pid").read_text())
     os.kill(vpid, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while runtime._pid_alive(vpid) and time.monotonic() < deadline:
+    while runtime.pid_alive(vpid) and time.monotonic() < deadline:
         try:
             os.waitpid(vpid, os.WNOHANG)
         except ChildProcessError:
@@ -98,3 +98,86 @@ def test_stale_pid_files_left_by_a_crash_are_recovered(scratch_runtime):
     with _command() as services:
         assert all(s.started_here for s in services)
         assert _running()
+
+
+def _urls() -> dict[str, str]:
+    env = runtime.discovered_env()
+    assert env.get("DATABASE_URL") and env.get("REDIS_URL"), "servers are running"
+    return env
+
+
+def test_embedded_servers_refuse_clients_without_the_password(scratch_runtime):
+    import psycopg
+    import redis
+
+    runtime.ensure(auto_stop=False)
+    env = _urls()
+    port = runtime.postgres_port()
+    for role in ("postgres", "kimberly"):
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(f"postgresql://{role}@127.0.0.1:{port}/kimberly").close()
+    vport = runtime.valkey_port()
+    assert vport is not None
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(host="127.0.0.1", port=vport).ping()
+    assert redis.Redis.from_url(env["REDIS_URL"]).ping()
+    creds = scratch_runtime / "credentials.json"
+    assert creds.stat().st_mode & 0o777 == 0o600
+    assert (scratch_runtime / "valkey" / "valkey.conf").stat().st_mode & 0o777 == 0o600
+
+
+def test_the_app_role_is_no_superuser_and_its_new_databases_have_pgvector(
+    scratch_runtime,
+):
+    import psycopg
+
+    runtime.ensure(auto_stop=False)
+    url = _urls()["DATABASE_URL"]
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT rolsuper, rolcreatedb FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()
+        assert row == (False, True)
+        # What pytest-django does for the test database.
+        conn.execute("CREATE DATABASE scratch_test")
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/scratch_test") as conn:
+        assert conn.execute("SELECT '[1,2]'::vector").fetchone()
+
+
+def test_a_trust_cluster_made_by_older_code_is_upgraded_on_its_next_start(
+    scratch_runtime,
+):
+    import psycopg
+
+    from kimberly.runtime import postgres as pg
+
+    pgdata = scratch_runtime / "pg"
+    pgdata.mkdir(parents=True)
+    user = pg._pg_user()
+    if user:
+        pg._pg_prepare_permissions(user)
+    # What the previous runtime made: trust auth, everything owned by postgres.
+    pg._pg_run(
+        [pg._pg_bin("initdb"), "-D", str(pgdata), "--auth=trust", "-U", "postgres"],
+        user,
+        stdout=subprocess.DEVNULL,
+    )
+    with open(pgdata / "postgresql.conf", "a") as conf:
+        conf.write("listen_addresses = '127.0.0.1'\nunix_socket_directories = ''\n")
+    port = common.free_port()
+    ctl = [pg._pg_bin("pg_ctl"), "-D", str(pgdata), "-w", "-o", f"-p {port}"]
+    pg._pg_run([*ctl, "start"], user, stdout=subprocess.DEVNULL)
+    legacy = f"postgresql://postgres@127.0.0.1:{port}"
+    with psycopg.connect(f"{legacy}/postgres", autocommit=True) as conn:
+        conn.execute("CREATE DATABASE kimberly")
+    with psycopg.connect(f"{legacy}/kimberly", autocommit=True) as conn:
+        conn.execute("CREATE TABLE notes (id bigserial PRIMARY KEY, body text)")
+    pg._pg_run([*ctl, "stop"], user, stdout=subprocess.DEVNULL)
+
+    runtime.ensure(auto_stop=False)
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(f"postgresql://postgres@127.0.0.1:{runtime.postgres_port()}")
+    with psycopg.connect(_urls()["DATABASE_URL"], autocommit=True) as conn:
+        conn.execute("INSERT INTO notes (body) VALUES ('kept')")
+        conn.execute("ALTER TABLE notes ADD COLUMN tag text")  # the app owns it now
+        assert conn.execute("SELECT body FROM notes").fetchone() == ("kept",)

@@ -8,6 +8,7 @@ count as N.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 
 from django.conf import settings
@@ -43,11 +44,36 @@ def rate_limit_hit(*, scope: str, ident: str, limit: int, window_seconds: int) -
         )
 
 
+def _address(value: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        return None
+
+
+def _trusted(address: str | None) -> bool:
+    if address is None:
+        return False
+    ip = ipaddress.ip_address(address)
+    return any(ip in net for net in settings.TRUSTED_PROXIES)
+
+
 def client_ip(meta: dict[str, str]) -> str:
-    """The client address. X-Forwarded-For is client-controlled, so it is never
-    trusted; behind a proxy set CLIENT_IP_HEADER to the header that proxy sets
-    itself (e.g. HTTP_FLY_CLIENT_IP on Fly.io)."""
-    header = settings.CLIENT_IP_HEADER
-    if header and meta.get(header):
-        return meta[header].strip()[:64]
-    return meta.get("REMOTE_ADDR", "") or "unknown"
+    """The client address. Forwarding headers are client-controlled unless a trusted
+    proxy (TRUSTED_PROXIES) made the connection: only then CLIENT_IP_HEADER, or
+    X-Forwarded-For read from the right (each proxy appends the address it saw)
+    up to the first address that is not a trusted proxy, names the client."""
+    remote = meta.get("REMOTE_ADDR", "") or "unknown"
+    if not _trusted(_address(remote)):
+        return remote
+    if header := settings.CLIENT_IP_HEADER:
+        return _address(meta.get(header, "")) or remote
+    client = remote
+    for hop in reversed(meta.get("HTTP_X_FORWARDED_FOR", "").split(",")):
+        address = _address(hop)
+        if address is None:
+            break  # garbage before any untrusted hop: keep the last proxy's view
+        client = address
+        if not _trusted(address):
+            break
+    return client

@@ -12,7 +12,15 @@ from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from kimberly import runtime
-from kimberly.env import env_bool, env_float, env_int, env_list, env_opt, env_str
+from kimberly.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_networks,
+    env_opt,
+    env_str,
+)
 
 # Lets runtime code write ModelAdmin[Model], QuerySet[Model] etc. for mypy.
 django_stubs_ext.monkeypatch()
@@ -166,6 +174,10 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 CELERY_BEAT_SCHEDULER = "kimberly.beat:SeededDatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # keep our JSON log format in workers
+# Workers and beat serve Prometheus metrics here (kimberly/worker_metrics.py); the
+# image listens on 0.0.0.0. Port 0: no endpoint.
+WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 9808)
+WORKER_METRICS_ADDR = env_str("WORKER_METRICS_ADDR", "127.0.0.1")
 
 
 def _cron(name: str, default: str) -> crontab:
@@ -235,8 +247,12 @@ LOGIN_RATE_PER_IP = env_int("LOGIN_RATE_PER_IP", 20)
 LOGIN_RATE_PER_EMAIL = env_int("LOGIN_RATE_PER_EMAIL", 5)
 LOGIN_RATE_WINDOW_SECONDS = env_int("LOGIN_RATE_WINDOW_SECONDS", 60)
 SIGNUP_RATE_PER_IP = env_int("SIGNUP_RATE_PER_IP", 20)
-# Request header (META key) a trusted proxy sets to the client address, e.g.
-# HTTP_FLY_CLIENT_IP; unset means REMOTE_ADDR.
+# Proxies (addresses/CIDRs) whose forwarding headers are believed: only a request
+# whose REMOTE_ADDR is one of them has its client address taken from
+# CLIENT_IP_HEADER (a META key such as HTTP_FLY_CLIENT_IP) or, when that is unset,
+# from X-Forwarded-For (the right-most address that is not a trusted proxy).
+# Empty: REMOTE_ADDR, always.
+TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES")
 CLIENT_IP_HEADER = env_opt("CLIENT_IP_HEADER")
 
 REST_FRAMEWORK = {

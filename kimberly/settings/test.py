@@ -8,6 +8,8 @@ from pathlib import Path
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 os.environ.setdefault("REDIS_CACHE_DB", "14")
 os.environ.setdefault("REDIS_BROKER_DB", "15")
+# In-process test workers must not bind the metrics port (tests that need it set it).
+os.environ.setdefault("WORKER_METRICS_PORT", "0")
 os.environ.setdefault(
     "MEDIA_ROOT", str(Path(__file__).resolve().parents[2] / "var" / "test-media")
 )

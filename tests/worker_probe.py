@@ -1,0 +1,16 @@
+"""A task for tests that run a real worker process (`celery worker -I tests.worker_probe`)."""
+
+from __future__ import annotations
+
+import os
+
+from celery import shared_task
+from prometheus_client import Counter
+
+probe_runs = Counter("kimberly_test_probe_runs", "Runs of the test probe task.")
+
+
+@shared_task(name="tests.worker_probe.bump")
+def bump() -> int:
+    probe_runs.inc()
+    return os.getpid()
