@@ -24,21 +24,8 @@ def child_exit(server: object, worker: object) -> None:
 
 
 def post_worker_init(worker: object) -> None:
-    # Load the embedding model before the first query, not during it (~10 s). A
-    # model that cannot load must not take the web down: queries fall back to
-    # lexical retrieval and the error is logged.
-    from django.conf import settings
+    # The apps' warm-up (the embedding model, ~10 s) before the first request,
+    # not during it; a failing warm-up is logged and never takes the web down.
+    from kimberly import hooks
 
-    if (
-        settings.EMBEDDING_PROVIDER != "local"
-        or os.environ.get("EMBEDDING_WARMUP", "1") != "1"
-    ):
-        return
-    try:
-        from memory import embeddings
-
-        embeddings.embed_texts(["warm-up"])
-    except Exception:
-        import logging
-
-        logging.getLogger("kimberly.gunicorn").exception("embedding warm-up failed")
+    hooks.run_warmups()

@@ -97,3 +97,15 @@ def embed_texts(texts: list[str]) -> np.ndarray[Any, np.dtype[np.float32]]:
 
 def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def warm_up() -> None:
+    """Load the model now (registered as a process warm-up in MemoryConfig.ready).
+
+    EMBEDDING_WARMUP=0 skips it (the first query or embed then loads the model);
+    a failure to load is raised for the caller to log, queries then fall back to
+    lexical retrieval.
+    """
+    if not enabled() or os.environ.get("EMBEDDING_WARMUP", "1") != "1":
+        return
+    embed_texts(["warm-up"])
