@@ -24,6 +24,7 @@ from memory.constants import (
     Status,
     Tier,
 )
+from memory.metadata import metadata_of
 from memory.models import Goal, MeditationRun, MemoryItem, MemoryVersion, ScoreRecord
 
 
@@ -38,7 +39,7 @@ def memory_out(item: MemoryItem) -> dict[str, Any]:
         "type": item.tier,
         "content": item.content,
         "size_bytes": item.size_bytes,
-        "metadata": {**services.metadata_of(item), "version": item.version},
+        "metadata": {**metadata_of(item), "version": item.version},
         "score": item.score,
         "embedding_ref": item.embedding_ref or None,
         "status": item.status,

@@ -19,7 +19,7 @@ class MemoryItem(models.Model):
     """One remembered thing of one user, in one tier; PostgreSQL is its system of record.
 
     Metadata lives in real columns (tags, source, ...) so filters use indexes;
-    `size_bytes` is what quotas count (see memory.services.item_size).
+    `size_bytes` is what quotas count (see memory.metadata.item_size).
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

@@ -1,0 +1,158 @@
+"""The shape of a memory as users send and see it (tier, content, metadata) and
+its quota size: the one definition, used by the write path, the API and the SQL
+that snapshots history."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kimberly.api.errors import ApplicationError, invalid_field
+from memory.constants import (
+    FEEDBACK_VALUES,
+    MAX_CHANNELS,
+    MAX_CONTENT_BYTES,
+    MAX_TAG_LENGTH,
+    MAX_TAGS,
+    Scope,
+    Source,
+    Tier,
+)
+from memory.models import MemoryItem
+
+
+class ContentTooLarge(ApplicationError):
+    code = "content_too_large"
+    status = 413
+
+
+METADATA_KEYS = {"tags", "source", "channels", "sensitive", "scope", "user_feedback"}
+
+
+def validate_tier(tier: Any, field: str = "type") -> str:
+    if tier not in Tier.values:
+        raise invalid_field(field, f"must be one of {', '.join(Tier.values)}")
+    return str(tier)
+
+
+def validate_content(content: Any) -> str:
+    if not isinstance(content, str) or not content.strip():
+        raise invalid_field("content", "must be a non-empty string")
+    size = len(content.encode("utf-8"))
+    if size > MAX_CONTENT_BYTES:
+        raise ContentTooLarge(
+            f"content is {size} bytes; the limit is {MAX_CONTENT_BYTES}.",
+            details={"size_bytes": size, "max_bytes": MAX_CONTENT_BYTES},
+        )
+    return content
+
+
+def string_list(raw: Any, field: str, max_items: int) -> list[str]:
+    if not isinstance(raw, list) or not all(isinstance(t, str) for t in raw):
+        raise invalid_field(field, "must be a list of strings")
+    out: list[str] = []
+    for value in (t.strip() for t in raw):
+        if not value or len(value) > MAX_TAG_LENGTH:
+            raise invalid_field(
+                field, f"each entry must be 1..{MAX_TAG_LENGTH} characters"
+            )
+        if not storable(value):
+            raise invalid_field(
+                field,
+                "contains characters that cannot be stored (NUL or lone surrogate)",
+            )
+        if value not in out:
+            out.append(value)
+    if len(out) > max_items:
+        raise invalid_field(field, f"at most {max_items} entries")
+    return out
+
+
+def storable(text: str) -> bool:
+    """PostgreSQL text cannot hold NUL, and UTF-8 cannot hold lone surrogates."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def validate_metadata(
+    raw: Any, *, base: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Full canonical metadata: `raw` keys validated and laid over `base` (or defaults)."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise invalid_field("metadata", "must be an object")
+    unknown = sorted(set(raw) - METADATA_KEYS - {"version"})
+    if unknown:
+        raise invalid_field("metadata", f"unknown keys: {', '.join(unknown)}")
+    meta = dict(
+        base
+        or {
+            "tags": [],
+            "source": Source.API.value,
+            "channels": [],
+            "sensitive": False,
+            "scope": Scope.PRIVATE.value,
+            "user_feedback": None,
+        }
+    )
+    if "tags" in raw:
+        meta["tags"] = string_list(raw["tags"], "metadata.tags", MAX_TAGS)
+    if "channels" in raw:
+        meta["channels"] = string_list(
+            raw["channels"], "metadata.channels", MAX_CHANNELS
+        )
+    for key, choices in (("source", Source.values), ("scope", Scope.values)):
+        if key in raw:
+            if raw[key] not in choices:
+                raise invalid_field(
+                    f"metadata.{key}", f"must be one of {', '.join(choices)}"
+                )
+            meta[key] = raw[key]
+    if "sensitive" in raw:
+        if not isinstance(raw["sensitive"], bool):
+            raise invalid_field("metadata.sensitive", "must be true or false")
+        meta["sensitive"] = raw["sensitive"]
+    if "user_feedback" in raw:
+        fb = raw["user_feedback"]
+        if fb is not None and fb not in FEEDBACK_VALUES:
+            raise invalid_field(
+                "metadata.user_feedback",
+                "must be thumbs_up, thumbs_down or rating:1..5",
+            )
+        meta["user_feedback"] = fb
+    return meta
+
+
+def metadata_of(item: MemoryItem) -> dict[str, Any]:
+    """The item's user-facing metadata (without the system-managed version)."""
+    return {
+        "tags": list(item.tags),
+        "source": item.source,
+        "channels": list(item.channels),
+        "sensitive": item.sensitive,
+        "scope": item.scope,
+        "user_feedback": item.user_feedback or None,
+    }
+
+
+def apply_metadata(item: MemoryItem, meta: dict[str, Any]) -> None:
+    item.tags = meta["tags"]
+    item.source = meta["source"]
+    item.channels = meta["channels"]
+    item.sensitive = meta["sensitive"]
+    item.scope = meta["scope"]
+    item.user_feedback = meta["user_feedback"] or ""
+
+
+def item_size(content: str, metadata: dict[str, Any]) -> int:
+    """Quota size: UTF-8 bytes of content + bytes of the canonical metadata JSON."""
+    meta_json = json.dumps(
+        metadata, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return len(content.encode("utf-8")) + len(meta_json.encode("utf-8"))
