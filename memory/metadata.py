@@ -26,7 +26,19 @@ class ContentTooLarge(ApplicationError):
     status = 413
 
 
-METADATA_KEYS = {"tags", "source", "channels", "sensitive", "scope", "user_feedback"}
+# The metadata shape, once: every key with its default, in the order it is shown.
+# Each key is a MemoryItem column of the same name; user_feedback is stored as ""
+# when unset and shown as null.
+DEFAULT_METADATA: dict[str, Any] = {
+    "tags": [],
+    "source": Source.API.value,
+    "channels": [],
+    "sensitive": False,
+    "scope": Scope.PRIVATE.value,
+    "user_feedback": None,
+}
+METADATA_KEYS = frozenset(DEFAULT_METADATA)
+_BLANK_AS_NULL = frozenset({"user_feedback"})
 
 
 def validate_tier(tier: Any, field: str = "type") -> str:
@@ -90,17 +102,10 @@ def validate_metadata(
     unknown = sorted(set(raw) - METADATA_KEYS - {"version"})
     if unknown:
         raise invalid_field("metadata", f"unknown keys: {', '.join(unknown)}")
-    meta = dict(
-        base
-        or {
-            "tags": [],
-            "source": Source.API.value,
-            "channels": [],
-            "sensitive": False,
-            "scope": Scope.PRIVATE.value,
-            "user_feedback": None,
-        }
-    )
+    meta = {
+        k: list(v) if isinstance(v, list) else v
+        for k, v in (base or DEFAULT_METADATA).items()
+    }
     if "tags" in raw:
         meta["tags"] = string_list(raw["tags"], "metadata.tags", MAX_TAGS)
     if "channels" in raw:
@@ -131,23 +136,33 @@ def validate_metadata(
 
 def metadata_of(item: MemoryItem) -> dict[str, Any]:
     """The item's user-facing metadata (without the system-managed version)."""
-    return {
-        "tags": list(item.tags),
-        "source": item.source,
-        "channels": list(item.channels),
-        "sensitive": item.sensitive,
-        "scope": item.scope,
-        "user_feedback": item.user_feedback or None,
-    }
+    meta: dict[str, Any] = {}
+    for key, default in DEFAULT_METADATA.items():
+        value = getattr(item, key)
+        if isinstance(default, list):
+            value = list(value)
+        elif key in _BLANK_AS_NULL:
+            value = value or None
+        meta[key] = value
+    return meta
 
 
 def apply_metadata(item: MemoryItem, meta: dict[str, Any]) -> None:
-    item.tags = meta["tags"]
-    item.source = meta["source"]
-    item.channels = meta["channels"]
-    item.sensitive = meta["sensitive"]
-    item.scope = meta["scope"]
-    item.user_feedback = meta["user_feedback"] or ""
+    """Set the item's metadata columns from canonical metadata."""
+    for key in DEFAULT_METADATA:
+        value = meta[key]
+        setattr(item, key, (value or "") if key in _BLANK_AS_NULL else value)
+
+
+def metadata_sql(alias: str) -> str:
+    """SQL building the same JSON as metadata_of (plus version) from row `alias`."""
+    pairs = [
+        f"'{key}', NULLIF({alias}.{key}, '')"
+        if key in _BLANK_AS_NULL
+        else f"'{key}', {alias}.{key}"
+        for key in DEFAULT_METADATA
+    ]
+    return f"jsonb_build_object({', '.join(pairs)}, 'version', {alias}.version)"
 
 
 def item_size(content: str, metadata: dict[str, Any]) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from memory.meditation.scoring import BATCH
+from memory.metadata import metadata_sql
 
 # Retention, decided on the runs' ScoreRecords (so a dry run decides exactly what
 # a real run would), then applied set-wise. "%%" is a literal % for format().
@@ -124,14 +125,11 @@ APPLY_SQL = [
           AND s.item_id = m.id AND s.version = m.version
           AND abs(m.score - sr.score) >= %(epsilon)s""",
     # history: the state each changed item had before this run
-    """INSERT INTO memory_memoryversion (item_id, version, action, actor_type, actor_id,
+    f"""INSERT INTO memory_memoryversion (item_id, version, action, actor_type, actor_id,
                                          changed_at, tier, status, protected, content, metadata)
        SELECT m.id, m.version, 'meditation.' || sr.decision, 'system', 'meditation', now(),
               m.tier, m.status, m.protected, m.content,
-              jsonb_build_object('tags', m.tags, 'source', m.source, 'channels', m.channels,
-                                 'sensitive', m.sensitive, 'scope', m.scope,
-                                 'user_feedback', NULLIF(m.user_feedback, ''),
-                                 'version', m.version)
+              {metadata_sql("m")}
          FROM memory_memoryitem m JOIN memory_scorerecord sr ON sr.item_id = m.id
         WHERE sr.run_id = ANY(%(runs)s) AND sr.decision IN ('promote', 'expire', 'archive')""",
     """UPDATE memory_memoryitem m SET tier = 'long-term', version = m.version + 1,
