@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.db import connection
 
@@ -26,6 +28,6 @@ def test_the_sql_snapshot_of_metadata_equals_what_the_api_shows(alice, metadata)
             f"SELECT {metadata_sql('m')} FROM memory_memoryitem m WHERE m.id = %s",
             [item.pk],
         )
-        (snapshot,) = cur.fetchone()
+        snapshot = json.loads(cur.fetchone()[0])  # Django reads jsonb as text
     assert snapshot == {**metadata_of(item), "version": item.version}
     assert set(snapshot) == {*DEFAULT_METADATA, "version"}
