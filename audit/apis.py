@@ -10,8 +10,8 @@ from rest_framework.views import APIView
 
 from audit.models import AuditEvent
 from audit.selectors import audit_events_for_user
-from kimberly.api.pagination import PagePagination
-from kimberly.api.serializers import StrictInput, parse
+from kimberly.api.pagination import PagePagination, PageQuery
+from kimberly.api.serializers import parse
 from kimberly.context import current_user
 
 
@@ -36,12 +36,10 @@ class AuditEventOutput(serializers.ModelSerializer[AuditEvent]):
         ]
 
 
-class AuditLogFilters(StrictInput):
+class AuditLogFilters(PageQuery):
     action = serializers.CharField(required=False, max_length=64)
     since = serializers.DateTimeField(required=False)
     until = serializers.DateTimeField(required=False)
-    page = serializers.IntegerField(required=False, min_value=1)
-    per_page = serializers.IntegerField(required=False, min_value=1, max_value=100)
 
 
 class AuditLogListApi(APIView):

@@ -11,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from kimberly.api.pagination import PagePagination
+from kimberly.api.pagination import PagePagination, PageQuery
 from kimberly.api.serializers import StrictInput, parse
 from kimberly.context import context_from_request, current_user
 from memory import indexing, meditation, retrieval, selectors, services
@@ -104,7 +104,7 @@ class MemoryCreateInput(StrictInput):
     metadata = serializers.JSONField(required=False, help_text="see MetadataSchema")
 
 
-class MemoryListFilters(StrictInput):
+class MemoryListFilters(PageQuery):
     type = serializers.ChoiceField(choices=Tier.choices, required=False)
     tags = serializers.CharField(required=False, help_text="comma-separated")
     tags_mode = serializers.ChoiceField(choices=["any", "all"], default="any")
@@ -118,8 +118,6 @@ class MemoryListFilters(StrictInput):
     ordering = serializers.ChoiceField(
         choices=sorted(selectors.ORDERINGS), default="-created_at"
     )
-    page = serializers.IntegerField(required=False, min_value=1)
-    per_page = serializers.IntegerField(required=False, min_value=1, max_value=100)
 
 
 class MemoryCollectionApi(APIView):
