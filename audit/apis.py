@@ -43,6 +43,8 @@ class AuditLogFilters(PageQuery):
 
 
 class AuditLogListApi(APIView):
+    pagination_class = PagePagination
+
     @extend_schema(
         parameters=[AuditLogFilters], responses={200: AuditEventOutput(many=True)}
     )
@@ -50,6 +52,6 @@ class AuditLogListApi(APIView):
         filters = parse(AuditLogFilters, request.query_params.dict())
         filters.pop("page", None), filters.pop("per_page", None)
         qs = audit_events_for_user(user_id=current_user(request).pk, **filters)
-        paginator = PagePagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(AuditEventOutput(page, many=True).data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.paginator import EmptyPage, Paginator
+from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
@@ -12,12 +13,12 @@ from rest_framework.response import Response
 
 from kimberly.api.errors import ValidationFailed
 from kimberly.api.parsers import MAX_INT
-from kimberly.api.serializers import StrictInput
+from kimberly.api.serializers import QueryInput
 
 MAX_PER_PAGE = 100
 
 
-class PageQuery(StrictInput):
+class PageQuery(QueryInput):
     """The page and per_page query parameters (a base for list filters)."""
 
     page = serializers.IntegerField(required=False, min_value=1, max_value=MAX_INT)
@@ -103,3 +104,18 @@ def _positive_int(raw: str, name: str) -> int:
             f"{name} must be an integer from 1 to 2^63-1.", details={name: raw[:32]}
         )
     return value
+
+
+def page_serializer(
+    child: type[serializers.Serializer[Any]], name: str
+) -> serializers.Serializer[Any]:
+    """The shape of a page nested in a response (documentation only)."""
+    return inline_serializer(
+        name,
+        {
+            "items": child(many=True),
+            "page": serializers.IntegerField(),
+            "per_page": serializers.IntegerField(),
+            "total": serializers.IntegerField(),
+        },
+    )
