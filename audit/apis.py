@@ -10,8 +10,8 @@ from rest_framework.views import APIView
 
 from audit.models import AuditEvent
 from audit.selectors import audit_events_for_user
-from kimberly.api.pagination import PagePagination
-from kimberly.api.serializers import StrictInput, parse
+from kimberly.api.pagination import PagePagination, PageQuery
+from kimberly.api.serializers import parse
 from kimberly.context import current_user
 
 
@@ -36,15 +36,15 @@ class AuditEventOutput(serializers.ModelSerializer[AuditEvent]):
         ]
 
 
-class AuditLogFilters(StrictInput):
+class AuditLogFilters(PageQuery):
     action = serializers.CharField(required=False, max_length=64)
     since = serializers.DateTimeField(required=False)
     until = serializers.DateTimeField(required=False)
-    page = serializers.IntegerField(required=False, min_value=1)
-    per_page = serializers.IntegerField(required=False, min_value=1, max_value=100)
 
 
 class AuditLogListApi(APIView):
+    pagination_class = PagePagination
+
     @extend_schema(
         parameters=[AuditLogFilters], responses={200: AuditEventOutput(many=True)}
     )
@@ -52,6 +52,6 @@ class AuditLogListApi(APIView):
         filters = parse(AuditLogFilters, request.query_params.dict())
         filters.pop("page", None), filters.pop("per_page", None)
         qs = audit_events_for_user(user_id=current_user(request).pk, **filters)
-        paginator = PagePagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(AuditEventOutput(page, many=True).data)

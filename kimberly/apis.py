@@ -11,6 +11,16 @@ from rest_framework.views import APIView
 
 from kimberly import health
 from kimberly.api.exceptions import error_body
+from kimberly.api.schema import error_responses
+
+CHECK = inline_serializer(
+    "ReadinessCheck",
+    {
+        "ok": serializers.BooleanField(),
+        "ms": serializers.FloatField(),
+        "error": serializers.CharField(required=False),
+    },
+)
 
 
 class HealthApi(APIView):
@@ -35,7 +45,20 @@ class ReadyApi(APIView):
     authentication_classes: list[type] = []
     permission_classes = [AllowAny]
 
-    @extend_schema(auth=[], responses={200: dict, 503: dict})
+    @extend_schema(
+        auth=[],
+        responses={
+            200: inline_serializer(
+                "Ready",
+                {
+                    "status": serializers.CharField(),
+                    "uptime_seconds": serializers.FloatField(),
+                    "checks": serializers.DictField(child=CHECK),
+                },
+            ),
+            **error_responses(503, e503="not_ready: details.failed names what is down"),
+        },
+    )
     def get(self, request: Request) -> Response:
         """200 while PostgreSQL serves ("degraded" names optional stores that are
         down); 503 only when a required check fails."""

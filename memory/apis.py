@@ -11,21 +11,33 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from kimberly.api.pagination import PagePagination
-from kimberly.api.serializers import StrictInput, parse
+from kimberly.api.pagination import PagePagination, PageQuery
+from kimberly.api.parsers import MAX_INT
+from kimberly.api.schema import error_responses
+from kimberly.api.serializers import NonBlank, StrictInput, documented_json, parse
 from kimberly.context import context_from_request, current_user
 from memory import indexing, meditation, retrieval, selectors, services
-from memory.constants import (
-    FEEDBACK_VALUES,
-    MAX_TAG_LENGTH,
-    MAX_TAGS,
-    Scope,
-    Source,
-    Status,
-    Tier,
-)
+from memory.constants import MAX_BULK_IDS, Source, Status, Tier
 from memory.metadata import metadata_of
-from memory.models import Goal, MeditationRun, MemoryItem, MemoryVersion, ScoreRecord
+from memory.models import MemoryItem
+from memory.schemas import (
+    EMBEDDING_ROWS,
+    BulkOutput,
+    EmbedOutput,
+    ForecastOutput,
+    GoalListOutput,
+    GoalOutput,
+    MeditationDetailOutput,
+    MeditationRunOutput,
+    MemoryHistoryOutput,
+    MemoryItemOutput,
+    MemoryQueryOutput,
+    MemoryVersionOutput,
+    MetadataInput,
+    MetricsOutput,
+    ScoreRecordOutput,
+    tag_list,
+)
 
 
 def _iso(value: Any) -> str | None:
@@ -53,59 +65,18 @@ def memory_out(item: MemoryItem) -> dict[str, Any]:
     }
 
 
-# ------------------------------------------------------------- schema shapes
-
-
-class MetadataSchema(serializers.Serializer[Any]):
-    tags = serializers.ListField(
-        child=serializers.CharField(max_length=MAX_TAG_LENGTH), max_length=MAX_TAGS
-    )
-    source = serializers.ChoiceField(choices=Source.choices)  # type: ignore[assignment]
-    channels = serializers.ListField(
-        child=serializers.CharField(max_length=MAX_TAG_LENGTH)
-    )
-    sensitive = serializers.BooleanField()
-    scope = serializers.ChoiceField(choices=Scope.choices)
-    user_feedback = serializers.ChoiceField(choices=FEEDBACK_VALUES, allow_null=True)
-    version = serializers.IntegerField(read_only=True)
-
-
-class AuditSchema(serializers.Serializer[Any]):
-    created_by = serializers.CharField()
-    consent = serializers.BooleanField()
-
-
-class MemoryItemOutput(serializers.Serializer[MemoryItem]):
-    id = serializers.CharField()
-    type = serializers.ChoiceField(choices=Tier.choices)
-    content = serializers.CharField()
-    size_bytes = serializers.IntegerField()
-    metadata = MetadataSchema()
-    score = serializers.FloatField()
-    embedding_ref = serializers.CharField(allow_null=True)
-    status = serializers.ChoiceField(choices=Status.choices)
-    protected = serializers.BooleanField()
-    created_at = serializers.DateTimeField()
-    updated_at = serializers.DateTimeField()
-    last_seen_at = serializers.DateTimeField(allow_null=True)
-    archived_at = serializers.DateTimeField(allow_null=True)
-    access_count = serializers.IntegerField()
-    audit = AuditSchema()
-
-    def to_representation(self, instance: MemoryItem) -> dict[str, Any]:
-        return memory_out(instance)
-
-
 # --------------------------------------------------------------------- views
 
 
 class MemoryCreateInput(StrictInput):
-    type = serializers.CharField()
-    content = serializers.CharField(allow_blank=True, trim_whitespace=False)
-    metadata = serializers.JSONField(required=False, help_text="see MetadataSchema")
+    type = serializers.ChoiceField(choices=Tier.choices)
+    content = serializers.CharField(
+        allow_blank=True, trim_whitespace=False, validators=[NonBlank(enforce=False)]
+    )
+    metadata = documented_json(MetadataInput, required=False)
 
 
-class MemoryListFilters(StrictInput):
+class MemoryListFilters(PageQuery):
     type = serializers.ChoiceField(choices=Tier.choices, required=False)
     tags = serializers.CharField(required=False, help_text="comma-separated")
     tags_mode = serializers.ChoiceField(choices=["any", "all"], default="any")
@@ -119,15 +90,28 @@ class MemoryListFilters(StrictInput):
     ordering = serializers.ChoiceField(
         choices=sorted(selectors.ORDERINGS), default="-created_at"
     )
-    page = serializers.IntegerField(required=False, min_value=1)
-    per_page = serializers.IntegerField(required=False, min_value=1, max_value=100)
+
+
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    {"type": "string", "minLength": 1, "maxLength": 128},
+    OpenApiParameter.HEADER,
+    description="a retry with the same key and body replays the first answer",
+)
 
 
 class MemoryCollectionApi(APIView):
+    pagination_class = PagePagination
+
     @extend_schema(
         request=MemoryCreateInput,
-        responses={201: MemoryItemOutput},
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
+        responses={
+            201: MemoryItemOutput,
+            **error_responses(
+                409, 413, 429, e409="Idempotency-Key used for another request"
+            ),
+        },
+        parameters=[IDEMPOTENCY_KEY],
     )
     def post(self, request: Request) -> Response:
         data = parse(MemoryCreateInput, request.data)
@@ -163,17 +147,20 @@ class MemoryCollectionApi(APIView):
             ordering=data["ordering"],
         )
         qs = selectors.memory_list(user=current_user(request), filters=filters)
-        paginator = PagePagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response([memory_out(i) for i in page])
 
 
 class MemoryUpdateInput(StrictInput):
-    type = serializers.CharField(required=False)
+    type = serializers.ChoiceField(choices=Tier.choices, required=False)
     content = serializers.CharField(
-        required=False, allow_blank=True, trim_whitespace=False
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        validators=[NonBlank(enforce=False)],
     )
-    metadata = serializers.JSONField(required=False)
+    metadata = documented_json(MetadataInput, required=False)
 
 
 class MemoryDetailApi(APIView):
@@ -182,7 +169,10 @@ class MemoryDetailApi(APIView):
         item = selectors.memory_get(user=current_user(request), memory_id=memory_id)
         return Response(memory_out(item))
 
-    @extend_schema(request=MemoryUpdateInput, responses={200: MemoryItemOutput})
+    @extend_schema(
+        request=MemoryUpdateInput,
+        responses={200: MemoryItemOutput, **error_responses(413, 429)},
+    )
     def patch(self, request: Request, memory_id: str) -> Response:
         data = parse(MemoryUpdateInput, request.data)
         item = services.memory_update(
@@ -210,7 +200,13 @@ class MemoryLifecycleApi(APIView):
 
     action_name = ""
 
-    @extend_schema(request=None, responses={200: MemoryItemOutput})
+    @extend_schema(
+        request=None,
+        responses={
+            200: MemoryItemOutput,
+            **error_responses(429, e429="restore: over quota"),
+        },
+    )
     def post(self, request: Request, memory_id: str) -> Response:
         item = services.memory_lifecycle(
             ctx=context_from_request(request),
@@ -222,13 +218,16 @@ class MemoryLifecycleApi(APIView):
 
 
 class MemoryRevertInput(StrictInput):
-    version = serializers.IntegerField(min_value=1)
+    version = serializers.IntegerField(min_value=1, max_value=MAX_INT)
 
 
 class MemoryRevertApi(APIView):
     """POST /v1/memory/{id}/revert {version}: roll back to an earlier state."""
 
-    @extend_schema(request=MemoryRevertInput, responses={200: MemoryItemOutput})
+    @extend_schema(
+        request=MemoryRevertInput,
+        responses={200: MemoryItemOutput, **error_responses(413, 429)},
+    )
     def post(self, request: Request, memory_id: str) -> Response:
         data = parse(MemoryRevertInput, request.data)
         item = services.memory_revert(
@@ -240,25 +239,8 @@ class MemoryRevertApi(APIView):
         return Response(memory_out(item))
 
 
-class MemoryVersionOutput(serializers.ModelSerializer[MemoryVersion]):
-    class Meta:
-        model = MemoryVersion
-        fields = [
-            "version",
-            "action",
-            "actor_type",
-            "actor_id",
-            "changed_at",
-            "tier",
-            "status",
-            "protected",
-            "content",
-            "metadata",
-        ]
-
-
 class MemoryHistoryApi(APIView):
-    @extend_schema(responses={200: MemoryVersionOutput(many=True)})
+    @extend_schema(responses={200: MemoryHistoryOutput})
     def get(self, request: Request, memory_id: str) -> Response:
         item, versions = selectors.memory_history(
             user=current_user(request), memory_id=memory_id
@@ -273,11 +255,24 @@ class MemoryHistoryApi(APIView):
 
 class MemoryBulkInput(StrictInput):
     action = serializers.ChoiceField(choices=services.BULK_ACTIONS)
-    ids = serializers.ListField(child=serializers.CharField(), allow_empty=False)
+    ids = serializers.ListField(
+        child=serializers.CharField(), min_length=1, max_length=MAX_BULK_IDS
+    )
 
 
 class MemoryBulkApi(APIView):
-    @extend_schema(request=MemoryBulkInput)
+    @extend_schema(
+        request=MemoryBulkInput,
+        responses={
+            200: BulkOutput,
+            **error_responses(
+                404,
+                429,
+                e404="ids not yours: nothing changed",
+                e429="restore: over quota",
+            ),
+        },
+    )
     def post(self, request: Request) -> Response:
         data = parse(MemoryBulkInput, request.data)
         result = services.memory_bulk(
@@ -297,6 +292,7 @@ class MemoryBulkApi(APIView):
 
 
 class MemoryMetricsApi(APIView):
+    @extend_schema(responses={200: MetricsOutput})
     def get(self, request: Request) -> Response:
         m = selectors.memory_metrics(user=current_user(request))
         return Response(
@@ -322,42 +318,26 @@ class MemoryMetricsApi(APIView):
 
 
 class QueryFiltersInput(StrictInput):
-    tags = serializers.ListField(
-        child=serializers.CharField(max_length=MAX_TAG_LENGTH),
-        required=False,
-        max_length=MAX_TAGS,
-    )
+    tags = tag_list(required=False)
     tags_mode = serializers.ChoiceField(choices=["any", "all"], default="any")
     since = serializers.DateTimeField(required=False)
     until = serializers.DateTimeField(required=False)
-    source = serializers.CharField(required=False)  # type: ignore[assignment]
+    source = documented_json(  # type: ignore[assignment]
+        serializers.ChoiceField(choices=Source.choices), required=False
+    )
     include_sensitive = serializers.BooleanField(default=False)
 
 
 class MemoryQueryInput(StrictInput):
-    query = serializers.CharField(allow_blank=True, trim_whitespace=False)
-    type = serializers.CharField(default="any")
-    top_k = serializers.IntegerField(default=5)
+    query = serializers.CharField(
+        trim_whitespace=False,
+        max_length=retrieval.MAX_QUERY_CHARS,
+        validators=[NonBlank()],
+    )
+    type = serializers.ChoiceField(choices=[*Tier.values, "any"], default="any")
+    top_k = serializers.IntegerField(default=5, min_value=1, max_value=50)
     filters = QueryFiltersInput(required=False)
     explain = serializers.BooleanField(default=False)
-
-
-class RelevanceSchema(serializers.Serializer[Any]):
-    semantic = serializers.FloatField(allow_null=True)
-    lexical = serializers.FloatField(allow_null=True)
-    score = serializers.FloatField()
-    freshness = serializers.FloatField()
-    final = serializers.FloatField()
-
-
-class QueryHitSchema(serializers.Serializer[Any]):
-    item = MemoryItemOutput()
-    relevance = RelevanceSchema()
-    why = serializers.CharField()
-
-
-class MemoryQueryOutput(serializers.Serializer[Any]):
-    results = QueryHitSchema(many=True)
 
 
 class MemoryQueryApi(APIView):
@@ -402,11 +382,11 @@ class MemoryQueryApi(APIView):
 
 
 class MemoryEmbedInput(StrictInput):
-    embeddings = serializers.JSONField()
+    embeddings = documented_json(EMBEDDING_ROWS)
 
 
 class MemoryEmbedApi(APIView):
-    @extend_schema(request=MemoryEmbedInput)
+    @extend_schema(request=MemoryEmbedInput, responses={200: EmbedOutput})
     def post(self, request: Request) -> Response:
         data = parse(MemoryEmbedInput, request.data)
         counts = indexing.memory_embed_user_vectors(
@@ -420,24 +400,15 @@ class MemoryEmbedApi(APIView):
 # -------------------------------------------------------------- goals, meditation
 
 
-class GoalOutput(serializers.ModelSerializer[Goal]):
-    embedded = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Goal
-        fields = ["id", "text", "tags", "embedded", "created_at"]
-
-    def get_embedded(self, goal: Goal) -> bool:
-        return goal.vector is not None
-
-
 class GoalInput(StrictInput):
-    text = serializers.CharField(trim_whitespace=False, allow_blank=True)
-    tags = serializers.JSONField(required=False)
+    text = serializers.CharField(
+        trim_whitespace=False, max_length=1000, validators=[NonBlank()]
+    )
+    tags = documented_json(tag_list(), required=False)
 
 
 class GoalCollectionApi(APIView):
-    @extend_schema(responses={200: GoalOutput(many=True)})
+    @extend_schema(responses={200: GoalListOutput})
     def get(self, request: Request) -> Response:
         goals = selectors.goals_for(user=current_user(request))
         return Response({"items": GoalOutput(goals, many=True).data})
@@ -465,53 +436,6 @@ class GoalDetailApi(APIView):
         return Response(status=204)
 
 
-class MeditationRunOutput(serializers.ModelSerializer[MeditationRun]):
-    run_id = serializers.IntegerField(source="pk")
-
-    class Meta:
-        model = MeditationRun
-        fields = [
-            "run_id",
-            "status",
-            "dry_run",
-            "scoring_version",
-            "weights",
-            "as_of",
-            "started_at",
-            "finished_at",
-            "duration_ms",
-            "processed",
-            "promoted",
-            "expired",
-            "archived",
-            "purged",
-            "deferred",
-            "error",
-        ]
-
-
-class ScoreRecordOutput(serializers.ModelSerializer[ScoreRecord]):
-    memory_id = serializers.SerializerMethodField()
-
-    class Meta:
-        model = ScoreRecord
-        fields = [
-            "memory_id",
-            "tier",
-            "decision",
-            "reason",
-            "score",
-            "previous_score",
-            "relevance_to_goals",
-            "emotional_weight",
-            "predictive_value",
-            "recency_freq",
-        ]
-
-    def get_memory_id(self, record: ScoreRecord) -> str:
-        return f"mem_{record.item_id}"
-
-
 class MeditateInput(StrictInput):
     dry_run = serializers.BooleanField(default=False)
 
@@ -519,17 +443,15 @@ class MeditateInput(StrictInput):
 class MeditateApi(APIView):
     @extend_schema(request=MeditateInput, responses={202: MeditationRunOutput})
     def post(self, request: Request) -> Response:
-        data = parse(MeditateInput, request.data or {})
+        data = parse(MeditateInput, request.data)
         run = meditation.meditation_queue(
             user=current_user(request), dry_run=data["dry_run"]
         )
         return Response(MeditationRunOutput(run).data, status=202)
 
 
-class ForecastFilters(StrictInput):
+class ForecastFilters(PageQuery):
     as_of = serializers.DateTimeField(required=False)
-    page = serializers.IntegerField(required=False, min_value=1)
-    per_page = serializers.IntegerField(required=False, min_value=1, max_value=100)
 
 
 class ForecastApi(APIView):
@@ -539,7 +461,7 @@ class ForecastApi(APIView):
     forecast; `run_id` is null, as no run is kept.
     """
 
-    @extend_schema(parameters=[ForecastFilters], responses={200: MeditationRunOutput})
+    @extend_schema(parameters=[ForecastFilters], responses={200: ForecastOutput})
     def get(self, request: Request) -> Response:
         data = parse(ForecastFilters, request.query_params.dict())
         forecast = meditation.meditation_forecast(
@@ -556,9 +478,11 @@ class ForecastApi(APIView):
 
 
 class MeditationListApi(APIView):
+    pagination_class = PagePagination
+
     @extend_schema(responses={200: MeditationRunOutput(many=True)})
     def get(self, request: Request) -> Response:
-        paginator = PagePagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(
             selectors.meditation_runs_for(user=current_user(request)),
             request,
@@ -570,7 +494,7 @@ class MeditationListApi(APIView):
 
 
 class MeditationDetailApi(APIView):
-    @extend_schema(responses={200: MeditationRunOutput})
+    @extend_schema(parameters=[PageQuery], responses={200: MeditationDetailOutput})
     def get(self, request: Request, run_id: int) -> Response:
         run = selectors.meditation_run_get(user=current_user(request), run_id=run_id)
         paginator = PagePagination()

@@ -6,3 +6,5 @@ export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff" && ruff check . && ruff format --check .
 echo "== mypy" && mypy .
 echo "== pytest" && pytest "$@"
+# Schemathesis against a live test server: the OpenAPI schema must tell the truth.
+echo "== contract" && pytest -m contract tests/contract

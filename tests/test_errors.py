@@ -43,3 +43,52 @@ def test_openapi_schema_and_docs_are_served(api):
     docs = api.get("/v1/docs")
     assert docs.status_code == 200
     assert b"swagger" in docs.content.lower()
+
+
+HUGE = "9" * 400
+
+
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("/v1/memory/query", f'{{"query": "tea", "top_k": {HUGE}}}'),
+        (
+            "/v1/memory",
+            f'{{"type": "long-term", "content": "x", "metadata": {{"tags": [{HUGE}]}}}}',
+        ),
+        ("/v1/memory/bulk", f'{{"action": "archive", "ids": [{HUGE}]}}'),
+        ("/v1/memory/meditate", f'{{"dry_run": {HUGE}}}'),
+        ("/v1/user", f'{{"meditation_weights": {{"recency_freq": {HUGE}}}}}'),
+    ],
+)
+def test_integers_beyond_64_bits_in_any_json_body_are_a_400(alice_api, path, body):
+    method = "PUT" if path == "/v1/user" else "POST"
+    resp = alice_api.generic(method, path, body, content_type="application/json")
+    assert resp.status_code == 400
+    assert resp.json()["error"] == "malformed_request"
+    assert HUGE not in resp.content.decode()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/v1/memory?page={HUGE}",
+        f"/v1/audit/logs?page={HUGE}",
+        f"/v1/memory/meditations?page={HUGE}",
+        f"/v1/memory/forecast?page={HUGE}",
+        f"/v1/memory?per_page={HUGE}",
+    ],
+)
+def test_page_numbers_beyond_64_bits_are_a_400(alice_api, path):
+    resp = alice_api.get(path)
+    assert resp.status_code == 400
+    assert resp.json()["error"] == "validation_error"
+
+
+@pytest.mark.parametrize(
+    "path", [f"/v1/goals/{HUGE}", f"/v1/memory/meditations/{HUGE}"]
+)
+def test_ids_beyond_64_bits_in_a_path_are_a_404(alice_api, path):
+    method = "DELETE" if "goals" in path else "GET"
+    resp = alice_api.generic(method, path)
+    assert resp.status_code == 404

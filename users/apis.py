@@ -9,7 +9,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from kimberly.api.serializers import StrictInput, parse
+from kimberly.api.schema import error_responses
+from kimberly.api.serializers import StrictInput, documented_json, parse
 from kimberly.context import context_from_request, current_user, request_meta
 from users import services
 from users.models import User
@@ -29,7 +30,14 @@ class SignupApi(APIView):
     authentication_classes: list[type] = []
     permission_classes = [AllowAny]
 
-    @extend_schema(request=CredentialsInput, responses={201: TokenOutput}, auth=[])
+    @extend_schema(
+        request=CredentialsInput,
+        responses={
+            201: TokenOutput,
+            **error_responses(400, 429, e400="invalid, email_taken or weak_password"),
+        },
+        auth=[],
+    )
     def post(self, request: Request) -> Response:
         data = parse(CredentialsInput, request.data)
         issued = services.user_signup(**data, meta=request_meta(request))
@@ -44,7 +52,14 @@ class LoginApi(APIView):
         email = serializers.CharField(max_length=254)
         password = serializers.CharField(max_length=512, trim_whitespace=False)
 
-    @extend_schema(request=LoginInput, responses={200: TokenOutput}, auth=[])
+    @extend_schema(
+        request=LoginInput,
+        responses={
+            200: TokenOutput,
+            **error_responses(401, 429, e401="Email or password is wrong."),
+        },
+        auth=[],
+    )
     def post(self, request: Request) -> Response:
         data = parse(self.LoginInput, request.data)
         issued = services.user_login(**data, meta=request_meta(request))
@@ -64,13 +79,23 @@ class UserOutput(serializers.ModelSerializer):
         ]
 
 
+class MeditationWeightsInput(StrictInput):
+    """What memory.meditation.normalize_weights accepts."""
+
+    relevance_to_goals = serializers.FloatField(min_value=0, max_value=1)
+    emotional_weight = serializers.FloatField(min_value=0, max_value=1)
+    predictive_value = serializers.FloatField(min_value=0, max_value=1)
+    recency_freq = serializers.FloatField(min_value=0, max_value=1)
+
+
 class UserApi(APIView):
     class UserSettingsInput(StrictInput):
         embedding_enabled = serializers.BooleanField(required=False)
         consent_telemetry = serializers.BooleanField(required=False)
-        meditation_weights = serializers.JSONField(
+        meditation_weights = documented_json(
+            MeditationWeightsInput,
             required=False,
-            help_text="relevance_to_goals, emotional_weight, predictive_value, recency_freq",
+            help_text="each from 0 to 1, not all 0; stored scaled to sum 1",
         )
 
     @extend_schema(responses={200: UserOutput})

@@ -261,9 +261,9 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["kimberly.api.parsers.BoundedJSONParser"],
     "EXCEPTION_HANDLER": "kimberly.api.exceptions.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "kimberly.api.schema.KimberlyAutoSchema",
     "UNAUTHENTICATED_USER": None,
     # ASCII-escaped JSON: an error echoing user text with a lone surrogate in it
     # must still render (UTF-8 cannot encode one).
@@ -275,6 +275,9 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/v1",
+    # Request bodies get their own components, so inputs can say what they refuse
+    # (additionalProperties: false, minLength) without changing the responses.
+    "COMPONENT_SPLIT_REQUEST": True,
     # Served from the package, not a CDN: the docs page works on a closed network.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -371,6 +371,18 @@ def test_non_finite_numbers_in_a_vector_are_400(alice_api, alice):
     assert not MemoryEmbedding.objects.exists()
 
 
+def test_a_400_digit_integer_in_a_vector_is_400_not_a_crash(alice_api, alice):
+    item = _store(alice, TEA)
+    numbers = ", ".join(["0.1"] * 383 + ["9" * 400])
+    body = f'{{"embeddings": [{{"memory_id": "{item.public_id}", "embedding": [{numbers}]}}]}}'
+    resp = alice_api.generic(
+        "POST", "/v1/memory/embed", body, content_type="application/json"
+    )
+    assert resp.status_code == 400
+    assert resp.json()["error"] == "malformed_request"
+    assert not MemoryEmbedding.objects.exists()
+
+
 def test_a_vector_for_another_users_memory_is_refused(alice, bob_api):
     item = _store(alice, TEA)
     resp = bob_api.post(

@@ -1,0 +1,131 @@
+"""OpenAPI generation: drf-spectacular's AutoSchema, plus what every operation shares.
+
+Every operation documents the error statuses it can answer with the one error
+body (`Error`); request bodies say what the parsers and serializers really
+refuse: unknown fields (StrictInput), NUL characters, blank text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.drainage import get_override, has_override
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import force_instance
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import serializers
+
+from kimberly.api.serializers import NonBlank, StrictInput
+
+ERRORS: dict[int, str] = {
+    400: "The request is not valid (validation_error, malformed_request).",
+    401: "Missing, malformed, unknown or expired bearer token.",
+    404: "No such object of yours (another user's objects are 404 too).",
+    409: "Conflict with the current state.",
+    413: "The request body or the content is larger than the server accepts.",
+    415: "The body is not application/json.",
+    429: "Rate limited or over quota; Retry-After says when to try again.",
+    503: "A dependency is down.",
+}
+
+# PostgreSQL text cannot hold NUL, and DRF refuses it in every CharField; DRF
+# also trims and refuses blank text unless a field allows it.
+NO_NUL = "^[^\\u0000]*$"
+NOT_BLANK = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+
+
+class ErrorSerializer(serializers.Serializer[Any]):
+    """The one error body (kimberly.api.exceptions)."""
+
+    error = serializers.CharField(help_text="stable code, e.g. validation_error")
+    message = serializers.CharField()
+    code = serializers.IntegerField(help_text="the HTTP status")
+    details = serializers.DictField(help_text="e.g. fields, retry_after, max_bytes")
+
+
+def error_responses(*statuses: int, **descriptions: str) -> dict[int, OpenApiResponse]:
+    """Responses for `extend_schema(responses=...)`: an operation's own errors.
+
+    `descriptions` override the generic text, keyed `e409="..."`.
+    """
+    return {
+        status: OpenApiResponse(
+            ErrorSerializer, description=descriptions.get(f"e{status}", ERRORS[status])
+        )
+        for status in statuses
+    }
+
+
+class KimberlyAutoSchema(AutoSchema):
+    def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+        operation = super().get_operation(*args, **kwargs)
+        if operation is None:
+            return None
+        responses = operation["responses"]
+        for status in _shared_errors(operation):
+            if str(status) not in responses:
+                responses[str(status)] = self._get_response_for_code(
+                    error_responses(status)[status], str(status)
+                )
+        return operation
+
+    def _map_basic_serializer(self, serializer: Any, direction: str) -> Any:
+        schema = super()._map_basic_serializer(serializer, direction)
+        if direction == "request" and isinstance(
+            force_instance(serializer), StrictInput
+        ):
+            schema["additionalProperties"] = False
+        return schema
+
+    def _insert_field_validators(self, field: Any, schema: dict[str, Any]) -> None:
+        super()._insert_field_validators(field, schema)
+        # allow_blank=True on a NonBlank field only lets the service see "" (and
+        # refuse it itself): the schema must not offer "" as valid.
+        if _has_non_blank(field) and "oneOf" in schema:
+            schema.update(schema.pop("oneOf")[0])
+
+    def _map_serializer_field(
+        self, field: Any, direction: str, bypass_extensions: bool = False
+    ) -> Any:
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        if schema is None:
+            return None
+        # A JSONField handed raw to a service is documented by a field
+        # (extend_schema_field); give it that field's limits too.
+        override = (
+            get_override(field, "field") if has_override(field, "field") else None
+        )
+        if isinstance(override, serializers.Field):
+            self._insert_field_validators(override, schema)
+        if (
+            direction == "request"
+            and isinstance(field, serializers.CharField)
+            and schema.get("type") == "string"
+            and not {"format", "enum", "pattern"} & set(schema)
+        ):
+            schema["pattern"] = NOT_BLANK if _needs_text(field) else NO_NUL
+        return schema
+
+
+def _needs_text(field: serializers.CharField) -> bool:
+    trimmed_and_required = field.trim_whitespace and not field.allow_blank
+    return trimmed_and_required or _has_non_blank(field)
+
+
+def _has_non_blank(field: Any) -> bool:
+    return any(isinstance(v, NonBlank) for v in getattr(field, "validators", []))
+
+
+def _shared_errors(operation: dict[str, Any]) -> list[int]:
+    """What any operation of this shape can answer: parsing, auth, lookups."""
+    where = {p["in"] for p in operation.get("parameters", [])}
+    statuses: list[int] = []
+    if "requestBody" in operation:
+        statuses += [400, 413, 415]
+    elif "query" in where:
+        statuses.append(400)
+    if any(operation.get("security", [])):
+        statuses.append(401)
+    if "path" in where:
+        statuses.append(404)
+    return statuses
