@@ -1,0 +1,53 @@
+"""HTTP API for memories: authenticate → parse → one service/selector → serialize.
+
+items.py       create, list, read, edit, delete; usage (metrics)
+changes.py     lifecycle actions, history and revert, bulk
+retrieval.py   query and user-supplied vectors
+goals.py       the user's goals
+meditation.py  meditate, forecast, runs
+schemas.py     response shapes for the OpenAPI schema
+"""
+
+from memory.apis.changes import (
+    MemoryBulkApi,
+    MemoryHistoryApi,
+    MemoryLifecycleApi,
+    MemoryRevertApi,
+)
+from memory.apis.goals import (
+    GoalCollectionApi,
+    GoalDetailApi,
+)
+from memory.apis.items import (
+    MemoryCollectionApi,
+    MemoryDetailApi,
+    MemoryMetricsApi,
+)
+from memory.apis.meditation import (
+    ForecastApi,
+    MeditateApi,
+    MeditationDetailApi,
+    MeditationListApi,
+)
+from memory.apis.retrieval import (
+    MemoryEmbedApi,
+    MemoryQueryApi,
+)
+
+__all__ = [
+    "ForecastApi",
+    "GoalCollectionApi",
+    "GoalDetailApi",
+    "MeditateApi",
+    "MeditationDetailApi",
+    "MeditationListApi",
+    "MemoryBulkApi",
+    "MemoryCollectionApi",
+    "MemoryDetailApi",
+    "MemoryEmbedApi",
+    "MemoryHistoryApi",
+    "MemoryLifecycleApi",
+    "MemoryMetricsApi",
+    "MemoryQueryApi",
+    "MemoryRevertApi",
+]
