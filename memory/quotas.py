@@ -37,17 +37,51 @@ def default_limit(tier: str) -> int:
     return int(settings.MEMORY_QUOTA_DEFAULTS[tier])
 
 
+# The effective-quota rule, the one place it is written (billing will change it
+# here): a user's per-tier override, else the tier's default; writes may burst to
+# QUOTA_HARD_LIMIT_RATIO times it. effective_limit_sql is the same rule for the
+# set-wise statements; limit_params supplies its parameters; a test holds the
+# two versions equal.
+
+
+def effective_limit(*, limit_bytes: int | None, tier: str) -> int:
+    """The soft quota of a tier: the user's override, else the default."""
+    return limit_bytes if limit_bytes is not None else default_limit(tier)
+
+
 def hard_limit(limit_bytes: int) -> int:
     return math.floor(limit_bytes * settings.QUOTA_HARD_LIMIT_RATIO)
 
 
-_RESERVE_SQL = """
+def effective_limit_sql(quota: str, tier: str) -> str:
+    """effective_limit in SQL: `quota` a memory_quota row alias (or NULL row), `tier`
+    a tier expression; needs limit_params()."""
+    cases = " ".join(
+        f"WHEN '{t}' THEN %(quota_default_{i})s::bigint"
+        for i, t in enumerate(Tier.values)
+    )
+    return f"COALESCE({quota}.limit_bytes, CASE {tier} {cases} END)"
+
+
+def hard_limit_sql(quota: str, tier: str) -> str:
+    return f"FLOOR({effective_limit_sql(quota, tier)} * %(quota_ratio)s)"
+
+
+def limit_params() -> dict[str, Any]:
+    """The parameters effective_limit_sql and hard_limit_sql refer to."""
+    params: dict[str, Any] = {
+        f"quota_default_{i}": default_limit(t) for i, t in enumerate(Tier.values)
+    }
+    params["quota_ratio"] = settings.QUOTA_HARD_LIMIT_RATIO
+    return params
+
+
+_RESERVE_SQL = f"""
 UPDATE memory_quota
    SET used_bytes = used_bytes + %(delta)s
  WHERE user_id = %(user_id)s AND tier = %(tier)s
    AND (%(delta)s <= 0
-        OR used_bytes + %(delta)s
-           <= FLOOR(COALESCE(limit_bytes, %(default)s) * %(ratio)s))
+        OR used_bytes + %(delta)s <= {hard_limit_sql("memory_quota", "tier")})
 RETURNING used_bytes
 """
 
@@ -77,8 +111,7 @@ def quota_adjust(*, user_id: uuid.UUID, tier: str, delta: int) -> int:
         "delta": delta,
         "user_id": user_id,
         "tier": tier,
-        "default": default_limit(tier),
-        "ratio": settings.QUOTA_HARD_LIMIT_RATIO,
+        **limit_params(),
     }
     with connection.cursor() as cur:
         used = _reserve(cur, params)
@@ -92,7 +125,7 @@ def quota_adjust(*, user_id: uuid.UUID, tier: str, delta: int) -> int:
     if used is not None:
         return used
     quota = Quota.objects.get(user_id=user_id, tier=tier)
-    limit = quota.limit_bytes if quota.limit_bytes is not None else default_limit(tier)
+    limit = effective_limit(limit_bytes=quota.limit_bytes, tier=tier)
     metrics.quota_rejections.labels(tier=tier).inc()
     raise QuotaExceeded(
         f"The {tier} tier is full: this write would pass its hard limit.",
@@ -131,11 +164,7 @@ def quota_overview(*, user_id: uuid.UUID) -> list[TierUsage]:
     for tier in Tier.values:
         q = quotas.get(tier)
         override = q is not None and q.limit_bytes is not None
-        limit = (
-            q.limit_bytes
-            if q is not None and q.limit_bytes is not None
-            else default_limit(tier)
-        )
+        limit = effective_limit(limit_bytes=q.limit_bytes if q else None, tier=tier)
         out.append(
             TierUsage(
                 tier=tier,

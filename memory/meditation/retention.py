@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from memory.meditation.scoring import BATCH
 from memory.metadata import metadata_sql
+from memory.quotas import effective_limit_sql
 
 # Retention, decided on the runs' ScoreRecords (so a dry run decides exactly what
 # a real run would), then applied set-wise. "%%" is a literal % for format().
@@ -28,10 +29,9 @@ UPDATE memory_scorerecord sr SET
 
 ARCHIVE_SQL = f"""
 WITH limits AS (
-    SELECT b.run_id, t.tier, COALESCE(q.limit_bytes, t.dflt) AS lim
+    SELECT b.run_id, t.tier, {effective_limit_sql("q", "t.tier")} AS lim
       FROM {BATCH}
-     CROSS JOIN (VALUES ('short-term', %(d_st)s::bigint), ('long-term', %(d_lt)s::bigint),
-                        ('permanent', %(d_pm)s::bigint)) AS t(tier, dflt)
+     CROSS JOIN unnest(%(tiers)s::text[]) AS t(tier)
       LEFT JOIN memory_quota q ON q.user_id = b.user_id AND q.tier = t.tier
 ), live AS (
     SELECT sr.id, sr.run_id, sr.decision, sr.size_bytes, sr.score, i.created_at, i.protected,

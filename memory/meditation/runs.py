@@ -28,6 +28,7 @@ from memory.meditation.retention import (
 )
 from memory.meditation.scoring import SCORING_VERSION, SIGNALS_SQL, weights_for
 from memory.models import MeditationRun, ScoreRecord
+from memory.quotas import limit_params
 from users.models import User
 
 
@@ -124,7 +125,6 @@ def _still_queued(cur: Any, runs: list[MeditationRun]) -> list[MeditationRun]:
 
 
 def run_params(runs: list[MeditationRun]) -> dict[str, Any]:
-    defaults = settings.MEMORY_QUOTA_DEFAULTS
     return {
         "users": [r.user_id for r in runs],
         "runs": [r.pk for r in runs],
@@ -139,9 +139,8 @@ def run_params(runs: list[MeditationRun]) -> dict[str, Any]:
         "retrieval_days": settings.RETRIEVAL_RECORDS_DAYS,
         "cap": settings.MEDITATION_MAX_CHANGES,
         "epsilon": settings.MEDITATION_SCORE_EPSILON,
-        "d_st": defaults["short-term"],
-        "d_lt": defaults["long-term"],
-        "d_pm": defaults["permanent"],
+        "tiers": list(Tier.values),
+        **limit_params(),
     }
 
 

@@ -251,3 +251,41 @@ def test_reverting_to_a_version_that_does_not_exist_is_404_and_changes_nothing(
         == 400
     )
     assert alice_api.get(f"/v1/memory/{mid}").json()["metadata"]["version"] == 1
+
+
+def test_the_sql_and_python_quota_rules_agree(alice, settings):
+    from django.db import connection
+
+    from memory.quotas import (
+        effective_limit_sql,
+        hard_limit_sql,
+        limit_params,
+        quota_overview,
+        quota_set,
+    )
+
+    settings.MEMORY_QUOTA_DEFAULTS = {
+        **settings.MEMORY_QUOTA_DEFAULTS,
+        "permanent": 777,
+    }
+    quota_set(
+        ctx=Context(Actor.system("test")),
+        user_id=alice.pk,
+        tier="long-term",
+        limit_bytes=1234,
+    )
+    with connection.cursor() as cur:
+        cur.execute(
+            f"""SELECT t.tier, {effective_limit_sql("q", "t.tier")},
+                       {hard_limit_sql("q", "t.tier")}
+                  FROM unnest(%(tiers)s::text[]) t(tier)
+                  LEFT JOIN memory_quota q ON q.user_id = %(user)s AND q.tier = t.tier""",
+            {"tiers": list(Tier.values), "user": alice.pk, **limit_params()},
+        )
+        in_sql = {tier: (int(soft), int(hard)) for tier, soft, hard in cur.fetchall()}
+    in_python = {
+        t.tier: (t.quota_bytes, t.hard_limit_bytes)
+        for t in quota_overview(user_id=alice.pk)
+    }
+    assert in_sql == in_python
+    assert in_python["long-term"][0] == 1234 and in_python["permanent"][0] == 777
