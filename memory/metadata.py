@@ -5,7 +5,7 @@ that snapshots history."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from kimberly.api.errors import ApplicationError, invalid_field
 from memory.constants import (
@@ -29,7 +29,32 @@ class ContentTooLarge(ApplicationError):
 # The metadata shape, once: every key with its default, in the order it is shown.
 # Each key is a MemoryItem column of the same name; user_feedback is stored as ""
 # when unset and shown as null.
-DEFAULT_METADATA: dict[str, Any] = {
+class Metadata(TypedDict):
+    """Canonical metadata: every key, as stored (and shown, with the version)."""
+
+    tags: list[str]
+    source: str
+    channels: list[str]
+    sensitive: bool
+    scope: str
+    user_feedback: str | None
+
+
+class MetadataPatch(TypedDict, total=False):
+    """The metadata keys a caller sends; the others keep their value (or default).
+
+    Raw JSON reaches validate_metadata unchecked: a wrong type there is a 400."""
+
+    tags: list[str]
+    source: str
+    channels: list[str]
+    sensitive: bool
+    scope: str
+    user_feedback: str | None
+    version: int
+
+
+DEFAULT_METADATA: Metadata = {
     "tags": [],
     "source": Source.API.value,
     "channels": [],
@@ -92,49 +117,49 @@ def storable(text: str) -> bool:
 
 
 def validate_metadata(
-    raw: Any, *, base: dict[str, Any] | None = None
-) -> dict[str, Any]:
+    raw: MetadataPatch | None, *, base: Metadata | None = None
+) -> Metadata:
     """Full canonical metadata: `raw` keys validated and laid over `base` (or defaults)."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
+    raw_any: Any = raw if raw is not None else {}
+    if not isinstance(raw_any, dict):
         raise invalid_field("metadata", "must be an object")
-    unknown = sorted(set(raw) - METADATA_KEYS - {"version"})
+    patch: dict[str, Any] = raw_any
+    unknown = sorted(set(patch) - METADATA_KEYS - {"version"})
     if unknown:
         raise invalid_field("metadata", f"unknown keys: {', '.join(unknown)}")
-    meta = {
+    meta: dict[str, Any] = {
         k: list(v) if isinstance(v, list) else v
         for k, v in (base or DEFAULT_METADATA).items()
     }
-    if "tags" in raw:
-        meta["tags"] = string_list(raw["tags"], "metadata.tags", MAX_TAGS)
-    if "channels" in raw:
+    if "tags" in patch:
+        meta["tags"] = string_list(patch["tags"], "metadata.tags", MAX_TAGS)
+    if "channels" in patch:
         meta["channels"] = string_list(
-            raw["channels"], "metadata.channels", MAX_CHANNELS
+            patch["channels"], "metadata.channels", MAX_CHANNELS
         )
     for key, choices in (("source", Source.values), ("scope", Scope.values)):
-        if key in raw:
-            if raw[key] not in choices:
+        if key in patch:
+            if patch[key] not in choices:
                 raise invalid_field(
                     f"metadata.{key}", f"must be one of {', '.join(choices)}"
                 )
-            meta[key] = raw[key]
-    if "sensitive" in raw:
-        if not isinstance(raw["sensitive"], bool):
+            meta[key] = patch[key]
+    if "sensitive" in patch:
+        if not isinstance(patch["sensitive"], bool):
             raise invalid_field("metadata.sensitive", "must be true or false")
-        meta["sensitive"] = raw["sensitive"]
-    if "user_feedback" in raw:
-        fb = raw["user_feedback"]
+        meta["sensitive"] = patch["sensitive"]
+    if "user_feedback" in patch:
+        fb = patch["user_feedback"]
         if fb is not None and fb not in FEEDBACK_VALUES:
             raise invalid_field(
                 "metadata.user_feedback",
                 "must be thumbs_up, thumbs_down or rating:1..5",
             )
         meta["user_feedback"] = fb
-    return meta
+    return cast(Metadata, meta)
 
 
-def metadata_of(item: MemoryItem) -> dict[str, Any]:
+def metadata_of(item: MemoryItem) -> Metadata:
     """The item's user-facing metadata (without the system-managed version)."""
     meta: dict[str, Any] = {}
     for key, default in DEFAULT_METADATA.items():
@@ -144,13 +169,12 @@ def metadata_of(item: MemoryItem) -> dict[str, Any]:
         elif key in _BLANK_AS_NULL:
             value = value or None
         meta[key] = value
-    return meta
+    return cast(Metadata, meta)
 
 
-def apply_metadata(item: MemoryItem, meta: dict[str, Any]) -> None:
+def apply_metadata(item: MemoryItem, meta: Metadata) -> None:
     """Set the item's metadata columns from canonical metadata."""
-    for key in DEFAULT_METADATA:
-        value = meta[key]
+    for key, value in meta.items():
         setattr(item, key, (value or "") if key in _BLANK_AS_NULL else value)
 
 
@@ -165,7 +189,7 @@ def metadata_sql(alias: str) -> str:
     return f"jsonb_build_object({', '.join(pairs)}, 'version', {alias}.version)"
 
 
-def item_size(content: str, metadata: dict[str, Any]) -> int:
+def item_size(content: str, metadata: Metadata) -> int:
     """Quota size: UTF-8 bytes of content + bytes of the canonical metadata JSON."""
     meta_json = json.dumps(
         metadata, sort_keys=True, separators=(",", ":"), ensure_ascii=False

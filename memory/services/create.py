@@ -17,6 +17,7 @@ from kimberly.api.errors import ApplicationError, Conflict, invalid_field
 from kimberly.context import Context
 from memory import indexing, metrics
 from memory.metadata import (
+    MetadataPatch,
     apply_metadata,
     item_size,
     validate_content,
@@ -86,9 +87,9 @@ def memory_create(
     *,
     ctx: Context,
     user: User,
-    tier: Any,
-    content: Any,
-    metadata: Any = None,
+    tier: str,
+    content: str,
+    metadata: MetadataPatch | None = None,
     idempotency_key: str | None = None,
     created_at: datetime | None = None,
 ) -> CreateResult:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import cast
 
 from django.db import transaction
 from django.utils import timezone
@@ -17,6 +17,7 @@ from memory.constants import (
 )
 from memory.metadata import (
     METADATA_KEYS,
+    MetadataPatch,
     apply_metadata,
     item_size,
     metadata_of,
@@ -43,9 +44,9 @@ def memory_update(
     ctx: Context,
     user: User,
     memory_id: str,
-    content: Any = None,
-    metadata: Any = None,
-    tier: Any = None,
+    content: str | None = None,
+    metadata: MetadataPatch | None = None,
+    tier: str | None = None,
     action: str = "update",
 ) -> MemoryItem:
     """Edit content, metadata and/or tier; quota-checked, versioned, audited."""
@@ -112,7 +113,7 @@ def memory_update(
 
 @transaction.atomic
 def memory_revert(
-    *, ctx: Context, user: User, memory_id: str, version: Any
+    *, ctx: Context, user: User, memory_id: str, version: int
 ) -> MemoryItem:
     """Bring back the content, metadata and tier an item had at `version`.
 
@@ -133,7 +134,10 @@ def memory_revert(
         user=user,
         memory_id=memory_id,
         content=snapshot.content,
-        metadata={k: v for k, v in snapshot.metadata.items() if k in METADATA_KEYS},
+        metadata=cast(
+            MetadataPatch,
+            {k: v for k, v in snapshot.metadata.items() if k in METADATA_KEYS},
+        ),
         tier=snapshot.tier,
         action="revert",
     )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db import transaction
 
 from audit.services import audit_record
@@ -21,7 +19,9 @@ MAX_GOALS = 50
 
 
 @transaction.atomic
-def goal_create(*, ctx: Context, user: User, text: Any, tags: Any = None) -> Goal:
+def goal_create(
+    *, ctx: Context, user: User, text: str, tags: list[str] | None = None
+) -> Goal:
     """Add an active goal or project (embedded now when embeddings are on)."""
     if not isinstance(text, str) or not text.strip() or len(text) > 1000:
         raise invalid_field("text", "must be 1..1000 characters")

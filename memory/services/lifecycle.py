@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -114,7 +114,9 @@ class BulkResult:
 
 
 @transaction.atomic
-def memory_bulk(*, ctx: Context, user: User, action: Any, ids: Any) -> BulkResult:
+def memory_bulk(
+    *, ctx: Context, user: User, action: str, ids: Sequence[str]
+) -> BulkResult:
     """Apply one action to up to 500 of the user's items: all of them, or none (4xx)."""
     if action not in BULK_ACTIONS:
         raise invalid_field("action", f"must be one of {', '.join(BULK_ACTIONS)}")

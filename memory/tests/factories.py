@@ -6,12 +6,11 @@ here goes through the same service the API uses.
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db.models import Sum
 
 from kimberly.context import Actor, Context
 from memory.constants import Status, Tier
+from memory.metadata import MetadataPatch
 from memory.models import MemoryItem, Quota
 from memory.services import memory_create, memory_lifecycle
 from users.models import User
@@ -27,7 +26,7 @@ def memory_for(
     content: str = "Alice takes her tea with lemon",
     *,
     tier: str = Tier.LONG_TERM,
-    metadata: dict[str, Any] | None = None,
+    metadata: MetadataPatch | None = None,
     archived: bool = False,
     protected: bool = False,
 ) -> MemoryItem:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from datetime import timedelta
 from io import StringIO
+from typing import cast
 
 import pytest
 from django.core.management import call_command
@@ -15,6 +16,7 @@ from django.utils import timezone
 from kimberly.context import Actor, Context
 from memory import indexing, meditation, retrieval, services
 from memory.meditation import runs
+from memory.metadata import MetadataPatch
 from memory.models import MeditationRun, MemoryItem, RetrievalRecord, ScoreRecord
 from users.preferences import DEFAULT_WEIGHTS, normalize_weights
 
@@ -31,7 +33,7 @@ def _store(user, content: str, **metadata) -> MemoryItem:
         user=user,
         tier="long-term",
         content=content,
-        metadata=metadata or None,
+        metadata=cast(MetadataPatch, metadata) or None,
     ).item
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from typing import cast
 
 import pytest
 from django.db.models import Sum
@@ -15,6 +16,7 @@ from audit.models import AuditEvent
 from kimberly.context import Actor, Context
 from memory import meditation, services
 from memory.meditation import runs
+from memory.metadata import MetadataPatch
 from memory.models import MemoryItem, MemoryVersion, Quota
 
 pytestmark = pytest.mark.django_db
@@ -32,7 +34,7 @@ def _store(user, content: str, tier: str = "long-term", age_hours: float = 0, **
         user=user,
         tier=tier,
         content=content,
-        metadata=meta or None,
+        metadata=cast(MetadataPatch, meta) or None,
         created_at=timezone.now() - timedelta(hours=age_hours),
     ).item
     return item

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import timedelta
+from typing import cast
 
 import pytest
 from celery.contrib.testing.worker import start_worker
@@ -15,6 +16,7 @@ from django_redis import get_redis_connection
 from kimberly.celery import app as celery_app
 from kimberly.context import Actor, Context
 from memory import indexing, retrieval, services
+from memory.metadata import MetadataPatch
 from memory.models import MemoryEmbedding, MemoryItem, RetrievalRecord
 
 pytestmark = pytest.mark.django_db
@@ -28,7 +30,11 @@ PARAPHRASE = "when does my sibling turn a year older"  # shares no word with SIS
 def _store(user, content: str, tier: str = "long-term", **metadata) -> MemoryItem:
     ctx = Context(Actor("user", str(user.pk)))
     return services.memory_create(
-        ctx=ctx, user=user, tier=tier, content=content, metadata=metadata or None
+        ctx=ctx,
+        user=user,
+        tier=tier,
+        content=content,
+        metadata=cast(MetadataPatch, metadata) or None,
     ).item
 
 
