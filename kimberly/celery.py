@@ -1,14 +1,33 @@
 """The Celery app: configured from Django settings (CELERY_*), tasks autodiscovered."""
 
 import os
+from typing import Any
 
 from celery import Celery
 from celery.signals import worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kimberly.settings.base")
 
+
+class _CapTimeLimits:
+    """No task outlives the deployment's shutdown grace: each task's own limits
+    are capped at CELERY_TASK_TIME_LIMIT / CELERY_TASK_SOFT_TIME_LIMIT, which the
+    manifests keep below the grace period (fly.toml kill_timeout, k8s
+    terminationGracePeriodSeconds). A task may ask for less, never for more."""
+
+    def annotate(self, task: Any) -> dict[str, int] | None:
+        hard, soft = app.conf.task_time_limit, app.conf.task_soft_time_limit
+        caps: dict[str, int] = {}
+        if hard and (task.time_limit is None or task.time_limit > hard):
+            caps["time_limit"] = hard
+        if soft and (task.soft_time_limit is None or task.soft_time_limit > soft):
+            caps["soft_time_limit"] = soft
+        return caps or None
+
+
 app = Celery("kimberly")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.task_annotations = (_CapTimeLimits(),)
 app.autodiscover_tasks()
 
 # Connects the signal handlers that serve worker and beat metrics on their port.

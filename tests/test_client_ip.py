@@ -79,3 +79,14 @@ def test_forwarding_headers_from_an_untrusted_peer_are_ignored(api):
         ).status_code
         == 401
     )
+
+
+def test_a_trusted_proxy_seen_as_an_ipv4_mapped_address_is_still_trusted(settings):
+    import ipaddress
+
+    from kimberly.api.ratelimit import client_ip
+
+    settings.TRUSTED_PROXIES = [ipaddress.ip_network("10.42.0.0/16")]
+    settings.CLIENT_IP_HEADER = ""
+    meta = {"REMOTE_ADDR": "::ffff:10.42.0.5", "HTTP_X_FORWARDED_FOR": "203.0.113.9"}
+    assert client_ip(meta) == "203.0.113.9"

@@ -104,3 +104,18 @@ def test_every_periodic_task_can_be_published_to_the_real_broker():
         result = task.apply_async()
         assert result.id, name
     celery_app.control.purge()  # leave nothing queued for other tests
+
+
+def test_no_task_may_run_longer_than_the_deployments_task_limits(settings):
+    from kimberly.celery import app
+
+    app.loader.import_default_modules()
+    tasks = {n: t for n, t in app.tasks.items() if not n.startswith("celery.")}
+    assert "memory.tasks.meditate_batch" in tasks
+    too_long = {
+        name: (task.time_limit, task.soft_time_limit)
+        for name, task in tasks.items()
+        if (task.time_limit or 0) > settings.CELERY_TASK_TIME_LIMIT
+        or (task.soft_time_limit or 0) > settings.CELERY_TASK_SOFT_TIME_LIMIT
+    }
+    assert too_long == {}

@@ -45,10 +45,14 @@ def rate_limit_hit(*, scope: str, ident: str, limit: int, window_seconds: int) -
 
 
 def _address(value: str) -> str | None:
+    """The canonical form of an address; an IPv4-mapped IPv6 one (a dual-stack
+    listener's view of an IPv4 peer) as plain IPv4, so IPv4 CIDRs match it."""
     try:
-        return str(ipaddress.ip_address(value.strip()))
+        ip = ipaddress.ip_address(value.strip())
     except ValueError:
         return None
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return str(mapped or ip)
 
 
 def _trusted(address: str | None) -> bool:

@@ -57,7 +57,7 @@ def main(argv: list[str]) -> int:
         return _exec(cmd)
     if argv[0] == "up":
         for svc in leases.ensure(auto_stop=False):
-            print(f"{svc.name}: {svc.url}")
+            print(f"{svc.name}: {leases.redact(svc.url)}  (with credentials: status)")
         return 0
     if argv[0] == "down":
         leases.stop_all()

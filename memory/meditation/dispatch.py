@@ -47,6 +47,9 @@ def meditation_queue(*, user: User, dry_run: bool = False) -> MeditationRun:
                 dry_run=dry_run,
                 status=MeditationRun.State.QUEUED,
             )
+            # a run a worker is executing holds its row lock: not reused, or
+            # the user's changes since would wait for a run that never comes
+            .select_for_update(skip_locked=True)
             .order_by("pk")
             .first()
         )

@@ -12,7 +12,6 @@ from memory.meditation.runs import (
     decide,
     decision_counts,
     finish,
-    lock_users,
     run_params,
     user_run,
 )
@@ -39,7 +38,8 @@ def meditation_forecast(*, user: User, as_of: datetime | None = None) -> Forecas
     run = user_run(user, dry_run=True, as_of=as_of)
     started = time.perf_counter()
     with transaction.atomic(), connection.cursor() as cur:
-        lock_users(cur, [user.pk])  # after a run of the user in progress
+        # No user lock: a forecast reads committed state and is rolled back, so
+        # it never waits for (or holds up) a run of the user in progress.
         run.save()
         params = run_params([run])
         processed = decide(cur, params)

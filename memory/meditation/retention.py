@@ -98,7 +98,8 @@ SELECT run_id, decision, count(*), count(*) FILTER (WHERE reason LIKE 'deferred%
 # (kept, saying why) and only the rest is applied and counted.
 SEEN_SQL = """
 CREATE TEMP TABLE meditation_seen ON COMMIT DROP AS
-SELECT id AS item_id, version FROM memory_memoryitem WHERE user_id = ANY(%(users)s)
+SELECT id AS item_id, user_id, version FROM memory_memoryitem
+ WHERE user_id = ANY(%(users)s)
 """
 
 
@@ -110,6 +111,24 @@ UPDATE memory_scorerecord sr
    AND NOT EXISTS (SELECT 1 FROM memory_memoryitem m
                      JOIN meditation_seen s ON s.item_id = m.id AND s.version = m.version
                     WHERE m.id = sr.item_id)
+"""
+
+
+# An archive is decided on a whole tier's usage, not on the item alone: if the
+# user deleted, moved or archived anything during the run (or a promotion was
+# withdrawn), the overage it was meant to cure may be gone. Such a run archives
+# nothing; the next run decides again on what is there then.
+ARCHIVE_RECHECK_SQL = """
+WITH changed AS (
+    SELECT DISTINCT s.user_id FROM meditation_seen s
+      LEFT JOIN memory_memoryitem m ON m.id = s.item_id
+     WHERE m.id IS NULL OR m.version <> s.version
+)
+UPDATE memory_scorerecord sr
+   SET decision = 'keep',
+       reason = 'memories changed during the run: archive not applied'
+  FROM memory_meditationrun r JOIN changed c ON c.user_id = r.user_id
+ WHERE sr.run_id = ANY(%(runs)s) AND sr.decision = 'archive' AND r.id = sr.run_id
 """
 
 

@@ -18,6 +18,7 @@ from memory import metrics, short_term
 from memory.constants import Tier
 from memory.meditation.retention import (
     APPLY_SQL,
+    ARCHIVE_RECHECK_SQL,
     ARCHIVE_SQL,
     CAP_SQL,
     COUNTS_SQL,
@@ -159,6 +160,7 @@ def decide(cur: Any, params: dict[str, Any]) -> dict[int, int]:
 def _apply(cur: Any, params: dict[str, Any]) -> None:
     """Lock, withdraw decisions on items changed since they were read, apply."""
     _lock_for_apply(cur, params)
+    cur.execute(ARCHIVE_RECHECK_SQL, params)
     cur.execute(RECHECK_SQL, params)
     for sql in APPLY_SQL:
         cur.execute(sql, params)

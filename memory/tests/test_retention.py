@@ -535,3 +535,32 @@ def test_a_soft_time_limit_stops_the_batch_at_once_and_leaves_its_runs_queued(
     assert len(attempts) == 1, "no user is tried again after the limit"
     assert set(night.children.values_list("status", flat=True)) == {"queued"}
     assert MemoryItem.objects.filter(status="archived").count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(MEMORY_QUOTA_DEFAULTS=SMALL)
+def test_deleting_memories_while_a_run_decides_to_archive_for_quota_archives_nothing(
+    alice, monkeypatch
+):
+    low = _store(alice, "c" * 700, user_feedback="thumbs_down")
+    big = [_store(alice, f"{n}" * 700) for n in range(3)]
+    assert Quota.objects.get(user=alice, tier="long-term").used_bytes > 3_000
+
+    def delete_two() -> None:
+        for item in big[:2]:
+            services.memory_delete(
+                ctx=_ctx(alice), user=alice, memory_id=item.public_id
+            )
+
+    _between_decide_and_apply(monkeypatch, delete_two)
+    run = _run(alice)
+    monkeypatch.undo()
+    low.refresh_from_db()
+    assert (low.status, run.archived) == ("active", 0)
+    record = run.scores.get(item_id=low.id)
+    assert (record.decision, record.reason) == (
+        "keep",
+        "memories changed during the run: archive not applied",
+    )
+    assert Quota.objects.get(user=alice, tier="long-term").used_bytes <= 3_000
+    _usage_is_exact(alice)
