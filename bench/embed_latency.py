@@ -18,33 +18,35 @@ from pathlib import Path
 from memory_api import Client, pct, realistic_text
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--base", default="http://127.0.0.1:8000")
-    ap.add_argument("--samples", type=int, default=30)
-    ap.add_argument("--name", default="embed_latency")
-    args = ap.parse_args()
-    c = Client(args.base)
+def signed_up(base: str, prefix: str) -> Client:
+    """A client logged in as a fresh user."""
+    c = Client(base)
     status, body, _ = c.call(
         "POST",
         "/v1/signup",
         {
-            "email": f"lat-{uuid.uuid4().hex[:8]}@example.com",
+            "email": f"{prefix}-{uuid.uuid4().hex[:8]}@example.com",
             "password": f"Lat-{uuid.uuid4().hex}",
         },
     )
     assert status == 201, body
     c.token = body["token"]
+    return c
+
+
+def latency_ms(c: Client, samples: int, warm_up: bool = True) -> list[float]:
+    """Per write, ms from its 201 until GET shows embedding_ref (inf past 30 s)."""
     rng = random.Random(5)
-    # The first write pays the worker's one-time model load; warm it up first.
-    c.call(
-        "POST",
-        "/v1/memory",
-        {"type": "long-term", "content": "warm up the embedding model"},
-    )
-    time.sleep(15)
+    if warm_up:
+        # The first write pays the worker's one-time model load; warm it up first.
+        c.call(
+            "POST",
+            "/v1/memory",
+            {"type": "long-term", "content": "warm up the embedding model"},
+        )
+        time.sleep(15)
     lat = []
-    for _ in range(args.samples):
+    for _ in range(samples):
         status, item, _ = c.call(
             "POST", "/v1/memory", {"type": "long-term", "content": realistic_text(rng)}
         )
@@ -60,6 +62,16 @@ def main() -> None:
                 break
             time.sleep(0.02)
         time.sleep(0.5)
+    return lat
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--base", default="http://127.0.0.1:8000")
+    ap.add_argument("--samples", type=int, default=30)
+    ap.add_argument("--name", default="embed_latency")
+    args = ap.parse_args()
+    lat = latency_ms(signed_up(args.base, "lat"), args.samples)
     ok = [x for x in lat if x != float("inf")]
     lines = [
         "# Time from 201 to semantically searchable",

@@ -21,7 +21,18 @@ from pathlib import Path
 
 from _setup import ROOT, django_for_bench, machine
 
-DATA = ROOT.parent / "shared" / "bench"
+# ../shared/bench beside the checkout (/work/main), or two up from a worktree (/work/wt/x)
+DATA = next(
+    (
+        d
+        for d in (
+            ROOT.parent / "shared" / "bench",
+            ROOT.parents[1] / "shared" / "bench",
+        )
+        if d.is_dir()
+    ),
+    ROOT.parent / "shared" / "bench",
+)
 BATCH = 256
 
 

@@ -1,9 +1,10 @@
-"""Process start-up hooks: apps register them in AppConfig.ready, kimberly/ runs them.
+"""Start-up hooks: apps register them in AppConfig.ready, kimberly/ runs them.
 
 kimberly/ sits below every app and imports none of them. A process that wants
 the apps' warm-up work done before its first request or task (gunicorn after
 fork, each Celery worker child) calls run_warmups(); what that work is (loading
-the embedding model, say) is the registering app's business.
+the embedding model, say) is the registering app's business. Likewise the apps'
+store gauges, which /metrics exports.
 """
 
 from __future__ import annotations
@@ -11,10 +12,28 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry
 
 logger = logging.getLogger(__name__)
 
 _warmups: list[Callable[[], None]] = []
+
+# Gauges read from the stores at scrape time (the web's /metrics). Their own
+# registry: in multiprocess mode the default one only aggregates what processes
+# wrote to PROMETHEUS_MULTIPROC_DIR, which cannot hold DB-derived values.
+store_registry = CollectorRegistry(auto_describe=False)
+_store_collectors: set[str] = set()
+
+
+def register_store_collector(collector: Any) -> None:
+    """Export `collector` (anything with collect()) at every scrape, once per class
+    (ready() may run again in one process, e.g. in tests)."""
+    name = f"{type(collector).__module__}.{type(collector).__qualname__}"
+    if name not in _store_collectors:
+        _store_collectors.add(name)
+        store_registry.register(collector)
 
 
 def register_warmup(fn: Callable[[], None]) -> None:

@@ -6,7 +6,12 @@ class MemoryConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # kimberly/ imports no app: the model warm-up and the store gauges (read
+        # at scrape time by the web's /metrics) are registered here.
         from kimberly import hooks
         from memory import embeddings
+        from memory.metrics import EmbeddingBacklogCollector, MemoryStoreCollector
 
         hooks.register_warmup(embeddings.warm_up)
+        hooks.register_store_collector(MemoryStoreCollector())
+        hooks.register_store_collector(EmbeddingBacklogCollector())

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import CharField, F, Func, Q
+from django.db.models import CharField, F, Func, Q, QuerySet, Value
+from django.db.models.functions import Cast, Concat, Replace
 from django.utils import timezone
 from django_redis import get_redis_connection
 from kombu.exceptions import OperationalError as KombuOperationalError
@@ -26,9 +29,9 @@ from redis.exceptions import RedisError
 from audit.services import audit_record
 from kimberly.api.errors import NotFound, invalid_field
 from kimberly.context import Context
-from memory import embeddings, metrics
+from memory import embeddings
 from memory.constants import Status
-from memory.models import EMBEDDING_DIMENSIONS, MemoryEmbedding, MemoryItem
+from memory.models import EMBEDDING_DIMENSIONS, Goal, MemoryEmbedding, MemoryItem
 from memory.selectors import parse_memory_id
 from users.models import User
 
@@ -39,6 +42,10 @@ SCHEDULED_KEY = "kb:embed:scheduled"
 USER_MODEL_TAG = "user-supplied"
 FLOAT32_MAX = 3.4e38
 FLAG_SECONDS = 960  # > embed_pending's 900 s time limit
+RETRY_BACKOFF_MAX = 300  # embed_pending's longest wait between retries
+LINGER_POLL_SECONDS = 0.02
+SWEEP_CURSOR_KEY = "kb:embed:sweep_cursor"
+GOALS_PER_SWEEP = 64
 
 
 def embedding_wanted(user: User) -> bool:
@@ -77,34 +84,63 @@ def enqueue_on_commit(items: list[MemoryItem], user: User) -> None:
         transaction.on_commit(lambda: enqueue_embedding(ids))
 
 
-def drain_pending(batch_size: int = 64, max_batches: int = 50) -> int:
+def drain_pending(
+    batch_size: int = 64, max_batches: int = 50, linger: float = 0.0
+) -> int:
     """Embed what is queued, in batches; returns how many were embedded.
 
     Stops after `max_batches` and hands over to a fresh task, so one task never
-    runs into its time limit under sustained writes.
+    runs into its time limit under sustained writes. While the model fails, the
+    task keeps the drain flag through its retries: otherwise every write would
+    start one more failing task (a retry storm).
     """
     conn = get_redis_connection("default")
     done = 0
+    keep_flag = False
     try:
-        for _ in range(max_batches):
-            raw = conn.spop(PENDING_KEY, batch_size)
-            if not raw:
+        for n in range(max_batches):
+            # The first batch goes at once (one write at light load is searchable
+            # in well under a second); later ones exist only under a stream of
+            # writes, and waiting `linger` for a full batch costs less than a
+            # model call and four statements per couple of memories.
+            ids = _claim(conn, batch_size, linger if n else 0.0)
+            if not ids:
                 break
-            ids = [uuid.UUID(r.decode() if isinstance(r, bytes) else r) for r in raw]
             try:
                 done += memory_embed_items(ids)
-            except embeddings.EmbeddingUnavailable:
+            except BaseException as exc:
                 conn.sadd(PENDING_KEY, *[str(i) for i in ids])  # nothing is dropped
+                if isinstance(exc, embeddings.EmbeddingUnavailable):
+                    keep_flag = True
+                    conn.expire(SCHEDULED_KEY, FLAG_SECONDS + RETRY_BACKOFF_MAX)
                 raise
     finally:
-        conn.delete(SCHEDULED_KEY)
+        if not keep_flag:
+            conn.delete(SCHEDULED_KEY)
     # A write that queued itself after our last SPOP but before the flag was
     # cleared would otherwise wait for the sweep.
-    backlog = conn.scard(PENDING_KEY)
-    metrics.embedding_backlog.set(backlog)
-    if backlog:
+    if conn.scard(PENDING_KEY):
         _schedule_drain(conn)
     return done
+
+
+def drain_released() -> None:
+    """The drain task gave up (retries exhausted): the next write may start one."""
+    try:
+        get_redis_connection("default").delete(SCHEDULED_KEY)
+    except RedisError:
+        logger.warning("could not release the embed drain flag; it expires")
+
+
+def _claim(conn: Any, batch_size: int, linger: float) -> list[uuid.UUID]:
+    """Up to `batch_size` queued ids; a short batch waits up to `linger` seconds
+    for more (only once something was found: an empty queue returns at once)."""
+    raw = list(conn.spop(PENDING_KEY, batch_size) or [])
+    deadline = time.monotonic() + linger
+    while raw and len(raw) < batch_size and time.monotonic() < deadline:
+        time.sleep(min(LINGER_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+        raw += conn.spop(PENDING_KEY, batch_size - len(raw)) or []
+    return [uuid.UUID(r.decode() if isinstance(r, bytes) else r) for r in raw]
 
 
 def memory_embed_items(item_ids: list[uuid.UUID]) -> int:
@@ -143,13 +179,14 @@ def _store_vectors(rows: list[tuple[MemoryItem, str, Any]], tag: str) -> None:
         # Lock the items in id order (every writer of these rows does), then keep
         # only those whose content is still what was embedded: an item deleted or
         # edited meanwhile is skipped; its edit queued a fresh embed of its own.
-        current = {
-            pk: embeddings.content_hash(content)
-            for pk, content in MemoryItem.objects.select_for_update()
+        # The hash is compared in SQL so the content does not travel back.
+        current = dict(
+            MemoryItem.objects.select_for_update()
             .filter(pk__in=[i.id for i, _, _ in rows])
             .order_by("pk")
-            .values_list("id", "content")
-        }
+            .annotate(digest=ContentSHA256("content"))
+            .values_list("id", "digest")
+        )
         objs = [
             MemoryEmbedding(
                 item_id=item.id,
@@ -167,13 +204,48 @@ def _store_vectors(rows: list[tuple[MemoryItem, str, Any]], tag: str) -> None:
             unique_fields=["item"],
             update_fields=["vector", "model", "content_hash", "created_at"],
         )
-        MemoryItem.objects.bulk_update(
-            [
-                MemoryItem(id=o.item_id, embedding_ref=f"emb_{o.item_id.hex}")
-                for o in objs
-            ],
-            ["embedding_ref"],
+        MemoryItem.objects.filter(pk__in=[o.item_id for o in objs]).update(
+            embedding_ref=Concat(
+                Value("emb_"), Replace(Cast("id", CharField()), Value("-"), Value(""))
+            )
         )
+
+
+def memory_drop_vectors(*, items: list[MemoryItem]) -> None:
+    """Forget the vectors of items whose content is changing (the caller holds their
+    row locks and saves them): semantic search must never match text the user
+    removed, even when embeddings are off and nothing re-embeds it yet."""
+    MemoryEmbedding.objects.filter(item_id__in=[i.id for i in items]).delete()
+    for item in items:
+        item.embedding_ref = ""
+
+
+def _stale_vector_ids(qs: QuerySet[MemoryItem]) -> QuerySet[MemoryItem, uuid.UUID]:
+    """Items of `qs` whose stored vector was made from other content."""
+    return (
+        qs.filter(embedding__isnull=False)
+        .annotate(digest=ContentSHA256("content"))
+        .exclude(embedding__content_hash=F("digest"))
+        .values_list("id", flat=True)
+    )
+
+
+def _drop_stale_vectors(ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """Delete the vectors of these items that no longer match their content,
+    re-checked under the item row locks (taken in id order, as writers do)."""
+    if not ids:
+        return []
+    with transaction.atomic():
+        list(
+            MemoryItem.objects.select_for_update()
+            .filter(pk__in=ids)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        stale = list(_stale_vector_ids(MemoryItem.objects.filter(pk__in=ids)))
+        MemoryEmbedding.objects.filter(item_id__in=stale).delete()
+        MemoryItem.objects.filter(pk__in=stale).update(embedding_ref="")
+    return stale
 
 
 def memory_embed_user_vectors(*, ctx: Context, user: User, rows: Any) -> dict[str, int]:
@@ -240,10 +312,21 @@ def memory_embed_user_vectors(*, ctx: Context, user: User, rows: Any) -> dict[st
     return {"received": len(rows), "stored": len(parsed)}
 
 
-def memory_reembed(*, all_items: bool = False) -> int:
-    """Queue items embedded by another model (or never) for the current model."""
+@dataclass(frozen=True)
+class ReembedResult:
+    memories: int
+    goals: int
+
+
+def memory_reembed(*, all_items: bool = False) -> ReembedResult:
+    """Queue memories and goals whose vector is missing, was made from other text,
+    or comes from another model (user-supplied vectors of unchanged text stay)."""
     qs = MemoryItem.objects.filter(user__embedding_enabled=True)
     if not all_items:
+        # Dropped first, so they are never served while they wait (and are then
+        # caught by the missing-vector filter below).
+        for chunk in _chunks(list(_stale_vector_ids(qs)), 5000):
+            _drop_stale_vectors(chunk)
         qs = qs.filter(
             Q(embedding__isnull=True)
             | (
@@ -257,7 +340,16 @@ def memory_reembed(*, all_items: bool = False) -> int:
     ):
         enqueue_embedding(chunk)
         count += len(chunk)
-    return count
+    goal_ids = list(goals_needing_vectors(all_goals=all_items))
+    for ids in _chunks(goal_ids, GOALS_PER_SWEEP):
+        _queue_goals(ids)
+    return ReembedResult(memories=count, goals=len(goal_ids))
+
+
+def _queue_goals(ids: list[int]) -> None:
+    from memory.tasks import embed_goals
+
+    embed_goals.delay(ids)
 
 
 class ContentSHA256(Func):
@@ -269,30 +361,90 @@ class ContentSHA256(Func):
 
 
 def sweep_unembedded(*, older_than_seconds: int = 60, limit: int = 5000) -> int:
-    """Re-queue active items that should have a vector but have none (lost queue)."""
+    """Repair what the embed queue lost or never had: re-queue active items with no
+    vector, drop and re-queue vectors of changed text (a rolling window of `limit`
+    items per run, so every item is checked whatever its age) and embed goals
+    whose vector is missing or outdated. Returns how many memories were queued."""
     if not embeddings.enabled():
         return 0
-    now = timezone.now()
-    cutoff = now - timedelta(seconds=older_than_seconds)
-    active = MemoryItem.objects.filter(
-        user__embedding_enabled=True, status=Status.ACTIVE, updated_at__lt=cutoff
-    )
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
     missing = list(
-        active.filter(embedding__isnull=True).values_list("id", flat=True)[:limit]
+        MemoryItem.objects.filter(
+            user__embedding_enabled=True,
+            status=Status.ACTIVE,
+            embedding_ref="",  # the memory_unembedded partial index
+            updated_at__lt=cutoff,
+        ).values_list("id", flat=True)[:limit]
     )
-    # Edited since embedded and the re-embed got lost: compare content hashes, in
-    # SQL, for recent edits only (hashing every row every minute would not scale).
-    stale = list(
-        active.filter(
-            updated_at__gt=now - timedelta(days=1),
-            embedding__created_at__lt=F("updated_at"),
-        )
-        .annotate(digest=ContentSHA256("content"))
-        .exclude(embedding__content_hash=F("digest"))
-        .values_list("id", flat=True)[:limit]
-    )
+    window = MemoryItem.objects.filter(pk__in=_next_sweep_window(limit))
+    # Only the candidates are locked (and re-checked): a row lock writes the row.
+    stale = _drop_stale_vectors(list(_stale_vector_ids(window)))
     enqueue_embedding(missing + stale)
+    _repair_goals()
     return len(missing) + len(stale)
+
+
+def _next_sweep_window(limit: int) -> list[uuid.UUID]:
+    """The next `limit` item ids after the cursor kept in Redis, wrapping around."""
+    conn = get_redis_connection("default")
+    try:
+        raw = conn.get(SWEEP_CURSOR_KEY)
+    except RedisError:
+        raw = None
+    qs = MemoryItem.objects.order_by("pk")
+    if raw:
+        qs = qs.filter(pk__gt=uuid.UUID(raw.decode()))
+    window = list(qs.values_list("pk", flat=True)[:limit])
+    try:
+        if len(window) < limit:
+            conn.delete(SWEEP_CURSOR_KEY)  # the end: start over next time
+        else:
+            conn.set(SWEEP_CURSOR_KEY, str(window[-1]))
+    except RedisError:
+        logger.warning("sweep cursor not saved; the window is checked again")
+    return window
+
+
+# ---------------------------------------------------------------------- goals
+
+
+def goals_needing_vectors(*, all_goals: bool = False) -> QuerySet[Goal, int]:
+    """Ids of goals of users with embeddings on whose vector is missing, from
+    another model, or of other text (`all_goals`: every such user's goal)."""
+    qs = Goal.objects.filter(user__embedding_enabled=True)
+    if not all_goals:
+        qs = qs.annotate(digest=ContentSHA256("text")).filter(
+            Q(vector__isnull=True)
+            | ~Q(model=embeddings.model_tag())
+            | ~Q(content_hash=F("digest"))
+        )
+    return qs.order_by("pk").values_list("pk", flat=True)
+
+
+def goals_embed(goal_ids: list[int]) -> int:
+    """Embed these goals' text with the current model; returns how many."""
+    goals = list(
+        Goal.objects.filter(pk__in=goal_ids, user__embedding_enabled=True).order_by(
+            "pk"
+        )
+    )
+    if not goals:
+        return 0
+    vectors = embeddings.embed_texts([g.text for g in goals])
+    tag = embeddings.model_tag()
+    for goal, vector in zip(goals, vectors, strict=True):
+        goal.vector = vector
+        goal.model = tag
+        goal.content_hash = embeddings.content_hash(goal.text)
+    Goal.objects.bulk_update(goals, ["vector", "model", "content_hash"])
+    return len(goals)
+
+
+def _repair_goals() -> None:
+    try:
+        goals_embed(list(goals_needing_vectors()[:GOALS_PER_SWEEP]))
+    except embeddings.EmbeddingUnavailable:
+        logger.warning("goal vectors not repaired: the model is unavailable")
 
 
 def _chunks(it: Iterable[Any], size: int) -> Iterable[list[Any]]:

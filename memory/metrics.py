@@ -26,11 +26,6 @@ embedding_seconds = Histogram(
     "Seconds per batched embedding call.",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
-embedding_backlog = Gauge(
-    "kimberly_embedding_backlog",
-    "Memories waiting to be embedded (sampled when the embed task runs).",
-    multiprocess_mode="livemax",
-)
 retrieval_seconds = Histogram(
     "kimberly_retrieval_seconds",
     "Seconds per retrieval stage (embed, lexical, semantic, rerank).",
@@ -84,6 +79,43 @@ class MemoryStoreCollector:
             size.add_metric([tier], total)
         yield items
         yield size
+
+
+class EmbeddingBacklogCollector:
+    """kimberly_embedding_backlog, counted at scrape time: active memories of users
+    with embeddings on that have no vector of their content yet.
+
+    Not cached and not a sampled Gauge (that read 0 while thousands waited): the
+    count walks only the memory_unembedded partial index, so it costs what is
+    waiting, and stops at LIMIT (the gauge then reads "at least LIMIT").
+    """
+
+    LIMIT = 100_000
+
+    def count(self) -> int:
+        from django.conf import settings
+        from django.db import connection
+
+        if settings.EMBEDDING_PROVIDER != "local":
+            return 0
+        with connection.cursor() as cur:
+            cur.execute(
+                """SELECT count(*) FROM (
+                     SELECT 1 FROM memory_memoryitem m
+                       JOIN users_user u ON u.id = m.user_id
+                      WHERE m.embedding_ref = '' AND m.status = 'active'
+                        AND u.embedding_enabled
+                      LIMIT %s) waiting""",
+                [self.LIMIT],
+            )
+            return int(cur.fetchone()[0])
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "kimberly_embedding_backlog",
+            f"Memories waiting for their vector, counted at scrape (at most {self.LIMIT}).",
+            value=self.count(),
+        )
 
 
 meditation_seconds = Histogram(

@@ -72,6 +72,14 @@ class MemoryItem(models.Model):
             models.Index(fields=["user", "-created_at"], name="memory_user_created"),
             GinIndex(fields=["tags"], name="memory_tags_gin"),
             GinIndex(fields=["search_vector"], name="memory_search_gin"),
+            # What still waits for a vector (empty embedding_ref: never embedded,
+            # or edited since): counted at every /metrics scrape and per user by
+            # GET /v1/memory/metrics, so it must stay small and index-only.
+            models.Index(
+                fields=["user"],
+                name="memory_unembedded",
+                condition=models.Q(embedding_ref="", status="active"),
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -257,6 +265,10 @@ class Goal(models.Model):
     text = models.CharField(max_length=1000)
     tags = ArrayField(models.CharField(max_length=64), default=list, blank=True)
     vector = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True, blank=True)
+    # Like MemoryEmbedding: which model made `vector` from which text, so the sweep
+    # and `memory reembed` can repair a goal whose vector is missing or outdated.
+    model = models.CharField(max_length=128, blank=True, default="")
+    content_hash = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -9,6 +9,7 @@ from datetime import datetime
 from django.db.models import Q, QuerySet
 
 from kimberly.api.errors import NotFound
+from memory import embeddings
 from memory.constants import ID_PREFIX, Status
 from memory.models import Goal, MeditationRun, MemoryItem, MemoryVersion
 from memory.quotas import TierUsage, quota_overview
@@ -57,6 +58,7 @@ class MemoryFilters:
     until: datetime | None = None
     q: str | None = None
     source: str | None = None
+    embedded: bool | None = None
     ordering: str = "-created_at"
 
 
@@ -92,6 +94,9 @@ def memory_list(*, user: User, filters: MemoryFilters) -> QuerySet[MemoryItem]:
         qs = qs.filter(status=filters.status)
     if filters.q:
         qs = qs.filter(content__icontains=filters.q)
+    if filters.embedded is not None:
+        # embedding_ref is set exactly while the item has a vector of its content
+        qs = (qs.exclude if filters.embedded else qs.filter)(embedding_ref="")
     qs = filter_items(
         qs,
         tier=filters.tier,
@@ -117,6 +122,7 @@ class MemoryMetrics:
     tiers: list[TierUsage]
     last_meditation: datetime | None
     embedding_enabled: bool
+    embedding_pending: int
 
 
 def memory_metrics(*, user: User) -> MemoryMetrics:
@@ -124,7 +130,19 @@ def memory_metrics(*, user: User) -> MemoryMetrics:
         tiers=quota_overview(user_id=user.pk),
         last_meditation=last_meditation(user=user),
         embedding_enabled=user.embedding_enabled,
+        embedding_pending=embedding_pending(user=user),
     )
+
+
+def embedding_pending(*, user: User) -> int:
+    """The user's active memories still waiting for their vector (0 when nothing
+    embeds them: embeddings off for the user or the system)."""
+    if not (embeddings.enabled() and user.embedding_enabled):
+        return 0
+    # Answered from the memory_unembedded partial index.
+    return MemoryItem.objects.filter(
+        user=user, status=Status.ACTIVE, embedding_ref=""
+    ).count()
 
 
 def goals_for(*, user: User) -> QuerySet[Goal]:

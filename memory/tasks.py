@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from celery import shared_task
+from typing import Any
+
+from celery import Task, shared_task
 from django.conf import settings
 
 from memory import indexing, meditation, retrieval, services
@@ -18,11 +20,19 @@ def purge_idempotency_keys() -> int:
     )
 
 
+class _DrainTask(Task):
+    def on_failure(self, *args: Any, **kwargs: Any) -> None:
+        # Retries exhausted (or a non-retried error): the drain flag the retries
+        # kept must go, or embedding would stall until it expires.
+        indexing.drain_released()
+
+
 @shared_task(
     name="memory.tasks.embed_pending",
+    base=_DrainTask,
     autoretry_for=(EmbeddingUnavailable,),
     retry_backoff=2,
-    retry_backoff_max=300,
+    retry_backoff_max=indexing.RETRY_BACKOFF_MAX,
     retry_jitter=True,
     max_retries=8,
     time_limit=900,
@@ -30,7 +40,24 @@ def purge_idempotency_keys() -> int:
 )
 def embed_pending() -> int:
     """Drain the embed queue in batches (idempotent: re-embedding is skipped by hash)."""
-    return indexing.drain_pending(batch_size=settings.EMBEDDING_BATCH_SIZE)
+    return indexing.drain_pending(
+        batch_size=settings.EMBEDDING_BATCH_SIZE,
+        linger=settings.EMBEDDING_LINGER_SECONDS,
+    )
+
+
+@shared_task(
+    name="memory.tasks.embed_goals",
+    autoretry_for=(EmbeddingUnavailable,),
+    retry_backoff=2,
+    retry_backoff_max=indexing.RETRY_BACKOFF_MAX,
+    max_retries=8,
+    time_limit=300,
+    soft_time_limit=270,
+)
+def embed_goals(goal_ids: list[int]) -> int:
+    """(Re-)embed goals queued by `memory reembed`; gone goals are skipped."""
+    return indexing.goals_embed(goal_ids)
 
 
 @shared_task(name="memory.tasks.sweep_unembedded", time_limit=300, soft_time_limit=270)

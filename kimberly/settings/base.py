@@ -305,7 +305,18 @@ SHORT_TERM_CACHE_TTL_SECONDS = env_int("SHORT_TERM_CACHE_TTL_SECONDS", 300)
 EMBEDDING_PROVIDER = env_str("EMBEDDING_PROVIDER", "local")
 if EMBEDDING_PROVIDER not in {"local", "disabled"}:
     raise ImproperlyConfigured("EMBEDDING_PROVIDER must be local or disabled")
-EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 64)
+# Texts per model call (the drain claims this many queued memories at a time),
+# and texts per forward pass inside a call (sorted by length, so short texts are
+# padded only to their neighbours). bench/reports/embed_import.md
+EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 128)
+EMBEDDING_MODEL_BATCH = env_int("EMBEDDING_MODEL_BATCH", 8)
+# Under a stream of writes the drain waits this long for a full batch (the first
+# batch of a burst never waits). bench/reports/embed_import.md
+EMBEDDING_LINGER_SECONDS = env_float("EMBEDDING_LINGER_SECONDS", 0.2)
+# torch threads per process. 1: the worker runs CELERY_CONCURRENCY processes and
+# gunicorn its own next to them; two threads each on 2 cores spin against each
+# other (a batch of two: 64 -> 6 texts/s measured). bench/reports/embed_import.md
+EMBEDDING_THREADS = env_int("EMBEDDING_THREADS", 1)
 # Retrieval: final = lambda*relevance + (1-lambda)*score + FRESHNESS_WEIGHT*freshness.
 # SPEC adds freshness at weight 1; measured on LongMemEval that lets recency
 # outrank relevance (S-mini hit@5 0.85 -> 0.69), so the default is 0.1

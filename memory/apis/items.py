@@ -69,6 +69,12 @@ class MemoryListFilters(PageQuery):
     until = serializers.DateTimeField(required=False)
     q = serializers.CharField(required=False, max_length=256)
     source = serializers.ChoiceField(choices=Source.choices, required=False)  # type: ignore[assignment]
+    embedded = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="true: searchable by meaning; false: still waiting for its vector",
+    )
     ordering = serializers.ChoiceField(
         choices=sorted(selectors.ORDERINGS), default="-created_at"
     )
@@ -126,6 +132,7 @@ class MemoryCollectionApi(APIView):
             until=data.get("until"),
             q=data.get("q"),
             source=data.get("source"),
+            embedded=data["embedded"],
             ordering=data["ordering"],
         )
         qs = selectors.memory_list(user=current_user(request), filters=filters)
@@ -196,5 +203,6 @@ class MemoryMetricsApi(APIView):
                 },
                 "last_meditation": _iso(m.last_meditation),
                 "embedding_enabled": m.embedding_enabled,
+                "embedding_pending": m.embedding_pending,
             }
         )

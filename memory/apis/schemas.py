@@ -159,6 +159,9 @@ MetricsOutput = inline_serializer(
         ),
         "last_meditation": serializers.DateTimeField(allow_null=True),
         "embedding_enabled": serializers.BooleanField(),
+        "embedding_pending": serializers.IntegerField(
+            help_text="this user's memories still waiting for their vector"
+        ),
     },
 )
 

@@ -86,6 +86,8 @@ def memory_update(
     if new_content is not None:
         item.content = new_content
         item.sentiment = sentiment_strength(new_content)
+    if "content" in changed:
+        indexing.memory_drop_vectors(items=[item])
     apply_metadata(item, new_meta)
     item.tier = target_tier
     item.size_bytes = new_size

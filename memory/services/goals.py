@@ -34,8 +34,10 @@ def goal_create(
     if indexing.embedding_wanted(user):
         try:
             goal.vector = embeddings.embed_texts([goal.text])[0]
+            goal.model = embeddings.model_tag()
+            goal.content_hash = embeddings.content_hash(goal.text)
         except embeddings.EmbeddingUnavailable:
-            goal.vector = None  # tags still count; meditation treats it as tag-only
+            goal.vector = None  # tags count meanwhile; the sweep embeds it later
     goal.save()
     audit_record(
         ctx=ctx,

@@ -1207,9 +1207,15 @@ def test_metrics_show_default_quotas_for_a_new_user(alice_api):
 
     assert resp.status_code == 200
     body = resp.json()
-    assert set(body) == {"tiers", "last_meditation", "embedding_enabled"}
+    assert set(body) == {
+        "tiers",
+        "last_meditation",
+        "embedding_enabled",
+        "embedding_pending",
+    }
     assert body["last_meditation"] is None
     assert body["embedding_enabled"] is True
+    assert body["embedding_pending"] == 0
     quotas = {"short-term": 524288, "long-term": 2097152, "permanent": 10485760}
     assert body["tiers"] == {
         tier: {

@@ -15,13 +15,15 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
         reembed = sub.add_parser(
-            "reembed", help="queue items whose vector is missing or from another model"
+            "reembed",
+            help="queue memories and goals whose vector is missing, outdated or from another model",
         )
         reembed.add_argument("--all", action="store_true", help="queue every item")
 
     def handle(self, *args: Any, **options: Any) -> None:
         queued = indexing.memory_reembed(all_items=options["all"])
         self.stdout.write(
-            f"queued {queued} memories for embedding with {embeddings.model_tag()}; "
-            "the Celery workers embed them in batches"
+            f"queued {queued.memories} memories and {queued.goals} goals for "
+            f"embedding with {embeddings.model_tag()}; the Celery workers embed "
+            "them in batches"
         )
