@@ -38,6 +38,18 @@ from memory.services.changes import (
 from users.models import User
 
 
+def _move_usage(user: User, old: tuple[str, int], new: tuple[str, int]) -> None:
+    """Release the item's old (tier, size) and reserve its new one, or raise 429."""
+    deltas: dict[str, int] = defaultdict(int)
+    deltas[old[0]] -= old[1]
+    deltas[new[0]] += new[1]
+    try:
+        adjust_quotas(user.pk, deltas)
+    except QuotaExceeded:
+        metrics.memory_writes.labels(tier=new[0], result="quota_exceeded").inc()
+        raise
+
+
 @transaction.atomic
 def memory_update(
     *,
@@ -73,16 +85,7 @@ def memory_update(
         new_content if new_content is not None else item.content, new_meta
     )
     if item.status == Status.ACTIVE:
-        deltas: dict[str, int] = defaultdict(int)
-        deltas[old_tier] -= old_size
-        deltas[target_tier] += new_size
-        try:
-            adjust_quotas(user.pk, deltas)
-        except QuotaExceeded:
-            metrics.memory_writes.labels(
-                tier=target_tier, result="quota_exceeded"
-            ).inc()
-            raise
+        _move_usage(user, (old_tier, old_size), (target_tier, new_size))
     if new_content is not None:
         item.content = new_content
         item.sentiment = sentiment_strength(new_content)

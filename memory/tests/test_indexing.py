@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kimberly.celery import app as celery_app
 from memory import embeddings, indexing, retrieval, services
+from memory.indexing import queue
 from memory.models import Goal, MemoryEmbedding, MemoryItem
 from memory.tests.factories import ctx_for, memory_for
 
@@ -272,9 +273,9 @@ def test_under_a_stream_of_writes_a_short_batch_waits_for_more(alice):
     )
     later.start()
     try:
-        claimed = indexing._claim(conn, 4, linger=5.0)
+        claimed = queue._claim(conn, 4, linger=5.0)
     finally:
         later.join()
 
     assert sorted(claimed) == sorted(i.id for i in items)
-    assert indexing._claim(conn, 4, linger=5.0) == [], "an empty queue never waits"
+    assert queue._claim(conn, 4, linger=5.0) == [], "an empty queue never waits"

@@ -15,7 +15,7 @@ from django_redis import get_redis_connection
 
 from kimberly.celery import app as celery_app
 from kimberly.context import Actor, Context
-from memory import indexing, retrieval, services
+from memory import embeddings, indexing, retrieval, services
 from memory.metadata import MetadataPatch
 from memory.models import MemoryEmbedding, MemoryItem, RetrievalRecord
 
@@ -279,7 +279,7 @@ def test_a_failed_embedding_puts_the_batch_back_and_stays_lexical(alice, alice_a
     conn.sadd(indexing.PENDING_KEY, str(item.id))
     with (
         override_settings(EMBEDDING_PROVIDER="disabled"),
-        pytest.raises(indexing.embeddings.EmbeddingUnavailable),
+        pytest.raises(embeddings.EmbeddingUnavailable),
     ):
         indexing.drain_pending()
     assert conn.sismember(indexing.PENDING_KEY, str(item.id)), "nothing is dropped"
