@@ -111,6 +111,9 @@ def stack_env(root: Path, db_url: str, redis_url: str, port: int) -> dict[str, s
         "DJANGO_SETTINGS_MODULE": "kimberly.settings.base",
         "LOG_LEVEL": "WARNING",
         "SIGNUP_RATE_PER_IP": "1000",
+        # the worker serves its own metrics (embedding counters) on this port
+        "WORKER_METRICS_PORT": str(_free_port()),
+        "BEAT_METRICS_PORT": str(_free_port()),
         "PYTHONPATH": str(root),
     }
 
@@ -151,12 +154,17 @@ def start_stack(root: Path, env: dict[str, str], port: int) -> Stack:
     return stack
 
 
-def scrape(base: str) -> dict[str, float]:
+def scrape(base: str, worker_port: str | None = None) -> dict[str, float]:
+    """The web's /metrics plus, when given, the worker's metrics port (where the
+    embedding counters live since workers serve their own)."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    c = Client(base)
-    c.conn.request("GET", "/metrics")
-    text = c.conn.getresponse().read().decode()
+    texts = []
+    for url in [base] + ([f"http://127.0.0.1:{worker_port}"] if worker_port else []):
+        c = Client(url)
+        c.conn.request("GET", "/metrics")
+        texts.append(c.conn.getresponse().read().decode())
+    text = "\n".join(texts)
     out: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
@@ -342,9 +350,9 @@ def main() -> None:
 
         with psycopg.connect(db_url) as conn:
             row = conn.execute("SELECT count(*) FROM memory_memoryembedding").fetchone()
-        before = scrape(stack.base)
+        before = scrape(stack.base, env.get("WORKER_METRICS_PORT"))
         res["run"] = run_import(stack.base, db_url, texts, args.clients, int(row[0]))
-        after = scrape(stack.base)
+        after = scrape(stack.base, env.get("WORKER_METRICS_PORT"))
         res["load_after"] = _load()
     finally:
         stack.stop()

@@ -7,6 +7,10 @@ from celery import Celery
 from celery.signals import worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kimberly.settings.base")
+# Worker and beat each get their own Prometheus multiprocess directory (Procfile);
+# it must exist before the first metric is created, whoever started the process.
+if _metrics_dir := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.makedirs(_metrics_dir, exist_ok=True)
 
 
 class _CapTimeLimits:
