@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import uuid
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypedDict
 
 from django.db import transaction
 from django.db.models import CharField, Func, Value
@@ -101,8 +102,20 @@ def memory_drop_vectors(*, items: list[MemoryItem]) -> None:
         item.embedding_ref = ""
 
 
-def memory_embed_user_vectors(*, ctx: Context, user: User, rows: Any) -> dict[str, int]:
-    """Store vectors computed elsewhere by the user: 384 finite floats per own id."""
+class UserVector(TypedDict):
+    """One vector the user computed elsewhere (POST /v1/memory/embed)."""
+
+    memory_id: str
+    embedding: list[float]
+
+
+def memory_embed_user_vectors(
+    *, ctx: Context, user: User, rows: Sequence[UserVector]
+) -> dict[str, int]:
+    """Store vectors computed elsewhere by the user: 384 finite floats per own id.
+
+    Raw JSON may reach here unchecked: every row is validated (a wrong shape is 400).
+    """
     if not isinstance(rows, list) or not rows:
         raise invalid_field(
             "embeddings", "must be a non-empty list of {memory_id, embedding}"
