@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
+from django.core.cache import cache
 from django.db import connection, transaction
+from redis.exceptions import RedisError
 
 from memory.meditation.runs import (
     decide,
@@ -18,6 +21,8 @@ from memory.meditation.runs import (
 from memory.models import MeditationRun, ScoreRecord
 from users.models import User
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Forecast:
@@ -27,14 +32,41 @@ class Forecast:
     decisions: list[ScoreRecord]
 
 
+FORECAST_CACHE_SECONDS = 600
+
+
 def meditation_forecast(*, user: User, as_of: datetime | None = None) -> Forecast:
     """What a real run of the user at `as_of` (default now) would decide, and why.
 
     A read: it is decided by the very statements of a real run, in a transaction
     that is then rolled back, so no run, score record or audit event remains.
-    Same data and same `as_of`, same decisions: the API hands `as_of` back so
-    that the pages of one forecast agree.
+    The API hands `as_of` back; asked again with it (the next page), the same
+    forecast is served from the cache for FORECAST_CACHE_SECONDS, so its pages
+    agree even if the user's memories (scores, accesses) moved in between.
     """
+    if as_of is not None and (cached := _cached(user, as_of)) is not None:
+        return cached
+    forecast = _compute(user, as_of)
+    try:
+        cache.set(_key(user, forecast.run.as_of), forecast, FORECAST_CACHE_SECONDS)
+    except RedisError:
+        logger.warning("forecast not cached: Redis unavailable")
+    return forecast
+
+
+def _key(user: User, as_of: datetime) -> str:
+    return f"kb:forecast:{user.pk}:{as_of.astimezone(UTC).isoformat()}"
+
+
+def _cached(user: User, as_of: datetime) -> Forecast | None:
+    try:
+        found = cache.get(_key(user, as_of))
+    except RedisError:
+        return None
+    return found if isinstance(found, Forecast) else None
+
+
+def _compute(user: User, as_of: datetime | None) -> Forecast:
     run = user_run(user, dry_run=True, as_of=as_of)
     started = time.perf_counter()
     with transaction.atomic(), connection.cursor() as cur:

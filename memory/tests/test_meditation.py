@@ -584,3 +584,32 @@ def test_the_forecast_creates_nothing_and_its_pages_are_one_forecast(
     ), "the forecast decides exactly what the real run does"
     bad = alice_api.get("/v1/memory/forecast?as_of=yesterday")
     assert bad.status_code == 400
+
+
+def test_the_pages_of_a_forecast_agree_even_when_memories_change_in_between(
+    alice, alice_api
+):
+    from urllib.parse import quote
+
+    def old_session(n: int) -> None:
+        services.memory_create(
+            ctx=_ctx(alice),
+            user=alice,
+            tier="short-term",
+            content=f"old session {n}",
+            created_at=timezone.now() - timedelta(hours=40),
+        )
+
+    for n in range(4):
+        old_session(n)
+    first = alice_api.get("/v1/memory/forecast?per_page=2").json()
+    assert first["decisions"]["total"] == 4
+    old_session(99)  # a change between page 1 and page 2 (an import, say)
+    second = alice_api.get(
+        f"/v1/memory/forecast?per_page=2&page=2&as_of={quote(first['as_of'])}"
+    ).json()
+    assert second["decisions"]["total"] == 4, "page 2 belongs to page 1's forecast"
+    ids = [d["memory_id"] for p in (first, second) for d in p["decisions"]["items"]]
+    assert len(set(ids)) == 4
+    fresh = alice_api.get("/v1/memory/forecast").json()
+    assert fresh["decisions"]["total"] == 5, "a new forecast sees the change"
