@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -87,28 +89,46 @@ CHECKS: dict[str, tuple[Callable[[], None], bool]] = {
 }
 
 
+# The optional checks run side by side under one deadline, so stores that hang
+# (a blackholed broker, say) cannot make the probe itself time out; the database
+# check runs in the request's thread, on its connection.
+OPTIONAL_DEADLINE_SECONDS = 2.0
+_pool = ThreadPoolExecutor(max_workers=len(CHECKS), thread_name_prefix="readiness")
+
+
+def _timed(name: str, check: Callable[[], None]) -> tuple[float, str | None]:
+    started = time.perf_counter()
+    try:
+        check()
+        error = None
+    except Exception as exc:
+        # The class name only: messages can carry hostnames and users, and this
+        # endpoint answers without authentication. Details go to the log.
+        error = type(exc).__name__
+        logger.warning("readiness check failed", extra={"check": name}, exc_info=True)
+    return round((time.perf_counter() - started) * 1000, 1), error
+
+
 def readiness() -> list[CheckResult]:
     """Run every check; a failure is reported by name, never raised."""
-    results = []
-    for name, (check, required) in CHECKS.items():
-        started = time.perf_counter()
+    futures = {
+        name: _pool.submit(_timed, name, check)
+        for name, (check, required) in CHECKS.items()
+        if not required
+    }
+    done: dict[str, tuple[float, str | None]] = {
+        name: _timed(name, check)
+        for name, (check, required) in CHECKS.items()
+        if required
+    }
+    deadline = time.monotonic() + OPTIONAL_DEADLINE_SECONDS
+    for name, future in futures.items():
         try:
-            check()
-            error = None
-        except Exception as exc:
-            # The class name only: messages can carry hostnames and users, and this
-            # endpoint answers without authentication. Details go to the log.
-            error = type(exc).__name__
-            logger.warning(
-                "readiness check failed", extra={"check": name}, exc_info=True
-            )
-        results.append(
-            CheckResult(
-                name,
-                error is None,
-                round((time.perf_counter() - started) * 1000, 1),
-                required,
-                error,
-            )
-        )
-    return results
+            done[name] = future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except FutureTimeout:
+            logger.warning("readiness check timed out", extra={"check": name})
+            done[name] = (OPTIONAL_DEADLINE_SECONDS * 1000, "TimeoutError")
+    return [
+        CheckResult(name, done[name][1] is None, done[name][0], required, done[name][1])
+        for name, (_, required) in CHECKS.items()
+    ]

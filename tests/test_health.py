@@ -74,3 +74,25 @@ def test_ready_is_503_while_a_migration_of_this_code_is_missing(api, monkeypatch
     resp = api.get("/v1/health/ready")
     assert resp.status_code == 503
     assert resp.json()["details"]["failed"] == ["database"]
+
+
+def test_a_store_that_hangs_is_reported_timed_out_and_ready_stays_200(api, monkeypatch):
+    import threading
+
+    from kimberly import health
+
+    release = threading.Event()
+
+    def hangs() -> None:
+        release.wait(30)  # a blackholed broker: no answer, no error
+
+    monkeypatch.setitem(health.CHECKS, "broker", (hangs, False))
+    monkeypatch.setattr(health, "OPTIONAL_DEADLINE_SECONDS", 0.5, raising=False)
+    try:
+        resp = api.get("/v1/health/ready")
+    finally:
+        release.set()
+    body = resp.json()
+    assert resp.status_code == 200 and body["status"] == "degraded"
+    assert body["degraded"] == ["broker"]
+    assert body["checks"]["broker"]["error"] == "TimeoutError"
