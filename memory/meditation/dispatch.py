@@ -199,11 +199,17 @@ def meditation_requeue_stale() -> int:
     stale = list(
         queued.filter(scope=MeditationRun.Scope.USER)
         .order_by("pk")
-        .values_list("pk", flat=True)[:20_000]
+        .values_list("pk", "started_at")[:20_000]
     )
+    # A run stale twice over was sent again before and still did not finish: its
+    # batch may be one that always hits the time limit (one transaction, so all
+    # of it rolls back). Sent alone, each such run finishes or fails by itself.
+    twice = cutoff - timedelta(minutes=settings.MEDITATION_STALE_MINUTES)
+    alone = [[pk] for pk, started in stale if started < twice]
+    fresh = [pk for pk, started in stale if started >= twice]
     size = settings.MEDITATION_BATCH_USERS
-    for i in range(0, len(stale), size):
-        meditate_batch.delay(stale[i : i + size])
+    for ids in alone + [fresh[i : i + size] for i in range(0, len(fresh), size)]:
+        meditate_batch.delay(ids)
     for parent_id in queued.filter(scope=MeditationRun.Scope.ALL).values_list(
         "pk", flat=True
     ):

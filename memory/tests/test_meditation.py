@@ -613,3 +613,25 @@ def test_the_pages_of_a_forecast_agree_even_when_memories_change_in_between(
     assert len(set(ids)) == 4
     fresh = alice_api.get("/v1/memory/forecast").json()
     assert fresh["decisions"]["total"] == 5, "a new forecast sees the change"
+
+
+def test_runs_still_queued_after_a_resend_are_sent_again_one_by_one(
+    alice, bob, settings, monkeypatch
+):
+    from memory import tasks
+
+    for user in (alice, bob):
+        _store(user, "remembered")
+    sent: list[list[int]] = []
+    monkeypatch.setattr(tasks.meditate_batch, "delay", lambda ids: sent.append(ids))
+    parent = meditation.meditation_queue_all()  # one batch of both users, lost
+    stale = settings.MEDITATION_STALE_MINUTES
+    parent.children.update(started_at=timezone.now() - timedelta(minutes=stale + 1))
+    sent.clear()
+    meditation.meditation_requeue_stale()
+    assert [len(ids) for ids in sent] == [2], "first resend: the batch as it was"
+    # the resend timed out too (a batch that always hits the limit rolls back)
+    parent.children.update(started_at=timezone.now() - timedelta(minutes=2 * stale + 1))
+    sent.clear()
+    meditation.meditation_requeue_stale()
+    assert sorted(len(ids) for ids in sent) == [1, 1], "then each run alone"
