@@ -11,9 +11,10 @@ read-only: the probe runs every few seconds on every pod.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
@@ -109,10 +110,26 @@ def _timed(name: str, check: Callable[[], None]) -> tuple[float, str | None]:
     return round((time.perf_counter() - started) * 1000, 1), error
 
 
+_in_flight: dict[str, Future[tuple[float, str | None]]] = {}
+_in_flight_lock = threading.Lock()
+
+
+def _submit(name: str, check: Callable[[], None]) -> Future[tuple[float, str | None]]:
+    """One run of each check at a time: while a hung one is still running, later
+    probes wait on it (and report it timed out) instead of queueing more behind
+    it, so one stuck store cannot fill the pool and starve the other checks."""
+    with _in_flight_lock:
+        running = _in_flight.get(name)
+        if running is not None and not running.done():
+            return running
+        _in_flight[name] = future = _pool.submit(_timed, name, check)
+        return future
+
+
 def readiness() -> list[CheckResult]:
     """Run every check; a failure is reported by name, never raised."""
     futures = {
-        name: _pool.submit(_timed, name, check)
+        name: _submit(name, check)
         for name, (check, required) in CHECKS.items()
         if not required
     }

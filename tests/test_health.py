@@ -96,3 +96,30 @@ def test_a_store_that_hangs_is_reported_timed_out_and_ready_stays_200(api, monke
     assert resp.status_code == 200 and body["status"] == "degraded"
     assert body["degraded"] == ["broker"]
     assert body["checks"]["broker"]["error"] == "TimeoutError"
+
+
+def test_a_hung_store_is_checked_once_at_a_time_and_does_not_starve_the_others(
+    api, monkeypatch
+):
+    import threading
+
+    from kimberly import health
+
+    release = threading.Event()
+    calls: list[int] = []
+
+    def hangs() -> None:
+        calls.append(1)
+        release.wait(30)
+
+    monkeypatch.setitem(health.CHECKS, "storage", (hangs, False))
+    monkeypatch.setattr(health, "OPTIONAL_DEADLINE_SECONDS", 0.3)
+    try:
+        bodies = [
+            api.get("/v1/health/ready").json()
+            for _ in range(health._pool._max_workers + 1)
+        ]
+    finally:
+        release.set()
+    assert len(calls) == 1, "a check still running is waited on, not queued again"
+    assert all(b["degraded"] == ["storage"] for b in bodies), "redis and broker ok"

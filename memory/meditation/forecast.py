@@ -33,6 +33,7 @@ class Forecast:
 
 
 FORECAST_CACHE_SECONDS = 600
+FORECAST_CACHE_MAX_DECISIONS = 5000  # larger forecasts are recomputed per page
 
 
 def meditation_forecast(*, user: User, as_of: datetime | None = None) -> Forecast:
@@ -47,10 +48,13 @@ def meditation_forecast(*, user: User, as_of: datetime | None = None) -> Forecas
     if as_of is not None and (cached := _cached(user, as_of)) is not None:
         return cached
     forecast = _compute(user, as_of)
-    try:
-        cache.set(_key(user, forecast.run.as_of), forecast, FORECAST_CACHE_SECONDS)
-    except RedisError:
-        logger.warning("forecast not cached: Redis unavailable")
+    if len(forecast.decisions) <= FORECAST_CACHE_MAX_DECISIONS:
+        # ids only: the cached run must not carry the User (email, password hash)
+        forecast.run._state.fields_cache.pop("user", None)
+        try:
+            cache.set(_key(user, forecast.run.as_of), forecast, FORECAST_CACHE_SECONDS)
+        except RedisError:
+            logger.warning("forecast not cached: Redis unavailable")
     return forecast
 
 
@@ -61,7 +65,7 @@ def _key(user: User, as_of: datetime) -> str:
 def _cached(user: User, as_of: datetime) -> Forecast | None:
     try:
         found = cache.get(_key(user, as_of))
-    except RedisError:
+    except Exception:  # noqa: BLE001 - Redis down, or a pickle of older code
         return None
     return found if isinstance(found, Forecast) else None
 

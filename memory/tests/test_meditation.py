@@ -635,3 +635,16 @@ def test_runs_still_queued_after_a_resend_are_sent_again_one_by_one(
     sent.clear()
     meditation.meditation_requeue_stale()
     assert sorted(len(ids) for ids in sent) == [1, 1], "then each run alone"
+
+
+def test_a_cached_forecast_keeps_ids_not_the_user(alice, alice_api):
+    from django.core.cache import cache
+
+    from memory.meditation import forecast as forecast_module
+
+    _store(alice, "something to score")
+    body = alice_api.get("/v1/memory/forecast").json()
+    as_of = MeditationRun._meta.get_field("as_of").to_python(body["as_of"])
+    cached = cache.get(forecast_module._key(alice, as_of))
+    assert cached is not None and cached.run.user_id == alice.pk
+    assert "user" not in cached.run._state.fields_cache
