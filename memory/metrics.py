@@ -93,22 +93,9 @@ class EmbeddingBacklogCollector:
     LIMIT = 100_000
 
     def count(self) -> int:
-        from django.conf import settings
-        from django.db import connection
+        from memory.selectors import items_waiting_for_vector  # imports this module
 
-        if settings.EMBEDDING_PROVIDER != "local":
-            return 0
-        with connection.cursor() as cur:
-            cur.execute(
-                """SELECT count(*) FROM (
-                     SELECT 1 FROM memory_memoryitem m
-                       JOIN users_user u ON u.id = m.user_id
-                      WHERE m.embedding_ref = '' AND m.status = 'active'
-                        AND u.embedding_enabled
-                      LIMIT %s) waiting""",
-                [self.LIMIT],
-            )
-            return int(cur.fetchone()[0])
+        return items_waiting_for_vector()[: self.LIMIT].count()
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(

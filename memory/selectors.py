@@ -134,15 +134,21 @@ def memory_metrics(*, user: User) -> MemoryMetrics:
     )
 
 
-def embedding_pending(*, user: User) -> int:
-    """The user's active memories still waiting for their vector (0 when nothing
-    embeds them: embeddings off for the user or the system)."""
-    if not (embeddings.enabled() and user.embedding_enabled):
-        return 0
-    # Answered from the memory_unembedded partial index.
+def items_waiting_for_vector() -> QuerySet[MemoryItem]:
+    """Active memories that will be embedded but have no vector of their content
+    yet (empty embedding_ref: never embedded, or edited since); none while
+    embeddings are off for the system, and none of users who turned them off.
+    Answered from the memory_unembedded partial index."""
+    if not embeddings.enabled():
+        return MemoryItem.objects.none()
     return MemoryItem.objects.filter(
-        user=user, status=Status.ACTIVE, embedding_ref=""
-    ).count()
+        status=Status.ACTIVE, embedding_ref="", user__embedding_enabled=True
+    )
+
+
+def embedding_pending(*, user: User) -> int:
+    """The user's memories still waiting for their vector."""
+    return items_waiting_for_vector().filter(user=user).count()
 
 
 def goals_for(*, user: User) -> QuerySet[Goal]:

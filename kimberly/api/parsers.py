@@ -22,9 +22,12 @@ class _IntegerTooLarge(ValueError):
 
 def _bounded_int(literal: str) -> int:
     # Check the length first: int() of a huge literal is slow and capped anyway.
-    if len(literal.lstrip("-")) > 19 or not -MAX_INT - 1 <= int(literal) <= MAX_INT:
+    if len(literal.lstrip("-")) > 19:
         raise _IntegerTooLarge
-    return int(literal)
+    value = int(literal)
+    if not -MAX_INT - 1 <= value <= MAX_INT:
+        raise _IntegerTooLarge
+    return value
 
 
 class BoundedJSONParser(parsers.JSONParser):

@@ -44,22 +44,21 @@ def rate_limit_hit(*, scope: str, ident: str, limit: int, window_seconds: int) -
         )
 
 
-def _address(value: str) -> str | None:
-    """The canonical form of an address; an IPv4-mapped IPv6 one (a dual-stack
-    listener's view of an IPv4 peer) as plain IPv4, so IPv4 CIDRs match it."""
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _address(value: str) -> Address | None:
+    """The address in `value`; an IPv4-mapped IPv6 one (a dual-stack listener's
+    view of an IPv4 peer) as plain IPv4, so IPv4 CIDRs match it."""
     try:
         ip = ipaddress.ip_address(value.strip())
     except ValueError:
         return None
-    mapped = getattr(ip, "ipv4_mapped", None)
-    return str(mapped or ip)
+    return getattr(ip, "ipv4_mapped", None) or ip
 
 
-def _trusted(address: str | None) -> bool:
-    if address is None:
-        return False
-    ip = ipaddress.ip_address(address)
-    return any(ip in net for net in settings.TRUSTED_PROXIES)
+def _trusted(ip: Address | None) -> bool:
+    return ip is not None and any(ip in net for net in settings.TRUSTED_PROXIES)
 
 
 def client_ip(meta: dict[str, str]) -> str:
@@ -71,13 +70,14 @@ def client_ip(meta: dict[str, str]) -> str:
     if not _trusted(_address(remote)):
         return remote
     if header := settings.CLIENT_IP_HEADER:
-        return _address(meta.get(header, "")) or remote
+        forwarded = _address(meta.get(header, ""))
+        return str(forwarded) if forwarded else remote
     client = remote
     for hop in reversed(meta.get("HTTP_X_FORWARDED_FOR", "").split(",")):
         address = _address(hop)
         if address is None:
             break  # garbage before any untrusted hop: keep the last proxy's view
-        client = address
+        client = str(address)
         if not _trusted(address):
             break
     return client

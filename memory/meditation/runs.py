@@ -269,7 +269,7 @@ def _lock_for_apply(cur: Any, params: dict[str, Any]) -> None:
         """INSERT INTO memory_quota (user_id, tier, used_bytes)
            SELECT u, t, 0 FROM unnest(%(users)s::uuid[]) u, unnest(%(tiers)s::text[]) t
            ON CONFLICT DO NOTHING""",
-        {"users": params["users"], "tiers": list(Tier.values)},
+        params,
     )
     cur.execute(
         """SELECT id FROM memory_quota WHERE user_id = ANY(%(users)s)

@@ -37,6 +37,17 @@ def _store(user, content: str, **metadata) -> MemoryItem:
     ).item
 
 
+def _old_session(user, n: int) -> None:
+    """A short-term memory past its 24 h lifetime: the next run expires it."""
+    services.memory_create(
+        ctx=_ctx(user),
+        user=user,
+        tier="short-term",
+        content=f"old session {n}",
+        created_at=timezone.now() - timedelta(hours=40),
+    )
+
+
 def _scores(run: MeditationRun) -> dict:
     return {
         r.item_id: (
@@ -542,13 +553,7 @@ def test_the_forecast_creates_nothing_and_its_pages_are_one_forecast(
     for n in range(4):  # over the 3,000-byte long-term quota, under its hard limit
         _store(alice, f"{n}" * 700)
     for n in range(3):
-        services.memory_create(
-            ctx=_ctx(alice),
-            user=alice,
-            tier="short-term",
-            content=f"old session {n}",
-            created_at=timezone.now() - timedelta(hours=40),
-        )
+        _old_session(alice, n)
     counts = (
         MeditationRun.objects.count(),
         ScoreRecord.objects.count(),
@@ -591,20 +596,11 @@ def test_the_pages_of_a_forecast_agree_even_when_memories_change_in_between(
 ):
     from urllib.parse import quote
 
-    def old_session(n: int) -> None:
-        services.memory_create(
-            ctx=_ctx(alice),
-            user=alice,
-            tier="short-term",
-            content=f"old session {n}",
-            created_at=timezone.now() - timedelta(hours=40),
-        )
-
     for n in range(4):
-        old_session(n)
+        _old_session(alice, n)
     first = alice_api.get("/v1/memory/forecast?per_page=2").json()
     assert first["decisions"]["total"] == 4
-    old_session(99)  # a change between page 1 and page 2 (an import, say)
+    _old_session(alice, 99)  # a change between page 1 and page 2 (an import, say)
     second = alice_api.get(
         f"/v1/memory/forecast?per_page=2&page=2&as_of={quote(first['as_of'])}"
     ).json()
