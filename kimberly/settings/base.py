@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "users",
     "audit",
     "memory",
+    "chat",
     "agents",
     "billing",
 ]
@@ -393,6 +394,8 @@ STORAGES = {
     "default": _default_storage,
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+
+from kimberly.settings.chat import *  # noqa: E402, F403
 
 # --- I18N ----------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

@@ -1,0 +1,29 @@
+"""Settings of chat and the model runner (imported by base.py)."""
+
+from __future__ import annotations
+
+from kimberly.env import env_bool, env_float, env_int, env_opt, env_str
+
+# --- Model runner ----------------------------------------------------------------
+# An OpenAI-compatible server (llama.cpp, Ollama, vLLM or a hosted API), e.g.
+# http://127.0.0.1:11434/v1. Unset: the offline runner answers from memory alone.
+LLM_BASE_URL = env_opt("LLM_BASE_URL")
+LLM_MODEL = env_str("LLM_MODEL", "llama3.1")
+LLM_API_KEY = env_opt("LLM_API_KEY")
+# Seconds one model call may take in all (a streamed reply included).
+LLM_TIMEOUT_SECONDS = env_float("LLM_TIMEOUT_SECONDS", 60.0)
+# Retries of a call that failed before any of the reply arrived (connection
+# errors, 429 and 5xx), with exponential backoff from LLM_RETRY_BACKOFF_SECONDS.
+LLM_RETRIES = env_int("LLM_RETRIES", 2)
+LLM_RETRY_BACKOFF_SECONDS = env_float("LLM_RETRY_BACKOFF_SECONDS", 0.5)
+# The model's context window in tokens: system text, memories, turns and the
+# reply (LLM_REPLY_TOKENS) must fit in it.
+LLM_CONTEXT_TOKENS = env_int("LLM_CONTEXT_TOKENS", 4096)
+LLM_REPLY_TOKENS = env_int("LLM_REPLY_TOKENS", 512)
+
+# --- Chat --------------------------------------------------------------------------
+# Memories retrieved per message, and earlier turns sent with it.
+CHAT_CONTEXT_MEMORIES = env_int("CHAT_CONTEXT_MEMORIES", 8)
+CHAT_HISTORY_TURNS = env_int("CHAT_HISTORY_TURNS", 6)
+# Propose durable memories after each exchange (only with a model runner).
+CHAT_PROPOSALS = env_bool("CHAT_PROPOSALS", True)
