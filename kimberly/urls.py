@@ -19,6 +19,7 @@ v1: list[URLPattern | URLResolver] = [
     path("", include("users.urls")),
     path("", include("memory.urls")),
     path("", include("audit.urls")),
+    path("", include("chat.urls")),
     # Unknown routes under /v1 answer JSON 404, whatever the method (without the
     # exemption an unknown DELETE got CSRF's HTML 403).
     re_path(r"^.*$", csrf_exempt(json_404)),

@@ -4,7 +4,13 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from kimberly.context import Actor, Context
-from memory.models import MeditationRun, MemoryItem, MemoryVersion, Quota
+from memory.models import (
+    MeditationRun,
+    MemoryItem,
+    MemoryProposal,
+    MemoryVersion,
+    Quota,
+)
 from memory.quotas import quota_set
 
 
@@ -89,6 +95,30 @@ class QuotaAdmin(admin.ModelAdmin[Quota]):
 
 
 @admin.register(MeditationRun)
+@admin.register(MemoryProposal)
+class MemoryProposalAdmin(admin.ModelAdmin[MemoryProposal]):
+    list_display = ["id", "user", "status", "tier", "origin", "created_at"]
+    list_filter = ["status"]
+    readonly_fields = [
+        "id",
+        "user",
+        "content",
+        "tier",
+        "source",
+        "origin",
+        "status",
+        "memory_id",
+        "created_at",
+        "decided_at",
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 class MeditationRunAdmin(admin.ModelAdmin[MeditationRun]):
     """Read-only: runs are made by the scheduler, the API and ./cli meditate."""
 

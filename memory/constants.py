@@ -31,6 +31,12 @@ class Source(models.TextChoices):
     API = "api"
 
 
+class ProposalStatus(models.TextChoices):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
 class Scope(models.TextChoices):
     PRIVATE = "private"
     SHARED = "shared"

@@ -12,7 +12,15 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from pgvector.django import HnswIndex, VectorField
 
-from memory.constants import ID_PREFIX, ActorType, Scope, Source, Status, Tier
+from memory.constants import (
+    ID_PREFIX,
+    ActorType,
+    ProposalStatus,
+    Scope,
+    Source,
+    Status,
+    Tier,
+)
 
 
 class MemoryItem(models.Model):
@@ -235,6 +243,9 @@ class RetrievalRecord(models.Model):
     id = models.BigAutoField(primary_key=True)
     user_id = models.UUIDField()
     item_id = models.UUIDField()
+    # Who read it: "query" (request_id: the HTTP request id), "chat" (request_id:
+    # the assistant message "msg_<uuid>"), later "agent" (the task id).
+    kind = models.CharField(max_length=8, default="query", db_default="query")
     request_id = models.CharField(max_length=64, blank=True)
     rank = models.PositiveSmallIntegerField()
     final = models.FloatField()
@@ -391,3 +402,39 @@ class ScoreRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.item_id}: {self.score:.3f}"
+
+
+class MemoryProposal(models.Model):
+    """A memory Kimberly proposes (from a chat exchange); stored only on accept."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    content = models.TextField()
+    tier = models.CharField(max_length=16, choices=Tier.choices, default=Tier.LONG_TERM)
+    source = models.CharField(
+        max_length=16, choices=Source.choices, default=Source.CHAT
+    )
+    # Where it came from: "msg_<uuid>" of the assistant reply it was proposed after.
+    origin = models.CharField(max_length=64, blank=True)
+    status = models.CharField(
+        max_length=16, choices=ProposalStatus.choices, default=ProposalStatus.PENDING
+    )
+    memory_id = models.UUIDField(null=True, blank=True)  # the item made on accept
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["user", "status", "-created_at"], name="memory_proposal_user"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} ({self.status})"
+
+    @property
+    def public_id(self) -> str:
+        return f"prop_{self.id}"

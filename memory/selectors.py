@@ -11,7 +11,14 @@ from django.db.models import Q, QuerySet
 from kimberly.api.errors import NotFound
 from memory import embeddings
 from memory.constants import ID_PREFIX, Status
-from memory.models import Goal, MeditationRun, MemoryItem, MemoryVersion
+from memory.models import (
+    Goal,
+    MeditationRun,
+    MemoryItem,
+    MemoryProposal,
+    MemoryVersion,
+    RetrievalRecord,
+)
 from memory.quotas import TierUsage, quota_overview
 from users.models import User
 
@@ -174,3 +181,20 @@ def last_meditation(*, user: User) -> datetime | None:
         .values_list("finished_at", flat=True)
         .first()
     )
+
+
+def memory_accesses(*, user: User, memory_id: str) -> QuerySet[RetrievalRecord]:
+    """When and where one of the user's memories was read (queries, chat replies,
+    agent tasks), newest first; kept for RETRIEVAL_RECORDS_DAYS."""
+    item = memory_get(user=user, memory_id=memory_id)
+    return RetrievalRecord.objects.filter(item_id=item.pk, user_id=user.pk).order_by(
+        "-created_at", "-id"
+    )
+
+
+def proposals_for(*, user: User, status: str | None = None) -> QuerySet[MemoryProposal]:
+    """The user's proposals, newest first, optionally of one status."""
+    qs = MemoryProposal.objects.filter(user=user)
+    if status:
+        qs = qs.filter(status=status)
+    return qs.order_by("-created_at", "-id")

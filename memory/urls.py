@@ -30,6 +30,17 @@ urlpatterns = [
     path("goals", apis.GoalCollectionApi.as_view(), name="goals"),
     path("goals/<int:goal_id>", apis.GoalDetailApi.as_view(), name="goal"),
     path("memory/query", apis.MemoryQueryApi.as_view(), name="memory-query"),
+    path("memory/proposals", apis.ProposalListApi.as_view(), name="memory-proposals"),
+    path(
+        "memory/proposals/<str:proposal_id>/accept",
+        apis.ProposalDecideApi.as_view(accept=True),
+        name="memory-proposal-accept",
+    ),
+    path(
+        "memory/proposals/<str:proposal_id>/reject",
+        apis.ProposalDecideApi.as_view(accept=False),
+        name="memory-proposal-reject",
+    ),
     path("memory/embed", apis.MemoryEmbedApi.as_view(), name="memory-embed"),
     path(
         "memory/<str:memory_id>", apis.MemoryDetailApi.as_view(), name="memory-detail"
@@ -38,6 +49,11 @@ urlpatterns = [
         "memory/<str:memory_id>/history",
         apis.MemoryHistoryApi.as_view(),
         name="memory-history",
+    ),
+    path(
+        "memory/<str:memory_id>/accesses",
+        apis.MemoryAccessesApi.as_view(),
+        name="memory-accesses",
     ),
     path(
         "memory/<str:memory_id>/revert",

@@ -2,7 +2,8 @@
 
 See README "Layout": kimberly/ is below every app; an app may use another app's
 services, selectors, models and constants, never its apis or tasks; users/ and
-audit/ sit below memory/; and modules stay small enough to read.
+audit/ sit below memory/; chat/ and agents/ reach memory only through
+memory.gateway; and modules stay small enough to read.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-APPS = ("users", "audit", "memory", "agents", "billing")
+APPS = ("users", "audit", "memory", "chat", "agents", "billing")
+# Apps that act for the user on their own: memory only through memory.gateway.
+GATEWAY_USERS = ("chat", "agents")
 PROJECT = ("kimberly", *APPS)
 MAX_MODULE_LINES = 450  # the house limit is "about 400"
 MAX_FUNCTION_LINES = 70  # "about 60"
@@ -92,6 +95,17 @@ def test_users_and_audit_do_not_depend_on_memory():
         if name.split(".")[0] in ("users", "audit") and not _is_test(name)
         for dep in _imports(name, top_level_only=False)
         if dep.split(".")[0] == "memory"
+    }
+    assert offenders == set()
+
+
+def test_chat_and_agents_reach_memory_only_through_the_gateway():
+    offenders = {
+        (name, dep)
+        for name in MODULES
+        if name.split(".")[0] in GATEWAY_USERS and not _is_test(name)
+        for dep in _imports(name, top_level_only=False)
+        if dep.split(".")[0] == "memory" and dep != "memory.gateway"
     }
     assert offenders == set()
 

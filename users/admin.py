@@ -18,7 +18,16 @@ class UserAdmin(BaseUserAdmin):
     list_filter = ["is_active", "is_staff", "embedding_enabled"]
     fieldsets = (
         (None, {"fields": ("email", "password")}),
-        ("Settings", {"fields": ("embedding_enabled", "consent_telemetry")}),
+        (
+            "Settings",
+            {
+                "fields": (
+                    "embedding_enabled",
+                    "consent_telemetry",
+                    "memory_auto_accept",
+                )
+            },
+        ),
         (
             "Permissions",
             {

@@ -75,6 +75,7 @@ class UserOutput(serializers.ModelSerializer):
             "date_joined",
             "embedding_enabled",
             "consent_telemetry",
+            "memory_auto_accept",
             "meditation_weights",
         ]
 
@@ -92,6 +93,7 @@ class UserApi(APIView):
     class UserSettingsInput(StrictInput):
         embedding_enabled = serializers.BooleanField(required=False)
         consent_telemetry = serializers.BooleanField(required=False)
+        memory_auto_accept = serializers.BooleanField(required=False)
         meditation_weights = documented_json(
             MeditationWeightsInput,
             required=False,

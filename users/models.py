@@ -62,6 +62,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     date_joined = models.DateTimeField(default=timezone.now)
     embedding_enabled = models.BooleanField(default=True)
     consent_telemetry = models.BooleanField(default=False)
+    # Memories Kimberly proposes from chat are stored without asking (off: the
+    # user accepts or rejects each one).
+    memory_auto_accept = models.BooleanField(default=False)
     # Meditation weights (normalized, summing to 1); empty = the system default.
     meditation_weights = models.JSONField(null=True, blank=True)
 

@@ -128,16 +128,20 @@ def user_update_settings(
     user: User,
     embedding_enabled: bool | None = None,
     consent_telemetry: bool | None = None,
+    memory_auto_accept: bool | None = None,
     meditation_weights: Any = None,
 ) -> User:
     """Change the user's own settings; fields left as None are unchanged."""
     changed: list[str] = []
-    if embedding_enabled is not None and embedding_enabled != user.embedding_enabled:
-        user.embedding_enabled = embedding_enabled
-        changed.append("embedding_enabled")
-    if consent_telemetry is not None and consent_telemetry != user.consent_telemetry:
-        user.consent_telemetry = consent_telemetry
-        changed.append("consent_telemetry")
+    flags = {
+        "embedding_enabled": embedding_enabled,
+        "consent_telemetry": consent_telemetry,
+        "memory_auto_accept": memory_auto_accept,
+    }
+    for name, value in flags.items():
+        if value is not None and value != getattr(user, name):
+            setattr(user, name, value)
+            changed.append(name)
     if meditation_weights is not None:
         from users.preferences import normalize_weights
 

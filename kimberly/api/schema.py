@@ -25,7 +25,9 @@ ERRORS: dict[int, str] = {
     413: "The request body or the content is larger than the server accepts.",
     415: "The body is not application/json.",
     429: "Rate limited or over quota; Retry-After says when to try again.",
+    502: "The model runner failed (model_runner_error); your message is kept.",
     503: "A dependency is down.",
+    504: "The model runner timed out (model_runner_timeout); your message is kept.",
 }
 
 # PostgreSQL text cannot hold NUL, and DRF refuses it in every CharField; DRF

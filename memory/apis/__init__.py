@@ -5,6 +5,7 @@ changes.py     lifecycle actions, history and revert, bulk
 retrieval.py   query and user-supplied vectors
 goals.py       the user's goals
 meditation.py  meditate, forecast, runs
+proposals.py   proposed memories; where a memory was read (accesses)
 schemas.py     response shapes for the OpenAPI schema
 """
 
@@ -29,6 +30,11 @@ from memory.apis.meditation import (
     MeditationDetailApi,
     MeditationListApi,
 )
+from memory.apis.proposals import (
+    MemoryAccessesApi,
+    ProposalDecideApi,
+    ProposalListApi,
+)
 from memory.apis.retrieval import (
     MemoryEmbedApi,
     MemoryQueryApi,
@@ -41,6 +47,7 @@ __all__ = [
     "MeditateApi",
     "MeditationDetailApi",
     "MeditationListApi",
+    "MemoryAccessesApi",
     "MemoryBulkApi",
     "MemoryCollectionApi",
     "MemoryDetailApi",
@@ -50,4 +57,6 @@ __all__ = [
     "MemoryMetricsApi",
     "MemoryQueryApi",
     "MemoryRevertApi",
+    "ProposalDecideApi",
+    "ProposalListApi",
 ]

@@ -14,7 +14,6 @@ from django_redis import get_redis_connection
 from redis.exceptions import RedisError
 
 from memory.models import MemoryItem, RetrievalRecord
-from memory.retrieval.ranking import Hit
 
 logger = logging.getLogger(__name__)
 
@@ -22,15 +21,24 @@ logger = logging.getLogger(__name__)
 LOG_KEY = "kb:retrieval:log"
 
 
-def log_retrieval(user_id: uuid.UUID, request_id: str, hits: list[Hit]) -> None:
+def log_retrieval(
+    user_id: uuid.UUID,
+    request_id: str,
+    hits: list[tuple[uuid.UUID, float]],
+    *,
+    kind: str = "query",
+) -> None:
+    """Queue provenance of one read: (item id, final score) best first, by `kind`
+    (query, chat, agent) and `request_id` (the request, message or task)."""
     entry = json.dumps(
         {
             "u": str(user_id),
             "r": request_id[:64],
+            "k": kind,
             "t": time.time(),
             "h": [
-                [str(h.item_id), rank, round(h.final, 6)]
-                for rank, h in enumerate(hits, 1)
+                [str(item_id), rank, round(final, 6)]
+                for rank, (item_id, final) in enumerate(hits, 1)
             ],
         }
     )
@@ -60,6 +68,7 @@ def flush_retrieval_log(max_entries: int = 20000) -> int:
                     user_id=entry["u"],
                     item_id=iid,
                     request_id=entry["r"],
+                    kind=entry.get("k", "query"),
                     rank=rank,
                     final=final,
                     created_at=at,

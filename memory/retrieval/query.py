@@ -136,5 +136,5 @@ def memory_query(
             h.item = items[h.item_id]
             h.why = why(h, query, filters)
     if log and hits:
-        log_retrieval(user.pk, request_id, hits)
+        log_retrieval(user.pk, request_id, [(h.item_id, h.final) for h in hits])
     return QueryResult(hits, effective, timings)

@@ -1,0 +1,84 @@
+"""Reads of conversations and messages, always scoped by the acting user."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from django.db.models import QuerySet
+
+from chat.models import (
+    CONVERSATION_PREFIX,
+    MESSAGE_PREFIX,
+    Conversation,
+    Message,
+    MessageContext,
+)
+from chat.runners import Turn
+from kimberly.api.errors import NotFound
+from memory import gateway
+from users.models import User
+
+
+def _parse(raw: str, prefix: str, what: str) -> uuid.UUID:
+    try:
+        if not raw.startswith(prefix):
+            raise ValueError(raw)
+        return uuid.UUID(raw[len(prefix) :])
+    except ValueError:
+        raise NotFound(f"No {what} {raw}.") from None
+
+
+def conversation_get(*, user: User, conversation_id: str) -> Conversation:
+    """One of the user's conversations; another user's id is 404 like a missing one."""
+    pk = _parse(conversation_id, CONVERSATION_PREFIX, "conversation")
+    try:
+        return Conversation.objects.get(pk=pk, user=user)
+    except Conversation.DoesNotExist:
+        raise NotFound(f"No conversation {conversation_id}.") from None
+
+
+def conversations_for(*, user: User) -> QuerySet[Conversation]:
+    return Conversation.objects.filter(user=user).order_by("-updated_at", "-id")
+
+
+def messages_of(*, conversation: Conversation) -> QuerySet[Message]:
+    """A conversation's messages, oldest first."""
+    return conversation.messages.order_by("created_at", "id")
+
+
+def recent_turns(*, conversation: Conversation, limit: int) -> list[Turn]:
+    """The last `limit` turns of a conversation, oldest first."""
+    rows = conversation.messages.order_by("-created_at", "-id").values_list(
+        "role", "content"
+    )[:limit]
+    return [Turn(role, content) for role, content in reversed(rows)]  # type: ignore[arg-type]
+
+
+def message_get(*, user: User, message_id: str) -> Message:
+    pk = _parse(message_id, MESSAGE_PREFIX, "message")
+    try:
+        return Message.objects.select_related("conversation").get(pk=pk, user=user)
+    except Message.DoesNotExist:
+        raise NotFound(f"No message {message_id}.") from None
+
+
+@dataclass(frozen=True)
+class UsedMemory:
+    """A memory that went into a reply, with where it stands now."""
+
+    used: MessageContext
+    status: str  # active | archived | deleted
+    edited: bool  # changed since the reply used it
+
+
+def message_context(*, user: User, message: Message) -> list[UsedMemory]:
+    """The exact memories a reply was given, best first, and their state now."""
+    rows = list(MessageContext.objects.filter(message=message).order_by("rank"))
+    states = gateway.memory_states(user=user, item_ids=[r.memory_id for r in rows])
+    out = []
+    for r in rows:
+        state = states[r.memory_id]
+        edited = state.version is not None and state.version != r.version
+        out.append(UsedMemory(r, state.status, edited))
+    return out

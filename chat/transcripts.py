@@ -1,0 +1,115 @@
+"""Conversation transcripts in object storage: JSON lines, one object per conversation.
+
+Format (version 1), also read by `POST /v1/memory/import` (format `kimberly`):
+
+    {"kimberly_transcript": 1, "conversation_id": "conv_…", "title": "…", "created_at": "…"}
+    {"id": "msg_…", "role": "user", "content": "…", "created_at": "…"}
+    {"id": "msg_…", "role": "assistant", "content": "…", "created_at": "…", "context": ["mem_…"]}
+
+The object is rewritten after each exchange by a task (`transcript_messages`
+says how many messages it holds); a download of a stale one rewrites it first.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+
+from chat.models import Conversation, MessageContext
+from kimberly import storage
+
+FORMAT_VERSION = 1
+
+
+def transcript_key(user_id: uuid.UUID | str, conversation_id: str) -> str:
+    return storage.user_key(user_id, "transcripts", f"{conversation_id}.jsonl")
+
+
+def _iso(value: object) -> str:
+    return value.isoformat().replace("+00:00", "Z")  # type: ignore[attr-defined]
+
+
+def transcript_bytes(conversation: Conversation) -> tuple[bytes, int]:
+    """The transcript of `conversation` and how many messages it holds."""
+    messages = list(conversation.messages.order_by("created_at", "id"))
+    context: dict[uuid.UUID, list[str]] = defaultdict(list)
+    for message_id, memory_id in (
+        MessageContext.objects.filter(message__conversation=conversation)
+        .order_by("message_id", "rank")
+        .values_list("message_id", "memory_id")
+    ):
+        context[message_id].append(f"mem_{memory_id}")
+    lines = [
+        {
+            "kimberly_transcript": FORMAT_VERSION,
+            "conversation_id": conversation.public_id,
+            "title": conversation.title,
+            "created_at": _iso(conversation.created_at),
+        }
+    ]
+    for m in messages:
+        line = {
+            "id": m.public_id,
+            "role": m.role,
+            "content": m.content,
+            "created_at": _iso(m.created_at),
+        }
+        if m.role == "assistant":
+            line["context"] = context[m.pk]
+        lines.append(line)
+    text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+    return text.encode(), len(messages)
+
+
+def transcript_write(conversation: Conversation) -> None:
+    """Write the transcript object now; record how many messages it holds."""
+    data, count = transcript_bytes(conversation)
+    key = transcript_key(conversation.user_id, conversation.public_id)
+    storage.put_bytes(key, data, "application/x-ndjson")
+    if not Conversation.objects.filter(pk=conversation.pk).exists():
+        # Deleted while we wrote: its own delete may have run before our put.
+        storage.delete(key)
+        return
+    # Only forward: a slower writer that read fewer messages must not wind it back.
+    Conversation.objects.filter(
+        pk=conversation.pk, transcript_messages__lt=count
+    ).update(transcript_messages=count)
+
+
+@dataclass(frozen=True)
+class TranscriptLink:
+    url: str
+    expires_in: int
+    messages: int
+
+
+def transcript_link(conversation: Conversation) -> TranscriptLink:
+    """A short-lived signed link to the transcript, brought up to date first."""
+    if conversation.transcript_messages < conversation.message_count:
+        transcript_write(conversation)
+    expires = settings.STORAGE_URL_EXPIRE_SECONDS
+    url = storage.signed_url(
+        transcript_key(conversation.user_id, conversation.public_id),
+        filename=f"{conversation.public_id}.jsonl",
+        expires=expires,
+    )
+    return TranscriptLink(url, expires, conversation.message_count)
+
+
+def schedule_write(conversation_id: uuid.UUID) -> None:
+    from chat.tasks import write_transcript
+
+    write_transcript.delay_on_commit(str(conversation_id))
+
+
+def schedule_delete(user_id: uuid.UUID, conversation_id: str) -> None:
+    """Delete the transcript object once the conversation's deletion commits."""
+    from chat.tasks import delete_transcript
+
+    key = transcript_key(user_id, conversation_id)
+    transaction.on_commit(lambda: delete_transcript.delay(key))

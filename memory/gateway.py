@@ -1,0 +1,199 @@
+"""The one door through which chat (and agents) read and write a user's memory.
+
+Nothing outside `memory/` that acts for the user on its own (a chat reply, an
+agent task) touches memory tables or services except through here, so every
+such read and write is checked and recorded in one place:
+
+- reads never return archived items, other users' items, or sensitive items (no
+  consent ledger yet: sensitive items never go to a model);
+- each memory read into a model call is an audit event (`memory.read`, with the
+  reader's kind and reference, e.g. the assistant message id) in the user's
+  hash chain, and a read-provenance record (`GET /v1/memory/{id}/accesses`);
+- writes are the ordinary quota-checked memory writes, made for the user.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from django.db import transaction
+
+from audit.services import EventSpec, audit_record_many
+from kimberly.context import Context
+from memory import services
+from memory.constants import ID_PREFIX, Source, Status, Tier
+from memory.models import MemoryItem, MemoryProposal
+from memory.retrieval import QueryFilters, memory_query, prefiltered
+from memory.retrieval.provenance import log_retrieval
+from memory.services.proposals import proposals_create
+from memory.short_term import short_term_context
+from users.models import User
+
+# The latest session entries always offered as context, matching or not: they
+# are what the user was just talking about.
+SESSION_ENTRIES = 3
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Who reads memory and for what: the reference is where the read went."""
+
+    kind: Literal["chat", "agent"]
+    ref: str  # "msg_<uuid>" of the assistant reply, or an agent task id
+
+
+@dataclass(frozen=True)
+class Recalled:
+    """One memory offered as context, with why it was chosen."""
+
+    item_id: uuid.UUID
+    tier: str
+    content: str
+    created_at: datetime
+    version: int
+    score: float
+    relevance: float
+    final: float
+    why: str
+
+    @property
+    def memory_id(self) -> str:
+        return f"{ID_PREFIX}{self.item_id}"
+
+
+def _recalled(item: MemoryItem, relevance: float, final: float, why: str) -> Recalled:
+    return Recalled(
+        item_id=item.pk,
+        tier=item.tier,
+        content=item.content,
+        created_at=item.created_at,
+        version=item.version,
+        score=item.score,
+        relevance=round(relevance, 6),
+        final=round(final, 6),
+        why=why,
+    )
+
+
+def recall(*, user: User, texts: list[str], limit: int) -> list[Recalled]:
+    """The user's memories for `texts` (the message first, then earlier turns), best
+    first: hybrid retrieval on each text, then the latest session entries not
+    already chosen; de-duplicated, never sensitive, never archived."""
+    chosen: dict[uuid.UUID, Recalled] = {}
+    for text in texts:
+        if not text.strip():
+            continue
+        result = memory_query(
+            user=user,
+            query=text[:2000],
+            top_k=limit,
+            filters=QueryFilters(include_sensitive=False),
+            log=False,  # what is used is recorded by record_reads, once
+        )
+        for hit in result.hits:
+            known = chosen.get(hit.item_id)
+            if known is None or hit.final > known.final:
+                chosen[hit.item_id] = _recalled(
+                    hit.item, hit.relevance, hit.final, hit.why
+                )
+    ranked = sorted(chosen.values(), key=lambda r: -r.final)[:limit]
+    session_ids = [
+        uuid.UUID(entry["id"][len(ID_PREFIX) :])
+        for entry in short_term_context(user_id=user.pk, limit=SESSION_ENTRIES)
+    ]
+    missing = [i for i in session_ids if i not in {r.item_id for r in ranked}]
+    if missing:
+        # Re-read from PostgreSQL through the pre-filter: Redis may be stale, and
+        # a sensitive or archived item must not slip in through the session.
+        rows = prefiltered(user, Tier.SHORT_TERM, QueryFilters()).in_bulk(missing)
+        ranked += [
+            _recalled(rows[i], 0.0, 0.0, "in your current session")
+            for i in missing
+            if i in rows
+        ]
+    return ranked
+
+
+@transaction.atomic(savepoint=False)
+def record_reads(
+    *, ctx: Context, user: User, reader: Reader, used: list[Recalled]
+) -> None:
+    """Record that `used` went to `reader`: audit events, in the caller's
+    transaction, and read provenance once it commits."""
+    if not used:
+        return
+    audit_record_many(
+        ctx=ctx,
+        user_id=user.pk,
+        events=[
+            EventSpec(
+                "memory.read",
+                "memory",
+                r.memory_id,
+                {"reader": reader.kind, "ref": reader.ref, "rank": rank},
+            )
+            for rank, r in enumerate(used, 1)
+        ],
+    )
+    user_id = user.pk
+    entries = [(r.item_id, r.final) for r in used]
+    transaction.on_commit(
+        lambda: log_retrieval(user_id, reader.ref, entries, kind=reader.kind)
+    )
+
+
+@dataclass(frozen=True)
+class MemoryState:
+    status: str  # active | archived | deleted
+    version: int | None
+
+
+def memory_states(
+    *, user: User, item_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, MemoryState]:
+    """Where each of the user's memories stands now (deleted when gone)."""
+    rows = {
+        pk: (status, version)
+        for pk, status, version in MemoryItem.objects.filter(
+            user=user, pk__in=item_ids
+        ).values_list("pk", "status", "version")
+    }
+    return {
+        i: MemoryState(*rows[i]) if i in rows else MemoryState("deleted", None)
+        for i in item_ids
+    }
+
+
+def remember(*, ctx: Context, user: User, content: str, tags: list[str]) -> MemoryItem:
+    """Store what the user asked to keep in their short-term memory (quota-checked)."""
+    return services.memory_create(
+        ctx=ctx,
+        user=user,
+        tier=Tier.SHORT_TERM,
+        content=content,
+        metadata={"source": Source.CHAT, "tags": tags},
+    ).item
+
+
+def propose(
+    *, ctx: Context, user: User, facts: list[str], origin: str
+) -> list[MemoryProposal]:
+    """Offer `facts` as memories for the user to accept or reject (or store them at
+    once when the user turned auto-accept on)."""
+    return proposals_create(ctx=ctx, user=user, facts=facts, origin=origin)
+
+
+__all__ = [
+    "MemoryState",
+    "Reader",
+    "Recalled",
+    "Status",
+    "memory_states",
+    "propose",
+    "recall",
+    "record_reads",
+    "remember",
+]
