@@ -26,6 +26,7 @@ from chat.context import Assembled, assemble
 from chat.models import Conversation, Message, MessageContext
 from chat.runners import Completion, ModelRunner, RunnerError, RunnerTimeout, get_runner
 from kimberly.api.errors import ApplicationError, invalid_field
+from kimberly.api.ratelimit import rate_limit_hit
 from kimberly.context import Context
 from memory import gateway
 from users.models import User
@@ -74,6 +75,12 @@ def chat_begin(
     `save_to_memory`, a short-term memory of it: over quota is 429, nothing kept)."""
     started = time.perf_counter()
     text = _validate(message)
+    rate_limit_hit(
+        scope="chat",
+        ident=str(user.pk),
+        limit=settings.CHAT_RATE_PER_USER,
+        window_seconds=settings.CHAT_RATE_WINDOW_SECONDS,
+    )
     conversation = None
     history = []
     if conversation_id is not None:

@@ -271,3 +271,16 @@ def test_deleting_a_conversation_deletes_its_messages(alice_api: Any) -> None:
     assert alice_api.get(f"/v1/chat/conversations/{conv}").status_code == 404
     assert not Message.objects.exists()
     assert AuditEvent.objects.filter(action="chat.delete", target_id=conv).exists()
+
+
+def test_chat_is_rate_limited_per_user(
+    alice_api: Any, bob_api: Any, settings: Any
+) -> None:
+    settings.CHAT_RATE_PER_USER = 2
+    assert _chat(alice_api, "one").status_code == 200
+    assert _chat(alice_api, "two").status_code == 200
+    r = _chat(alice_api, "three")
+    assert (r.status_code, r.json()["error"]) == (429, "rate_limited")
+    assert "Retry-After" in r
+    assert _chat(bob_api, "one").status_code == 200
+    assert not Message.objects.filter(content="three").exists()

@@ -27,3 +27,6 @@ CHAT_CONTEXT_MEMORIES = env_int("CHAT_CONTEXT_MEMORIES", 8)
 CHAT_HISTORY_TURNS = env_int("CHAT_HISTORY_TURNS", 6)
 # Propose durable memories after each exchange (only with a model runner).
 CHAT_PROPOSALS = env_bool("CHAT_PROPOSALS", True)
+# Chat messages per user per window (each may cost a model call); then 429.
+CHAT_RATE_PER_USER = env_int("CHAT_RATE_PER_USER", 30)
+CHAT_RATE_WINDOW_SECONDS = env_int("CHAT_RATE_WINDOW_SECONDS", 60)
