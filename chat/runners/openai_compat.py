@@ -268,11 +268,18 @@ def _json_object(text: str) -> Event:
 
 
 def _sse_objects(response: httpx2.Response) -> Iterator[Event]:
+    finished = False
     for event in httpx2.EventSource(response):
         if event.data.strip() == "[DONE]":
             return
         if event.data:
-            yield _json_object(event.data)
+            data = _json_object(event.data)
+            finished = finished or bool(_choice(data).get("finish_reason"))
+            yield data
+    # Ended with neither [DONE] nor a finish_reason: the connection was cut and
+    # the reply is truncated, not complete.
+    if not finished:
+        raise _Failure("connection", "stream_cut", retry=True)
 
 
 def _choice(data: Event) -> dict[str, Any]:

@@ -266,6 +266,28 @@ def test_a_stream_that_drips_past_the_total_deadline_is_cut_off(with_llm, settin
     assert len(with_llm.requests) == 1  # never retried once the reply had begun
 
 
+def test_a_stream_cut_off_mid_reply_is_a_502_and_not_retried(with_llm):
+    with_llm.script(Behaviour(reply="one two three four", cut_after=3))
+    received: list[str | Completion] = []
+
+    with pytest.raises(RunnerError) as caught:
+        for item in get_runner().reply_stream(PROMPT):
+            received.append(item)
+
+    assert received == ["one ", "two "]
+    assert caught.value.details == {"reason": "stream_cut", "attempts": 1}
+    assert len(with_llm.requests) == 1
+
+
+def test_a_stream_cut_off_before_any_delta_is_retried(with_llm):
+    with_llm.script(Behaviour(cut_after=0))
+
+    deltas, final = _split(get_runner().reply_stream(PROMPT))
+
+    assert "".join(deltas) == final.content == "Hello from the stand-in model."
+    assert len(with_llm.requests) == 2
+
+
 def test_an_endless_stall_before_the_first_delta_is_a_504(with_llm, settings):
     settings.LLM_TIMEOUT_SECONDS = 0.5
     with_llm.script(Behaviour(delay=10))

@@ -29,6 +29,7 @@ class Behaviour:
     delay: float = 0.0  # seconds before the first byte (headers included)
     drip: float = 0.0  # seconds before each streamed chunk
     body: str | None = None  # sent as is instead of a well-formed reply
+    cut_after: int | None = None  # streaming: hang up after this many chunks
     usage: bool = True  # report usage (streaming: only if include_usage was asked)
     model: str = "standin-model"
     prompt_tokens: int = 42
@@ -173,8 +174,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         chunks: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
         chunks += [{"content": piece} for piece in _pieces(behaviour.reply)]
-        for delta in chunks:
-            if self.standin.stopping.wait(behaviour.drip):
+        for i, delta in enumerate(chunks):
+            if self.standin.stopping.wait(behaviour.drip) or i == behaviour.cut_after:
                 return
             choice = {"index": 0, "delta": delta, "finish_reason": None}
             self._event({**_envelope(behaviour, "chunk"), "choices": [choice]})
