@@ -68,7 +68,7 @@ class _Failure(Exception):
 
 
 _MESSAGES = {
-    "http": "The model server refused the request.",
+    "http": "The model server answered with an error.",
     "connection": "Could not reach the model server.",
     "malformed": "The model server sent a reply that could not be read.",
 }
@@ -219,6 +219,10 @@ class OpenAICompatRunner:
             raise _Failure("timeout", "timeout") from exc
         except httpx2.TransportError as exc:  # dropped mid-reply, protocol errors
             raise _Failure("connection", "connection", retry=True) from exc
+        except httpx2.DecodingError as exc:
+            raise _Failure("malformed", "undecodable") from exc
+        except (httpx2.HTTPError, httpx2.InvalidURL) as exc:  # LLM_BASE_URL is wrong
+            raise _Failure("connection", "bad_request_url") from exc
 
     def _error(
         self, failure: _Failure, *, attempts: int
@@ -229,6 +233,10 @@ class OpenAICompatRunner:
             details["status"] = failure.status
         if failure.kind == "timeout":
             return RunnerTimeout("The model server timed out.", details=details)
+        if failure.status is not None:
+            return RunnerError(
+                f"The model server answered HTTP {failure.status}.", details=details
+            )
         return RunnerError(_MESSAGES[failure.kind], details=details)
 
     def _completion(

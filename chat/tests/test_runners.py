@@ -363,8 +363,18 @@ def test_more_than_five_facts_keeps_the_first_five_and_counts_the_rest(with_llm)
 
 def test_a_failing_server_proposes_nothing_instead_of_failing(with_llm):
     with_llm.script(then=Behaviour(status=500))
+    before = _metric("kimberly_model_runner_errors_total", runner="openai", kind="http")
 
     assert get_runner().propose_facts(EXCHANGE) == []
+    after = _metric("kimberly_model_runner_errors_total", runner="openai", kind="http")
+    assert after - before == 1
+
+
+def test_a_base_url_without_a_scheme_is_a_502_not_a_crash(with_llm, settings):
+    settings.LLM_BASE_URL = "localhost:11434/v1"
+
+    with pytest.raises(RunnerError):
+        get_runner().reply(PROMPT)
 
 
 # --- fitting the prompt to the budget ---------------------------------------------
