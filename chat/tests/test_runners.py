@@ -458,3 +458,11 @@ def test_offline_streams_the_same_reply_in_chunks_then_the_completion():
     assert final == runner.reply(PROMPT)
     assert "".join(chunks) == final.content
     assert runner.propose_facts(EXCHANGE) == []
+
+
+def test_the_stand_in_lists_its_model_like_a_real_server(llm_server):
+    import httpx2
+
+    models = httpx2.get(f"{llm_server.base_url}/models").json()
+
+    assert models["data"][0]["id"] == "standin-model"
