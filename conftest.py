@@ -1,4 +1,5 @@
-"""Shared fixtures: API clients, personas (alice owns, bob must see nothing of hers)."""
+"""Shared fixtures: API clients, personas (alice owns, bob must see nothing of hers),
+and a stand-in OpenAI-compatible model server."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from django.conf import settings
 from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 
+from tests.standins.openai_server import StandinServer
 from users.tests.factories import UserFactory
 
 
@@ -54,3 +56,25 @@ def alice_api(alice: Any) -> APIClient:
 @pytest.fixture
 def bob_api(bob: Any) -> APIClient:
     return _client_for(bob)
+
+
+@pytest.fixture
+def llm_server() -> Iterator[StandinServer]:
+    """A stand-in OpenAI-compatible server on a loopback port: `.base_url` (ends
+    in /v1), `.script(Behaviour(...), ..., then=...)`, `.requests`."""
+    server = StandinServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def with_llm(llm_server: StandinServer, settings: Any) -> StandinServer:
+    """Settings pointing the model runner at `llm_server`, with timeouts and
+    backoff small enough for tests (override further with `settings`)."""
+    settings.LLM_BASE_URL = llm_server.base_url
+    settings.LLM_MODEL = "standin-model"
+    settings.LLM_API_KEY = None
+    settings.LLM_TIMEOUT_SECONDS = 2.0
+    settings.LLM_RETRIES = 2
+    settings.LLM_RETRY_BACKOFF_SECONDS = 0.01
+    return llm_server

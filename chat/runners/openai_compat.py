@@ -1,0 +1,314 @@
+"""A model runner for any OpenAI-compatible chat-completions server.
+
+llama.cpp's server, Ollama, vLLM and hosted APIs all speak
+`POST {base}/chat/completions`, plain JSON or server-sent events. httpx2 does
+the HTTP and the SSE decoding; this module owns the policy: one total deadline
+per call (streaming included), retries with exponential backoff only before any
+of the reply arrived, and errors that say what happened without leaking the key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx2
+
+from chat.metrics import runner_errors, runner_tokens
+from chat.runners.base import (
+    Completion,
+    Prompt,
+    RunnerError,
+    RunnerTimeout,
+    Turn,
+    estimate_tokens,
+)
+from chat.runners.deadline import DeadlinePassed, iterate_until
+from chat.runners.prompting import Message, fit_prompt, messages_tokens, render_messages
+from chat.runners.proposals import PROPOSAL_REPLY_TOKENS, parse_facts, proposal_messages
+
+logger = logging.getLogger(__name__)
+
+# Connecting is quick or the server is not there: fail fast, and retry.
+CONNECT_TIMEOUT_SECONDS = 5.0
+# The worker's socket reads outlast the caller's deadline a little, so the
+# deadline (not a read timeout) is what cuts a call off.
+READ_GRACE_SECONDS = 1.0
+
+Event = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    """The LLM_* settings a runner was built from (hashable: runners are cached)."""
+
+    base_url: str
+    model: str
+    api_key: str | None = field(default=None, repr=False)
+    timeout: float = 60.0
+    retries: int = 2
+    backoff: float = 0.5
+    context_tokens: int = 4096
+    reply_tokens: int = 512
+
+
+class _Failure(Exception):
+    """One attempt failed; `kind` is the metrics label."""
+
+    def __init__(
+        self, kind: str, reason: str, *, status: int | None = None, retry: bool = False
+    ) -> None:
+        super().__init__(reason)
+        self.kind, self.reason, self.status, self.retry = kind, reason, status, retry
+
+
+_MESSAGES = {
+    "http": "The model server answered with an error.",
+    "connection": "Could not reach the model server.",
+    "malformed": "The model server sent a reply that could not be read.",
+}
+
+
+class OpenAICompatRunner:
+    """Replies and proposals from an OpenAI-compatible server (see module doc)."""
+
+    name = "openai"
+    configured = True
+
+    def __init__(self, config: RunnerConfig) -> None:
+        self.config = config
+        self.model = config.model
+        self._url = config.base_url.rstrip("/") + "/chat/completions"
+        auth = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+        self._http = httpx2.Client(headers=auth)
+
+    def reply(self, prompt: Prompt) -> Completion:
+        """The whole reply, non-streaming."""
+        messages = self._messages(prompt)
+        data = self._complete(self._body(messages, self.config.reply_tokens))
+        return self._completion(_message_content(data), data, messages)
+
+    def reply_stream(self, prompt: Prompt) -> Iterator[str | Completion]:
+        """Text deltas as the server sends them, then one Completion. Lazy: nothing
+        is sent before the first `next()`; a failure before any delta raises there."""
+        messages = self._messages(prompt)
+        body = self._body(messages, self.config.reply_tokens)
+        body.update(stream=True, stream_options={"include_usage": True})
+        parts: list[str] = []
+        last: Event = {}
+        for chunk in self._events(body, stream=True):
+            for key in ("model", "usage"):  # usage comes in a last, choice-less chunk
+                if chunk.get(key):
+                    last[key] = chunk[key]
+            delta = _delta_content(chunk)
+            if delta:
+                parts.append(delta)
+                yield delta
+        yield self._completion("".join(parts), last, messages)
+
+    def propose_facts(self, exchange: list[Turn]) -> list[str]:
+        """Facts the model finds in `exchange`; [] on any failure (proposals must
+        never fail a chat reply; the failure is logged and counted)."""
+        messages = proposal_messages(exchange)
+        body = self._body(messages, PROPOSAL_REPLY_TOKENS)
+        body["temperature"] = 0
+        try:
+            data = self._complete(body)
+            content = _message_content(data)
+        except (RunnerError, RunnerTimeout) as exc:
+            logger.warning("memory proposals skipped: %s %s", exc.code, exc.details)
+            return []
+        self._completion(content, data, messages)  # counts the tokens
+        return parse_facts(content)
+
+    # --- one call ------------------------------------------------------------------
+
+    def _messages(self, prompt: Prompt) -> list[Message]:
+        budget = self.config.context_tokens - self.config.reply_tokens
+        fitted = fit_prompt(prompt, budget)
+        if fitted != prompt:
+            logger.info(
+                "prompt cut to the budget: %d of %d turns, %d of %d memories",
+                *(len(fitted.history), len(prompt.history)),
+                *(len(fitted.context), len(prompt.context)),
+            )
+        return render_messages(fitted)
+
+    def _body(self, messages: list[Message], max_tokens: int) -> dict[str, Any]:
+        return {
+            "model": self.config.model,
+            "messages": messages,
+            "max_tokens": max_tokens,
+        }
+
+    def _complete(self, body: dict[str, Any]) -> Event:
+        """The one JSON object of a non-streaming call."""
+        for data in self._events(body, stream=False):
+            return data
+        raise self._error(_Failure("malformed", "empty_reply"), attempts=1)
+
+    def _events(self, body: dict[str, Any], *, stream: bool) -> Iterator[Event]:
+        """The server's JSON objects for one call (one, or a chunk each when
+        streaming), under the total deadline, retried while nothing has arrived."""
+        deadline = time.monotonic() + self.config.timeout
+        attempt = 0
+        while True:
+            attempt += 1
+            received = False
+            events = iterate_until(lambda: self._send(body, stream, deadline), deadline)
+            try:
+                with contextlib.closing(events):
+                    for event in events:
+                        received = True
+                        yield event
+                return
+            except DeadlinePassed:
+                runner_errors.labels(runner=self.name, kind="timeout").inc()
+                raise RunnerTimeout(
+                    f"The model server did not answer within {self.config.timeout:g}"
+                    " seconds.",
+                    details={"reason": "timeout", "attempts": attempt},
+                ) from None
+            except _Failure as failure:
+                pause = self.config.backoff * 2 ** (attempt - 1)
+                if (
+                    received
+                    or not failure.retry
+                    or attempt > self.config.retries
+                    or time.monotonic() + pause >= deadline
+                ):
+                    raise self._error(failure, attempts=attempt) from None
+                logger.info("model server call failed (%s), retrying", failure.reason)
+                time.sleep(pause)
+
+    def _send(
+        self, body: dict[str, Any], stream: bool, deadline: float
+    ) -> Generator[Event, None, None]:
+        """One HTTP attempt (runs in the deadline's worker thread)."""
+        remaining = max(deadline - time.monotonic(), 0.001)
+        timeout = httpx2.Timeout(
+            remaining + READ_GRACE_SECONDS,
+            connect=min(CONNECT_TIMEOUT_SECONDS, remaining),
+        )
+        try:
+            with self._http.stream("POST", self._url, json=body, timeout=timeout) as r:
+                if r.status_code >= 400:
+                    r.read()
+                    logger.warning(
+                        "model server answered %d: %.300s", r.status_code, r.text
+                    )
+                    retry = r.status_code == 429 or r.status_code >= 500
+                    raise _Failure(
+                        "http", "http_status", status=r.status_code, retry=retry
+                    )
+                if stream:
+                    yield from _sse_objects(r)
+                else:
+                    r.read()
+                    yield _json_object(r.text)
+        except httpx2.SSEError as exc:  # the server did not answer with a stream
+            raise _Failure("malformed", "not_a_stream") from exc
+        except (httpx2.ConnectError, httpx2.ConnectTimeout) as exc:
+            raise _Failure("connection", "connection", retry=True) from exc
+        except httpx2.TimeoutException as exc:
+            raise _Failure("timeout", "timeout") from exc
+        except httpx2.TransportError as exc:  # dropped mid-reply, protocol errors
+            raise _Failure("connection", "connection", retry=True) from exc
+        except httpx2.DecodingError as exc:
+            raise _Failure("malformed", "undecodable") from exc
+        except (httpx2.HTTPError, httpx2.InvalidURL) as exc:  # LLM_BASE_URL is wrong
+            raise _Failure("connection", "bad_request_url") from exc
+
+    def _error(
+        self, failure: _Failure, *, attempts: int
+    ) -> RunnerError | RunnerTimeout:
+        runner_errors.labels(runner=self.name, kind=failure.kind).inc()
+        details: dict[str, Any] = {"reason": failure.reason, "attempts": attempts}
+        if failure.status is not None:
+            details["status"] = failure.status
+        if failure.kind == "timeout":
+            return RunnerTimeout("The model server timed out.", details=details)
+        if failure.status is not None:
+            return RunnerError(
+                f"The model server answered HTTP {failure.status}.", details=details
+            )
+        return RunnerError(_MESSAGES[failure.kind], details=details)
+
+    def _completion(
+        self, content: str, data: Event, messages: list[Message]
+    ) -> Completion:
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        prompt_tokens = _count(usage, "prompt_tokens") or messages_tokens(messages)
+        completion_tokens = _count(usage, "completion_tokens") or estimate_tokens(
+            content
+        )
+        runner_tokens.labels(runner=self.name, kind="prompt").inc(prompt_tokens)
+        runner_tokens.labels(runner=self.name, kind="completion").inc(completion_tokens)
+        model = data.get("model")
+        return Completion(
+            content=content,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            model=model if isinstance(model, str) and model else self.config.model,
+        )
+
+
+def _count(usage: Any, key: str) -> int | None:
+    value = usage.get(key) if isinstance(usage, dict) else None
+    return value if isinstance(value, int) and value >= 0 else None
+
+
+def _json_object(text: str) -> Event:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise _Failure("malformed", "not_json") from None
+    if not isinstance(data, dict):
+        raise _Failure("malformed", "wrong_shape")
+    if isinstance(data.get("error"), dict):  # vLLM and llama.cpp report errors so
+        raise _Failure("http", "server_error")
+    return data
+
+
+def _sse_objects(response: httpx2.Response) -> Iterator[Event]:
+    finished = False
+    for event in httpx2.EventSource(response):
+        if event.data.strip() == "[DONE]":
+            return
+        if event.data:
+            data = _json_object(event.data)
+            finished = finished or bool(_choice(data).get("finish_reason"))
+            yield data
+    # Ended with neither [DONE] nor a finish_reason: the connection was cut and
+    # the reply is truncated, not complete.
+    if not finished:
+        raise _Failure("connection", "stream_cut", retry=True)
+
+
+def _choice(data: Event) -> dict[str, Any]:
+    choices = data.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        return choices[0]
+    return {}
+
+
+def _message_content(data: Event) -> str:
+    message = _choice(data).get("message")
+    content = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(content, str):
+        runner_errors.labels(runner=OpenAICompatRunner.name, kind="malformed").inc()
+        raise RunnerError(
+            _MESSAGES["malformed"], details={"reason": "no_content", "attempts": 1}
+        )
+    return content
+
+
+def _delta_content(chunk: Event) -> str:
+    delta = _choice(chunk).get("delta")
+    content = delta.get("content") if isinstance(delta, dict) else None
+    return content if isinstance(content, str) else ""
