@@ -15,6 +15,29 @@ from tests.standins.openai_server import StandinServer
 from users.tests.factories import UserFactory
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _test_bucket() -> Iterator[None]:
+    """The test bucket exists (created on the first run); at the end, the objects
+    this run wrote (under its own prefix, settings.TEST_STORAGE_LOCATION) are gone."""
+    from django.core.files.storage import default_storage
+
+    from kimberly.runtime.seaweed import ensure_bucket
+
+    bucket = getattr(default_storage, "bucket_name", None)
+    if not bucket:  # no S3 configured: the storage tests fail with that error
+        yield
+        return
+    client = default_storage.connection.meta.client  # type: ignore[attr-defined]
+    ensure_bucket(client, bucket)
+    yield
+    prefix = f"{settings.TEST_STORAGE_LOCATION}/"
+    for page in client.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=prefix
+    ):
+        if objects := [{"Key": o["Key"]} for o in page.get("Contents", [])]:
+            client.delete_objects(Bucket=bucket, Delete={"Objects": objects})
+
+
 @pytest.fixture(autouse=True)
 def _clean_redis() -> Iterator[None]:
     """Each test starts with empty cache and rate-limit state (a test-only Redis db)."""

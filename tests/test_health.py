@@ -45,21 +45,6 @@ def test_ready_stays_200_and_reports_degraded_while_valkey_is_down(api):
     assert api.get("/v1/health/ready").json()["status"] == "ok"
 
 
-def test_ready_writes_nothing_to_storage(api, settings, tmp_path):
-    media = tmp_path / "media"
-    media.mkdir()
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(media)},
-        },
-    }
-    for _ in range(3):
-        assert api.get("/v1/health/ready").json()["checks"]["storage"]["ok"] is True
-    assert list(media.rglob("*")) == []
-
-
 def test_ready_is_503_while_a_migration_of_this_code_is_missing(api, monkeypatch):
     from django.db import connection
 

@@ -3,27 +3,51 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
 from kimberly import runtime
-from kimberly.runtime import common
+from kimberly.runtime import common, credentials, seaweed
+
+S3_ENV = (
+    "AWS_STORAGE_BUCKET_NAME",
+    "AWS_S3_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+)
 
 
 @pytest.fixture
 def scratch_runtime(tmp_path, monkeypatch):
-    """Point the runtime at a scratch ./var so the suite's own servers are untouched."""
+    """Point the runtime at a scratch ./var so the suite's own servers are untouched.
+
+    The S3 counts as external here (a bucket is named): the lifecycle is the same
+    for every service, and the embedded S3 has tests of its own below.
+    """
     var = tmp_path / "var"
     monkeypatch.setattr(common, "VAR_DIR", var)
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    monkeypatch.delenv("REDIS_URL", raising=False)
+    for name in ("DATABASE_URL", "REDIS_URL", *S3_ENV):
+        monkeypatch.delenv(name, raising=False)  # and restored after the test
+    monkeypatch.setenv("AWS_STORAGE_BUCKET_NAME", "external-bucket")
     yield var
+    runtime.stop_seaweed()
     runtime.stop_valkey()
     runtime.stop_postgres()
+
+
+@pytest.fixture
+def scratch_s3(scratch_runtime, monkeypatch):
+    """Only the embedded S3 starts (PostgreSQL and Valkey count as external)."""
+    monkeypatch.delenv("AWS_STORAGE_BUCKET_NAME")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://unused")
+    monkeypatch.setenv("REDIS_URL", "redis://unused")
+    return scratch_runtime
 
 
 def _dead_pid() -> int:
@@ -41,6 +65,8 @@ def _command():
     """Like a separate `make test`/`make run`: starts with no URLs in its environment."""
     os.environ.pop("DATABASE_URL", None)
     os.environ.pop("REDIS_URL", None)
+    if os.environ.get("AWS_STORAGE_BUCKET_NAME") == seaweed.BUCKET:
+        os.environ.pop("AWS_STORAGE_BUCKET_NAME")  # set by the first command
     with runtime.embedded_services() as services:
         yield services
 
@@ -49,15 +75,24 @@ def _running() -> bool:
     return runtime.postgres_port() is not None and runtime.valkey_port() is not None
 
 
-def test_second_command_reuses_servers_and_the_last_one_out_stops_them(scratch_runtime):
+def test_second_command_reuses_servers_and_the_last_one_out_stops_them(
+    scratch_runtime, monkeypatch
+):
+    monkeypatch.delenv("AWS_STORAGE_BUCKET_NAME")  # all three, the S3 too
     with _command() as first:
-        assert {s.name for s in first} == {"postgres", "valkey"}
+        assert {s.name for s in first} == {"postgres", "valkey", "seaweedfs"}
         assert all(s.started_here for s in first)
+        assert (
+            os.environ["AWS_S3_ENDPOINT_URL"]
+            == runtime.discovered_s3_env()["AWS_S3_ENDPOINT_URL"]
+        )
         with _command() as second:
-            assert [s.url for s in second] == [s.url for s in first]
+            assert [s.env for s in second] == [s.env for s in first]
             assert not any(s.started_here for s in second)
         assert _running(), "a command that reused the servers leaves them running"
+        assert runtime.seaweed_port() is not None
     assert runtime.postgres_port() is None and runtime.valkey_port() is None
+    assert runtime.seaweed_port() is None
 
 
 def test_servers_outlive_their_starter_while_another_command_uses_them(scratch_runtime):
@@ -181,3 +216,123 @@ def test_a_trust_cluster_made_by_older_code_is_upgraded_on_its_next_start(
         conn.execute("INSERT INTO notes (body) VALUES ('kept')")
         conn.execute("ALTER TABLE notes ADD COLUMN tag text")  # the app owns it now
         assert conn.execute("SELECT body FROM notes").fetchone() == ("kept",)
+
+
+def _s3(port: int, access_key: str, secret_key: str):
+    creds = credentials.Credentials("", "", "", access_key, secret_key)
+    return seaweed.client(port, creds)
+
+
+def _listening(pid: int) -> list[tuple[str, int]]:
+    """(address, port) of every TCP socket process `pid` listens on (from /proc)."""
+    inodes = set()
+    for fd in (Path(f"/proc/{pid}/fd")).iterdir():
+        with contextlib.suppress(OSError):
+            link = os.readlink(fd)
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+    found = []
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                addr, port = fields[1].split(":")
+                found.append((addr, int(port, 16)))
+    return found
+
+
+def test_embedded_s3_listens_on_loopback_only_and_takes_only_its_credentials(
+    scratch_s3, capsys
+):
+    import urllib.error
+    import urllib.request
+
+    import botocore.exceptions
+
+    services = runtime.ensure(auto_stop=False)
+    assert [s.name for s in services] == ["seaweedfs"]
+    port = runtime.seaweed_port()
+    assert port is not None
+    pid = int((scratch_s3 / "seaweed" / "weed.pid").read_text())
+    # The ports weed was given, all random.
+    given = set(
+        json.loads((scratch_s3 / "seaweed" / "ports.json").read_text()).values()
+    )
+    assert len(given) == len(seaweed._PORT_FLAGS) and port in given
+    assert not given & {8333, 9333, 8080, 8888, 18888, 19333, 23646, 7333, 8181}
+    sockets = _listening(pid)
+    assert {addr for addr, _ in sockets} == {"0100007F"}  # 127.0.0.1 only
+    assert port in {p for _, p in sockets} <= given
+
+    env = runtime.discovered_s3_env()
+    assert env == services[0].env
+    good = _s3(port, env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
+    good.put_object(Bucket="kimberly", Key="k", Body=b"v")
+    bad = _s3(port, env["AWS_ACCESS_KEY_ID"], "not-the-secret")
+    with pytest.raises(botocore.exceptions.ClientError):
+        bad.get_object(Bucket="kimberly", Key="k")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/kimberly/k", timeout=5)
+    assert refused.value.code == 403
+    for secret in ("credentials.json", "seaweed/s3.json"):
+        assert (scratch_s3 / secret).stat().st_mode & 0o777 == 0o600
+
+    from kimberly.runtime import cli
+
+    assert cli.main(["status"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "seaweedfs" in x)
+    assert f"http://127.0.0.1:{port}" in line and env["AWS_SECRET_ACCESS_KEY"] in line
+
+
+def test_a_killed_seaweedfs_is_detected_and_restarted_with_its_data(scratch_s3):
+    (svc,) = runtime.ensure(auto_stop=False)
+    port = runtime.seaweed_port()
+    assert port is not None
+    s3 = _s3(port, svc.env["AWS_ACCESS_KEY_ID"], svc.env["AWS_SECRET_ACCESS_KEY"])
+    s3.put_object(Bucket="kimberly", Key="kept", Body=b"survives a crash")
+    pid = int((scratch_s3 / "seaweed" / "weed.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    assert seaweed._wait_gone(pid, 10)
+    assert runtime.seaweed_port() is None
+    assert not (scratch_s3 / "seaweed" / "weed.pid").exists(), "stale pid file removed"
+    (again,) = runtime.ensure(auto_stop=False)
+    assert again.started_here and again.url != svc.url  # a new random port
+    new_port = runtime.seaweed_port()
+    assert new_port is not None
+    s3 = _s3(new_port, svc.env["AWS_ACCESS_KEY_ID"], svc.env["AWS_SECRET_ACCESS_KEY"])
+    assert s3.get_object(Bucket="kimberly", Key="kept")["Body"].read() == (
+        b"survives a crash"
+    )
+
+
+def test_stop_kills_a_seaweedfs_that_does_not_exit_on_sigterm(scratch_s3, monkeypatch):
+    runtime.ensure(auto_stop=False)
+    pid = int((scratch_s3 / "seaweed" / "weed.pid").read_text())
+    os.kill(pid, signal.SIGSTOP)  # a stopped process acts on SIGTERM only when resumed
+    monkeypatch.setattr(seaweed, "STOP_GRACE", 0.5)
+    started = time.monotonic()
+    runtime.stop_seaweed()
+    assert time.monotonic() - started < 5
+    assert not runtime.pid_alive(pid)
+    assert runtime.seaweed_port() is None
+
+
+def test_credentials_of_older_code_keep_their_passwords_and_gain_s3_keys(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(common, "VAR_DIR", tmp_path)
+    old = {"pg_superuser": "su-pass", "pg_app": "app-pass", "valkey": "vk-pass"}
+    common.write_private(tmp_path / "credentials.json", json.dumps(old))
+    loaded = credentials.load()
+    assert loaded is not None and loaded.s3_access_key == ""  # read-only: unchanged
+    creds = credentials.load_or_create()
+    assert (creds.pg_superuser, creds.pg_app, creds.valkey) == tuple(old.values())
+    assert len(creds.s3_access_key) == 20 and len(creds.s3_secret_key) >= 40
+    stored = json.loads((tmp_path / "credentials.json").read_text())
+    assert stored == {
+        **old,
+        "s3_access_key": creds.s3_access_key,
+        "s3_secret_key": creds.s3_secret_key,
+    }
+    assert (tmp_path / "credentials.json").stat().st_mode & 0o777 == 0o600
+    assert credentials.load_or_create() == creds, "generated once"

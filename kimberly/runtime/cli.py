@@ -6,7 +6,7 @@ import signal
 import subprocess
 import sys
 
-from kimberly.runtime import leases, postgres, valkey
+from kimberly.runtime import leases, postgres, seaweed, valkey
 
 USAGE = """usage: python -m kimberly.runtime COMMAND
 
@@ -45,6 +45,16 @@ def _status() -> int:
     if valkey.valkey_port() is not None:
         vk = env.get("REDIS_URL", "running" + legacy)
     print(f"valkey: {vk}")
+    s3 = "not running"
+    if seaweed.seaweed_port() is not None:
+        s3 = "running (credentials of older code: the next command adds them)"
+        if "AWS_S3_ENDPOINT_URL" in env:
+            s3 = (
+                f"{env['AWS_S3_ENDPOINT_URL']} bucket={env['AWS_STORAGE_BUCKET_NAME']} "
+                f"access_key={env['AWS_ACCESS_KEY_ID']} "
+                f"secret_key={env['AWS_SECRET_ACCESS_KEY']}"
+            )
+    print(f"seaweedfs (S3): {s3}")
     return 0
 
 

@@ -27,6 +27,10 @@ def valkey_dir() -> Path:
     return VAR_DIR / "valkey"
 
 
+def seaweed_dir() -> Path:
+    return VAR_DIR / "seaweed"
+
+
 def write_private(path: Path, text: str) -> None:
     """Write `text` to `path` readable by its owner only (0600), replacing it."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,13 +49,20 @@ def free_port() -> int:
 
 
 def pid_alive(pid: int) -> bool:
+    """True while `pid` runs. A zombie (exited, not yet reaped by a parent that
+    still runs, e.g. a server `runtime down` stopped under a `make run`) is dead."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        # The state follows the parenthesised command name, which may hold spaces.
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def proc_cmdline(pid: int) -> str:

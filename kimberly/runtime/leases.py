@@ -15,24 +15,33 @@ import re
 import sys
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from kimberly.runtime import common, credentials, postgres, valkey
+from kimberly.runtime import common, credentials, postgres, seaweed, valkey
 
 
 @dataclass(frozen=True)
 class Service:
     name: str
-    url: str
+    url: str  # what logs show (redacted) and `runtime up` prints
     started_here: bool
+    env: dict[str, str] = field(default_factory=dict)  # what the settings read
 
 
 _STOPPERS: dict[str, Callable[[], None]] = {
     "postgres": lambda: postgres.stop_postgres(),
     "valkey": lambda: valkey.stop_valkey(),
+    "seaweedfs": lambda: seaweed.stop_seaweed(),
 }
-_ENV_KEYS = {"postgres": "DATABASE_URL", "valkey": "REDIS_URL"}
+# Stop order: the app's stores before the database.
+_STOP_ORDER = ("seaweedfs", "valkey", "postgres")
+# Naming this variable (NAME or NAME_FILE) means the service is external.
+_EXTERNAL = {
+    "postgres": "DATABASE_URL",
+    "valkey": "REDIS_URL",
+    "seaweedfs": "AWS_STORAGE_BUCKET_NAME",
+}
 
 
 def discovered_env() -> dict[str, str]:
@@ -50,7 +59,17 @@ def discovered_env() -> dict[str, str]:
         env["DATABASE_ADMIN_URL"] = postgres.postgres_url(port, creds, admin=True)
     if (vport := valkey.valkey_port()) is not None:
         env["REDIS_URL"] = valkey.valkey_url(vport, creds.valkey)
-    return env
+    return {**env, **discovered_s3_env()}
+
+
+def discovered_s3_env() -> dict[str, str]:
+    """The AWS_* settings of the embedded S3 when it runs, else {} (no side effects)."""
+    creds = credentials.load()
+    if creds is None or not creds.s3_access_key:
+        return {}
+    if (port := seaweed.seaweed_port()) is None:
+        return {}
+    return seaweed.s3_env(port, creds)
 
 
 def external(name: str) -> bool:
@@ -73,7 +92,7 @@ def _ensure_postgres() -> Service:
     elif postgres.is_legacy():
         postgres.secure_postgres(port)
     url = postgres.postgres_url(port, credentials.load_or_create())
-    return Service("postgres", url, started)
+    return Service("postgres", url, started, {"DATABASE_URL": url})
 
 
 def _ensure_valkey() -> Service:
@@ -83,7 +102,23 @@ def _ensure_valkey() -> Service:
     else:
         valkey.secure_valkey(port)
     url = valkey.valkey_url(port, credentials.load_or_create().valkey)
-    return Service("valkey", url, started)
+    return Service("valkey", url, started, {"REDIS_URL": url})
+
+
+def _ensure_seaweed() -> Service:
+    port = seaweed.seaweed_port()
+    if started := port is None:
+        port = seaweed.start_seaweed()
+    env = seaweed.s3_env(port, credentials.load_or_create())
+    url = f"{env['AWS_S3_ENDPOINT_URL']} (bucket {seaweed.BUCKET})"
+    return Service("seaweedfs", url, started, env)
+
+
+_ENSURERS: dict[str, Callable[[], Service]] = {
+    "postgres": _ensure_postgres,
+    "valkey": _ensure_valkey,
+    "seaweedfs": _ensure_seaweed,
+}
 
 
 def ensure(*, auto_stop: bool = True, lease: Path | None = None) -> list[Service]:
@@ -97,10 +132,9 @@ def ensure(*, auto_stop: bool = True, lease: Path | None = None) -> list[Service
         if lease is not None:
             _leases().mkdir(parents=True, exist_ok=True)
             lease.touch()
-        if not external("DATABASE_URL"):
-            services.append(_ensure_postgres())
-        if not external("REDIS_URL"):
-            services.append(_ensure_valkey())
+        for name, ensure_one in _ENSURERS.items():
+            if not external(_EXTERNAL[name]):
+                services.append(ensure_one())
         for svc in services:
             if not auto_stop:
                 _marker(svc.name).unlink(missing_ok=True)
@@ -126,7 +160,7 @@ def release(lease: Path) -> list[str]:
                 other.unlink(missing_ok=True)  # a command that crashed
         if live:
             return stopped
-        for name in ("valkey", "postgres"):
+        for name in _STOP_ORDER:
             if _marker(name).exists():
                 _STOPPERS[name]()
                 _marker(name).unlink(missing_ok=True)
@@ -136,7 +170,7 @@ def release(lease: Path) -> list[str]:
 
 def stop_all() -> None:
     with common.lock():
-        for name in ("postgres", "valkey"):
+        for name in _STOP_ORDER:
             _STOPPERS[name]()
             _marker(name).unlink(missing_ok=True)
 
@@ -148,7 +182,7 @@ def redact(url: str) -> str:
 
 def apply_env(services: list[Service]) -> None:
     for svc in services:
-        os.environ[_ENV_KEYS[svc.name]] = svc.url
+        os.environ.update(svc.env)
 
 
 def ensure_local_secret_key() -> None:

@@ -366,36 +366,9 @@ MEDITATION_STALE_MINUTES = env_int("MEDITATION_STALE_MINUTES", 90)
 # the runs themselves and the audit events of every change stay.
 MEDITATION_RECORDS_DAYS = env_int("MEDITATION_RECORDS_DAYS", 14)
 
-# --- Storage -------------------------------------------------------------------
-MEDIA_ROOT = env_str("MEDIA_ROOT", str(VAR_DIR / "media"))
-MEDIA_URL = "/media/"
-STATIC_ROOT = env_str("STATIC_ROOT", str(VAR_DIR / "static"))
-STATIC_URL = "/static/"
-AWS_STORAGE_BUCKET_NAME = env_opt("AWS_STORAGE_BUCKET_NAME")
-if AWS_STORAGE_BUCKET_NAME:
-    _default_storage = {
-        "BACKEND": "storages.backends.s3.S3Storage",
-        "OPTIONS": {
-            "bucket_name": AWS_STORAGE_BUCKET_NAME,
-            "endpoint_url": env_opt("AWS_S3_ENDPOINT_URL"),
-            "region_name": env_opt("AWS_S3_REGION_NAME"),
-            "access_key": env_opt("AWS_ACCESS_KEY_ID"),
-            "secret_key": env_opt("AWS_SECRET_ACCESS_KEY"),
-            "default_acl": None,
-            "file_overwrite": False,
-        },
-    }
-else:
-    _default_storage = {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": MEDIA_ROOT},
-    }
-STORAGES = {
-    "default": _default_storage,
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
-}
-
+# --- Files (object storage, static) and chat: their own modules ---------------------
 from kimberly.settings.chat import *  # noqa: E402, F403
+from kimberly.settings.storage import *  # noqa: E402, F403
 
 # --- I18N ----------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

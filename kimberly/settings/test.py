@@ -1,25 +1,35 @@
-"""Test settings: base plus speed-only overrides. Same real PostgreSQL and Valkey."""
+"""Test settings: base plus speed-only overrides. Same real PostgreSQL, Valkey and S3."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import secrets
 
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 os.environ.setdefault("REDIS_CACHE_DB", "14")
 os.environ.setdefault("REDIS_BROKER_DB", "15")
 # In-process test workers must not bind the metrics port (tests that need it set it).
 os.environ.setdefault("WORKER_METRICS_PORT", "0")
-os.environ.setdefault(
-    "MEDIA_ROOT", str(Path(__file__).resolve().parents[2] / "var" / "test-media")
-)
 
 from kimberly.settings.base import *  # noqa: F403
 
 # Hashing passwords with PBKDF2 dominates test time; tests don't test the hasher.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# The same S3 as `make run`, another bucket (the root conftest creates it), and
+# under it a prefix per test run, which the run deletes at its end: two runs can
+# share the embedded S3 without seeing or deleting each other's objects.
+TEST_STORAGE_BUCKET_NAME = os.environ.get("TEST_STORAGE_BUCKET_NAME", "kimberly-test")
+TEST_STORAGE_LOCATION = f"test-run-{os.getpid()}-{secrets.token_hex(4)}"
+STORAGE_BUCKET_NAME = STORAGE_BUCKET_NAME and TEST_STORAGE_BUCKET_NAME  # noqa: F405
 STORAGES = {
-    **STORAGES,  # noqa: F405
+    "default": {
+        **STORAGES["default"],  # noqa: F405
+        "OPTIONS": {
+            **STORAGES["default"]["OPTIONS"],  # noqa: F405
+            "bucket_name": STORAGE_BUCKET_NAME,
+            "location": TEST_STORAGE_LOCATION,
+        },
+    },
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 os.makedirs(STATIC_ROOT, exist_ok=True)  # noqa: F405 - whitenoise scans it
