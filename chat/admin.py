@@ -14,7 +14,13 @@ from chat.models import Conversation
 class ConversationAdmin(admin.ModelAdmin[Conversation]):
     list_display = ["id", "user", "message_count", "created_at", "updated_at"]
     fields = ["id", "user", "message_count", "transcript_messages", "created_at"]
-    readonly_fields = fields
+    readonly_fields = [
+        "id",
+        "user",
+        "message_count",
+        "transcript_messages",
+        "created_at",
+    ]
     search_fields = ["user__email"]
     ordering = ["-updated_at"]
 

@@ -67,7 +67,7 @@ class ChatOutput(serializers.Serializer[Any]):
     conversation_id = serializers.CharField()
     message = MessageOutput()
     usage = UsageOutput()
-    context = ContextOutput(many=True)
+    context = ContextOutput(many=True)  # type: ignore[assignment]
 
 
 def chat_out(result: ChatResult) -> dict[str, Any]:
@@ -260,7 +260,7 @@ class UsedMemoryOutput(ContextOutput):
 class MessageContextOutput(serializers.Serializer[Any]):
     message_id = serializers.CharField()
     conversation_id = serializers.CharField()
-    context = UsedMemoryOutput(many=True)
+    context = UsedMemoryOutput(many=True)  # type: ignore[assignment]
 
 
 class MessageContextApi(APIView):

@@ -90,6 +90,7 @@ class MessageContext(models.Model):
     rank = models.PositiveSmallIntegerField()
     tier = models.CharField(max_length=16)
     version = models.PositiveIntegerField()
+    digest = models.CharField(max_length=64)  # sha256 of its content then
     score = models.FloatField()
     relevance = models.FloatField()
     final = models.FloatField()

@@ -69,7 +69,7 @@ class UsedMemory:
 
     used: MessageContext
     status: str  # active | archived | deleted
-    edited: bool  # changed since the reply used it
+    edited: bool  # its content changed since the reply used it
 
 
 def message_context(*, user: User, message: Message) -> list[UsedMemory]:
@@ -79,6 +79,6 @@ def message_context(*, user: User, message: Message) -> list[UsedMemory]:
     out = []
     for r in rows:
         state = states[r.memory_id]
-        edited = state.version is not None and state.version != r.version
+        edited = state.digest is not None and state.digest != r.digest
         out.append(UsedMemory(r, state.status, edited))
     return out

@@ -156,6 +156,7 @@ def chat_finish(
                 rank=rank,
                 tier=r.tier,
                 version=r.version,
+                digest=gateway.content_digest(r.content),
                 score=r.score,
                 relevance=r.relevance,
                 final=r.final,
@@ -176,7 +177,8 @@ def chat_finish(
         if exchange.runner.configured and settings.CHAT_PROPOSALS:
             from chat.tasks import propose_memories
 
-            propose_memories.delay_on_commit(str(reply.pk))
+            reply_id = str(reply.pk)
+            transaction.on_commit(lambda: propose_memories.delay(reply_id))
     metrics.chat_requests.labels(result="ok").inc()
     metrics.chat_seconds.labels(stage="total").observe(
         time.perf_counter() - exchange.started

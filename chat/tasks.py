@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-from botocore.exceptions import BotoCoreError, ClientError
 from celery import shared_task
 
 from chat import transcripts
@@ -14,20 +13,17 @@ from kimberly import storage
 
 # S3 outages are transient: retried with backoff; the transcript is rebuilt whole
 # from PostgreSQL each time, so a late or repeated write is harmless.
-_STORAGE_RETRY = {
-    "autoretry_for": (BotoCoreError, ClientError, OSError),
-    "retry_backoff": 2,
-    "retry_backoff_max": 300,
-    "retry_jitter": True,
-    "max_retries": 8,
-}
 
 
 @shared_task(
     name="chat.tasks.write_transcript",
     time_limit=120,
     soft_time_limit=100,
-    **_STORAGE_RETRY,
+    autoretry_for=(storage.StorageUnavailable,),
+    retry_backoff=2,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=8,
 )
 def write_transcript(conversation_id: str) -> bool:
     conversation = Conversation.objects.filter(pk=uuid.UUID(conversation_id)).first()
@@ -41,7 +37,11 @@ def write_transcript(conversation_id: str) -> bool:
     name="chat.tasks.delete_transcript",
     time_limit=60,
     soft_time_limit=50,
-    **_STORAGE_RETRY,
+    autoretry_for=(storage.StorageUnavailable,),
+    retry_backoff=2,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=8,
 )
 def delete_transcript(key: str) -> None:
     storage.delete(key)

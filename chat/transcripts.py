@@ -44,7 +44,7 @@ def transcript_bytes(conversation: Conversation) -> tuple[bytes, int]:
         .values_list("message_id", "memory_id")
     ):
         context[message_id].append(f"mem_{memory_id}")
-    lines = [
+    lines: list[dict[str, object]] = [
         {
             "kimberly_transcript": FORMAT_VERSION,
             "conversation_id": conversation.public_id,
@@ -53,7 +53,7 @@ def transcript_bytes(conversation: Conversation) -> tuple[bytes, int]:
         }
     ]
     for m in messages:
-        line = {
+        line: dict[str, object] = {
             "id": m.public_id,
             "role": m.role,
             "content": m.content,
@@ -104,7 +104,7 @@ def transcript_link(conversation: Conversation) -> TranscriptLink:
 def schedule_write(conversation_id: uuid.UUID) -> None:
     from chat.tasks import write_transcript
 
-    write_transcript.delay_on_commit(str(conversation_id))
+    transaction.on_commit(lambda: write_transcript.delay(str(conversation_id)))
 
 
 def schedule_delete(user_id: uuid.UUID, conversation_id: str) -> None:

@@ -94,7 +94,6 @@ class QuotaAdmin(admin.ModelAdmin[Quota]):
         return False  # the row holds the usage that keeps quotas exact
 
 
-@admin.register(MeditationRun)
 @admin.register(MemoryProposal)
 class MemoryProposalAdmin(admin.ModelAdmin[MemoryProposal]):
     list_display = ["id", "user", "status", "tier", "origin", "created_at"]
@@ -119,6 +118,7 @@ class MemoryProposalAdmin(admin.ModelAdmin[MemoryProposal]):
         return False
 
 
+@admin.register(MeditationRun)
 class MeditationRunAdmin(admin.ModelAdmin[MeditationRun]):
     """Read-only: runs are made by the scheduler, the API and ./cli meditate."""
 

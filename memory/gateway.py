@@ -14,6 +14,7 @@ such read and write is checked and recorded in one place:
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -145,10 +146,15 @@ def record_reads(
     )
 
 
+def content_digest(content: str) -> str:
+    """What identifies a memory's content in provenance (never the text itself)."""
+    return hashlib.sha256(content.encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class MemoryState:
     status: str  # active | archived | deleted
-    version: int | None
+    digest: str | None  # content_digest of its content now; None when deleted
 
 
 def memory_states(
@@ -156,10 +162,10 @@ def memory_states(
 ) -> dict[uuid.UUID, MemoryState]:
     """Where each of the user's memories stands now (deleted when gone)."""
     rows = {
-        pk: (status, version)
-        for pk, status, version in MemoryItem.objects.filter(
+        pk: (status, content_digest(content))
+        for pk, status, content in MemoryItem.objects.filter(
             user=user, pk__in=item_ids
-        ).values_list("pk", "status", "version")
+        ).values_list("pk", "status", "content")
     }
     return {
         i: MemoryState(*rows[i]) if i in rows else MemoryState("deleted", None)
@@ -191,6 +197,7 @@ __all__ = [
     "Reader",
     "Recalled",
     "Status",
+    "content_digest",
     "memory_states",
     "propose",
     "recall",

@@ -54,7 +54,7 @@ def test_the_background_write_keeps_the_object_current_and_delete_removes_it(
     assert alice_api.delete(f"/v1/chat/conversations/{conv}").status_code == 204
     delete_transcript(key)  # what the on-commit task does
     assert write_transcript(conv[5:]) is False  # gone: nothing written again
-    with pytest.raises(Exception):
+    with pytest.raises(storage.ObjectNotFound):
         storage.read_bytes(key)
 
 

@@ -28,7 +28,7 @@ class ProposalOutput(serializers.Serializer[Any]):
     id = serializers.CharField(help_text="prop_<uuid>")
     content = serializers.CharField()
     type = serializers.ChoiceField(choices=["short-term", "long-term", "permanent"])
-    source = serializers.CharField()
+    source = serializers.CharField()  # type: ignore[assignment]
     origin = serializers.CharField(help_text="msg_<uuid> of the reply it followed")
     status = serializers.ChoiceField(choices=ProposalStatus.choices)
     memory_id = serializers.CharField(allow_null=True, help_text="set once accepted")

@@ -147,7 +147,7 @@ def test_auto_accept_stores_proposals_at_once(alice: Any) -> None:
     alice.save()
     (p,) = _propose(alice, "Alice runs on Tuesdays")
     p.refresh_from_db()
-    assert p.status == "accepted"
+    assert p.status == "accepted" and p.memory_id is not None
     assert MemoryItem.objects.get(pk=p.memory_id).created_by == "system"
 
 
