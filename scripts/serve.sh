@@ -1,5 +1,5 @@
 #!/usr/bin/env sh
-# Runs inside `python -m kimberly.runtime exec`, so DATABASE_URL/REDIS_URL are set.
+# Runs inside `python -m kimberly.runtime exec`, so DATABASE_URL/REDIS_URL/AWS_* are set.
 set -eu
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
@@ -18,8 +18,8 @@ Kimberly is starting:
   worker  Celery worker (broker: REDIS_URL/1), metrics http://127.0.0.1:9808/metrics
   beat    Celery beat, schedule from settings synced into django-celery-beat,
           metrics http://127.0.0.1:9809/metrics
-  data    embedded PostgreSQL and Valkey (URLs with their passwords:
-          .venv/bin/python -m kimberly.runtime status)
+  data    embedded PostgreSQL, Valkey and S3 (SeaweedFS) unless configured
+          (URLs, passwords, S3 keys: .venv/bin/python -m kimberly.runtime status)
 Ctrl-C stops everything.
 
 INFO
