@@ -48,10 +48,11 @@ fi
 exec "$@"
 EOF
 
-# The code is owned by root and read-only to the app user; only var/ (media when
-# no S3 bucket is configured) is writable.
+# The code is owned by root and read-only to the app user; only var/ (scratch
+# files such as Prometheus' multiprocess directory) is writable. Every file the
+# product keeps goes to the S3 bucket named by AWS_STORAGE_BUCKET_NAME.
 COPY . .
-RUN mkdir -p /app/var/media && chown -R kimberly:kimberly /app/var
+RUN mkdir -p /app/var && chown -R kimberly:kimberly /app/var
 
 ENV DJANGO_SETTINGS_MODULE=kimberly.settings.base \
     HF_HUB_OFFLINE=1 \
