@@ -20,7 +20,7 @@ from kimberly.api.errors import ApplicationError
 from kimberly.api.exceptions import error_body
 from kimberly.api.pagination import PagePagination, PageQuery, page_serializer
 from kimberly.api.renderers import EventStreamRenderer, sse_event
-from kimberly.api.schema import error_responses
+from kimberly.api.schema import EventSerializer, error_responses
 from kimberly.api.serializers import NonBlank, StrictInput, parse
 from kimberly.context import context_from_request, current_user
 
@@ -127,8 +127,9 @@ class ChatApi(APIView):
         responses={
             (200, "application/json"): ChatOutput,
             (200, "text/event-stream"): OpenApiResponse(
-                description="with stream: `delta` events {content}, then one `done`"
-                " event with the whole JSON body (or an `error` event)"
+                EventSerializer,
+                description="with stream: `delta` events, then one `done` event"
+                " holding the whole JSON body (or an `error` event)",
             ),
             **error_responses(
                 404,

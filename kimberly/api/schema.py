@@ -69,7 +69,19 @@ class KimberlyAutoSchema(AutoSchema):
                 responses[str(status)] = self._get_response_for_code(
                     error_responses(status)[status], str(status)
                 )
+        self._errors_as_events(responses)
         return operation
+
+    def _errors_as_events(self, responses: dict[str, Any]) -> None:
+        """An operation that can stream answers its errors as one `error` event
+        when the client asked for text/event-stream (EventStreamRenderer)."""
+        for code, response in responses.items():
+            content = response.get("content", {})
+            if int(code) >= 400 and "text/event-stream" in content:
+                event = self._get_response_for_code(
+                    OpenApiResponse(EventSerializer), code
+                )["content"]["text/event-stream"]
+                content["text/event-stream"] = event
 
     def _map_basic_serializer(self, serializer: Any, direction: str) -> Any:
         schema = super()._map_basic_serializer(serializer, direction)
@@ -131,3 +143,15 @@ def _shared_errors(operation: dict[str, Any]) -> list[int]:
     if "path" in where:
         statuses.append(404)
     return statuses
+
+
+class EventSerializer(serializers.Serializer[Any]):
+    """One server-sent event as schemathesis and clients parse it (OpenAPI 3.0:
+    the schema of a text/event-stream response describes each event)."""
+
+    event = serializers.ChoiceField(
+        choices=["delta", "done", "error"],
+        help_text="delta: {content} of the reply so far; done: the whole JSON body;"
+        " error: the error body",
+    )
+    data = serializers.CharField(help_text="a JSON document")
