@@ -54,6 +54,11 @@ class MemoryItem(models.Model):
     access_count = models.PositiveIntegerField(default=0)
     created_by = models.CharField(max_length=16, choices=ActorType.choices)
     consent = models.BooleanField(default=True)
+    # Where an imported item came from (e.g. "chatgpt:<message id>"); unique per
+    # user when set, which makes re-importing a file a no-op. "" for the rest.
+    external_id = models.CharField(
+        max_length=255, blank=True, default="", db_default=""
+    )  # db_default: raw COPYs (bench/) that name no external_id still work
     # |VADER compound| of the content in [0, 1], computed when content is written
     # so that meditation scores a million items in SQL without re-reading text.
     sentiment = models.FloatField(default=0.0)
@@ -85,6 +90,13 @@ class MemoryItem(models.Model):
             models.CheckConstraint(
                 condition=models.Q(score__gte=0.0) & models.Q(score__lte=1.0),
                 name="memory_score_0_1",
+            ),
+            # Imports insert with ON CONFLICT (user_id, external_id) WHERE
+            # external_id <> '' DO NOTHING against this index (migration 0011).
+            models.UniqueConstraint(
+                fields=["user", "external_id"],
+                condition=~models.Q(external_id=""),
+                name="memory_user_external_id",
             ),
         ]
 
@@ -391,3 +403,20 @@ class ScoreRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.item_id}: {self.score:.3f}"
+
+
+from memory.imports.models import MemoryImport  # noqa: E402
+
+__all__ = [
+    "EMBEDDING_DIMENSIONS",
+    "Goal",
+    "IdempotencyKey",
+    "MeditationRun",
+    "MemoryEmbedding",
+    "MemoryImport",
+    "MemoryItem",
+    "MemoryVersion",
+    "Quota",
+    "RetrievalRecord",
+    "ScoreRecord",
+]

@@ -31,6 +31,13 @@ urlpatterns = [
     path("goals/<int:goal_id>", apis.GoalDetailApi.as_view(), name="goal"),
     path("memory/query", apis.MemoryQueryApi.as_view(), name="memory-query"),
     path("memory/embed", apis.MemoryEmbedApi.as_view(), name="memory-embed"),
+    path("memory/import", apis.MemoryImportApi.as_view(), name="memory-import"),
+    path("memory/imports", apis.MemoryImportListApi.as_view(), name="memory-imports"),
+    path(
+        "memory/imports/<str:import_id>",
+        apis.MemoryImportDetailApi.as_view(),
+        name="memory-import-detail",
+    ),
     path(
         "memory/<str:memory_id>", apis.MemoryDetailApi.as_view(), name="memory-detail"
     ),

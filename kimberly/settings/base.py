@@ -396,6 +396,7 @@ STORAGES = {
 }
 
 from kimberly.settings.chat import *  # noqa: E402, F403
+from kimberly.settings.imports import *  # noqa: E402, F403
 
 # --- I18N ----------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
