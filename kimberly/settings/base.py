@@ -283,6 +283,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "ImportFormatEnum": "memory.imports.models.MemoryImport.Format",
+        "ImportStatusEnum": "memory.imports.models.MemoryImport.State",
+    },
 }
 
 # --- Memory --------------------------------------------------------------------

@@ -19,7 +19,6 @@ from kimberly.api.serializers import QueryInput, StrictInput, parse
 from kimberly.context import context_from_request, current_user
 from memory.constants import Tier
 from memory.imports import selectors
-from memory.imports.formats import FORMATS
 from memory.imports.models import MemoryImport
 from memory.imports.services import PayloadTooLarge, check_size, memory_import_start
 
@@ -38,7 +37,7 @@ class ImportFormInput(QueryInput):
 
     file = serializers.FileField(help_text="the export; at most IMPORT_MAX_BYTES")
     format = serializers.ChoiceField(
-        choices=FORMATS, required=False, help_text=FORMAT_HELP
+        choices=MemoryImport.Format.choices, required=False, help_text=FORMAT_HELP
     )
     tier = serializers.ChoiceField(
         choices=Tier.choices, default=Tier.LONG_TERM, help_text=TIER_HELP
@@ -49,7 +48,7 @@ class ImportJsonInput(StrictInput):
     """application/json, for small imports (bounded by DATA_UPLOAD_MAX_MEMORY_SIZE)."""
 
     format = serializers.ChoiceField(
-        choices=FORMATS, required=False, help_text=FORMAT_HELP
+        choices=MemoryImport.Format.choices, required=False, help_text=FORMAT_HELP
     )
     tier = serializers.ChoiceField(
         choices=Tier.choices, default=Tier.LONG_TERM, help_text=TIER_HELP

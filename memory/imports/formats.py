@@ -91,6 +91,8 @@ def parse_import(
 
 def sniff(data: Any) -> str:
     """The format of parsed JSON: a transcript header, ChatGPT's mapping, or a list."""
+    if isinstance(data, str) and _looks_like_transcript(data):
+        return "kimberly"
     first = data[0] if isinstance(data, list) and data else data
     if isinstance(first, dict) and "kimberly_transcript" in first:
         return "kimberly"
