@@ -109,10 +109,12 @@ class MemoryImportApi(APIView):
                 400,
                 413,
                 429,
+                503,
                 e400="Malformed file: invalid_import names the first bad record "
                 "({record, line?, field, reason}); nothing was stored.",
                 e413="The file is over IMPORT_MAX_BYTES (payload_too_large).",
                 e429="This import would pass a tier's hard limit; nothing was stored.",
+                e503="The file store is down (a job's file could not be kept).",
             ),
         },
         examples=[

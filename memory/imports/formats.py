@@ -262,7 +262,8 @@ def _transcript_lines(data: Any) -> list[tuple[int, Any]]:
     if not isinstance(data, str):
         raise bad("file", "must be JSON lines, or a list of the lines")
     out = []
-    for n, text in enumerate(data.splitlines(), start=1):
+    # split("\n"), not splitlines(): JSON text may hold a raw U+2028 in a string.
+    for n, text in enumerate(data.split("\n"), start=1):
         if not text.strip():
             continue
         try:

@@ -24,7 +24,8 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
@@ -49,6 +50,11 @@ STALE_SECONDS = 120
 class PayloadTooLarge(ApplicationError):
     code = "payload_too_large"
     status = 413
+
+
+class StorageUnavailable(ApplicationError):
+    code = "storage_unavailable"
+    status = 503
 
 
 def check_size(size: int) -> None:
@@ -120,9 +126,15 @@ def _run_now(
 def _queue(user: User, parsed: ParsedImport, tier: str, body: bytes) -> MemoryImport:
     imp = _new_import(user, parsed, tier, len(body), State.QUEUED)
     ext = "jsonl" if parsed.format == MemoryImport.Format.KIMBERLY else "json"
-    imp.file_key = default_storage.save(
-        f"users/{user.pk}/imports/{imp.id}.{ext}", ContentFile(body)
-    )
+    try:
+        imp.file_key = default_storage.save(
+            f"users/{user.pk}/imports/{imp.id}.{ext}", ContentFile(body)
+        )
+    except Exception as exc:  # the backend's own errors (OSError, botocore's)
+        logger.warning("import file not stored: %s", type(exc).__name__)
+        raise StorageUnavailable(
+            "The file store is unavailable; nothing was imported. Try again later."
+        ) from exc
     try:
         with transaction.atomic():
             imp.save(force_insert=True)
@@ -249,7 +261,11 @@ def _claim(import_id: uuid.UUID) -> bool:
         .filter(
             Q(status=State.QUEUED) | Q(status=State.RUNNING, heartbeat_at__lt=stale)
         )
-        .update(status=State.RUNNING, heartbeat_at=now, started_at=now)
+        .update(
+            status=State.RUNNING,
+            heartbeat_at=now,
+            started_at=Coalesce("started_at", Value(now)),
+        )
     )
 
 

@@ -467,3 +467,31 @@ def test_a_body_announced_over_the_limit_is_refused_before_it_is_read(alice_api)
     assert resp.status_code == 413
     assert resp.json()["error"] == "payload_too_large"
     assert resp.json()["details"]["size_bytes"] > 70_000
+
+
+def test_a_transcript_line_may_hold_a_unicode_line_separator(alice_api, alice):
+    lines = _transcript(1).splitlines()
+    msg = json.loads(lines[1])
+    msg["content"] = "first\u2028second"
+    lines[1] = json.dumps(msg, ensure_ascii=False)
+    _ok(_upload(alice_api, "\n".join(lines)))
+    assert MemoryItem.objects.get(user=alice).content == "first\u2028second"
+
+
+@override_settings(
+    IMPORT_SYNC_MAX_RECORDS=1,
+    STORAGES={
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": "/proc/kimberly-no-such-place"},
+        },
+        "staticfiles": {
+            "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        },
+    },
+)
+def test_a_job_whose_file_cannot_be_kept_is_a_503_and_stores_nothing(alice_api, alice):
+    resp = alice_api.post(URL, {"data": _json_list(3)}, format="json")
+    assert resp.status_code == 503
+    assert resp.json()["error"] == "storage_unavailable"
+    assert _state(alice) == (0, used_bytes(alice), 0)
