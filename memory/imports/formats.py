@@ -74,6 +74,8 @@ def parse_import(
 ) -> ParsedImport:
     """Records of a file (`raw` bytes) or of already-parsed JSON (`data`)."""
     tier = _tier(tier, field="tier", record=None)
+    if fmt is not None and fmt not in FORMATS:
+        raise bad("format", f"must be one of {', '.join(FORMATS)}")
     if raw is not None:
         fmt, data = _load_bytes(raw, fmt)
     else:
