@@ -11,6 +11,7 @@ from django.conf import settings
 from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 
+from kimberly.runtime import common
 from tests.standins.openai_server import StandinServer
 from users.tests.factories import UserFactory
 
@@ -101,3 +102,18 @@ def with_llm(llm_server: StandinServer, settings: Any) -> StandinServer:
     settings.LLM_RETRIES = 2
     settings.LLM_RETRY_BACKOFF_SECONDS = 0.01
     return llm_server
+
+
+@pytest.fixture
+def dead_s3(settings):
+    """The default storage pointed at a closed port on loopback."""
+    port = common.free_port()  # nothing listens there once the probe socket closes
+    options = settings.STORAGES["default"]["OPTIONS"]
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            **settings.STORAGES["default"],
+            "OPTIONS": {**options, "endpoint_url": f"http://127.0.0.1:{port}"},
+        },
+    }
+    return port

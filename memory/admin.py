@@ -6,6 +6,7 @@ from django.http import HttpRequest
 from kimberly.context import Actor, Context
 from memory.models import (
     MeditationRun,
+    MemoryImport,
     MemoryItem,
     MemoryProposal,
     MemoryVersion,
@@ -140,6 +141,34 @@ class MeditationRunAdmin(admin.ModelAdmin[MeditationRun]):
     search_fields = ["=id", "user__email"]
     list_select_related = ["user"]
     raw_id_fields = ["user", "parent"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(MemoryImport)
+class MemoryImportAdmin(admin.ModelAdmin[MemoryImport]):
+    """Read-only: imports are started through the API and run by their job."""
+
+    list_display = [
+        "id",
+        "user",
+        "format",
+        "status",
+        "created_at",
+        "total",
+        "processed",
+        "imported",
+        "skipped_duplicate",
+        "refused",
+    ]
+    list_filter = ["format", "status"]
+    search_fields = ["=id", "user__email"]
+    list_select_related = ["user"]
+    raw_id_fields = ["user"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -129,3 +129,15 @@ meditation_failures = Counter(
     "kimberly_meditation_failures",
     "User meditation runs that failed (once per run, not per attempt).",
 )
+
+imports = Counter(
+    "kimberly_memory_imports",
+    "Imports by format and result (succeeded, failed, invalid, quota_exceeded, "
+    "too_large, queued).",
+    ["format", "result"],
+)
+import_items = Counter(
+    "kimberly_memory_import_items",
+    "Imported records by format and result (imported, skipped_duplicate, refused).",
+    ["format", "result"],
+)

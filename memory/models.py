@@ -15,7 +15,6 @@ from pgvector.django import HnswIndex, VectorField
 from memory.constants import (
     ID_PREFIX,
     ActorType,
-    ProposalStatus,
     Scope,
     Source,
     Status,
@@ -62,6 +61,11 @@ class MemoryItem(models.Model):
     access_count = models.PositiveIntegerField(default=0)
     created_by = models.CharField(max_length=16, choices=ActorType.choices)
     consent = models.BooleanField(default=True)
+    # Where an imported item came from (e.g. "chatgpt:<message id>"); unique per
+    # user when set, which makes re-importing a file a no-op. "" for the rest.
+    external_id = models.CharField(
+        max_length=255, blank=True, default="", db_default=""
+    )  # db_default: raw COPYs (bench/) that name no external_id still work
     # |VADER compound| of the content in [0, 1], computed when content is written
     # so that meditation scores a million items in SQL without re-reading text.
     sentiment = models.FloatField(default=0.0)
@@ -93,6 +97,13 @@ class MemoryItem(models.Model):
             models.CheckConstraint(
                 condition=models.Q(score__gte=0.0) & models.Q(score__lte=1.0),
                 name="memory_score_0_1",
+            ),
+            # Imports insert with ON CONFLICT (user_id, external_id) WHERE
+            # external_id <> '' DO NOTHING against this index (migration 0011).
+            models.UniqueConstraint(
+                fields=["user", "external_id"],
+                condition=~models.Q(external_id=""),
+                name="memory_user_external_id",
             ),
         ]
 
@@ -404,37 +415,20 @@ class ScoreRecord(models.Model):
         return f"{self.item_id}: {self.score:.3f}"
 
 
-class MemoryProposal(models.Model):
-    """A memory Kimberly proposes (from a chat exchange); stored only on accept."""
+from memory.imports.models import MemoryImport  # noqa: E402
+from memory.proposal_models import MemoryProposal  # noqa: E402
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
-    )
-    content = models.TextField()
-    tier = models.CharField(max_length=16, choices=Tier.choices, default=Tier.LONG_TERM)
-    source = models.CharField(
-        max_length=16, choices=Source.choices, default=Source.CHAT
-    )
-    # Where it came from: "msg_<uuid>" of the assistant reply it was proposed after.
-    origin = models.CharField(max_length=64, blank=True)
-    status = models.CharField(
-        max_length=16, choices=ProposalStatus.choices, default=ProposalStatus.PENDING
-    )
-    memory_id = models.UUIDField(null=True, blank=True)  # the item made on accept
-    created_at = models.DateTimeField(auto_now_add=True)
-    decided_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        indexes = [
-            models.Index(
-                fields=["user", "status", "-created_at"], name="memory_proposal_user"
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.public_id} ({self.status})"
-
-    @property
-    def public_id(self) -> str:
-        return f"prop_{self.id}"
+__all__ = [
+    "EMBEDDING_DIMENSIONS",
+    "Goal",
+    "IdempotencyKey",
+    "MeditationRun",
+    "MemoryEmbedding",
+    "MemoryImport",
+    "MemoryItem",
+    "MemoryProposal",
+    "MemoryVersion",
+    "Quota",
+    "RetrievalRecord",
+    "ScoreRecord",
+]

@@ -139,6 +139,22 @@ def quota_adjust(*, user_id: uuid.UUID, tier: str, delta: int) -> int:
     )
 
 
+def quota_headroom(*, user_id: uuid.UUID, tier: str) -> int:
+    """Bytes the tier can still take before its hard limit (may be negative).
+
+    Locks the user's quota row for the rest of the caller's transaction (a
+    zero-delta quota_adjust), so the answer holds until it commits: a batch can
+    fit items into it one by one and then reserve their sum.
+    """
+    used = quota_adjust(user_id=user_id, tier=tier, delta=0)
+    limit_bytes = (
+        Quota.objects.filter(user_id=user_id, tier=tier)
+        .values_list("limit_bytes", flat=True)
+        .get()
+    )
+    return hard_limit(effective_limit(limit_bytes=limit_bytes, tier=tier)) - used
+
+
 @dataclass(frozen=True)
 class TierUsage:
     tier: str

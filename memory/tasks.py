@@ -7,8 +7,10 @@ from typing import Any
 from celery import Task, shared_task
 from django.conf import settings
 
+from kimberly import storage
 from memory import indexing, meditation, retrieval, services
 from memory.embeddings import EmbeddingUnavailable
+from memory.imports import services as imports
 
 
 @shared_task(
@@ -107,3 +109,25 @@ def meditate_all() -> int:
     """Nightly: a scope-all run whose user runs fan out across the workers in batches."""
     meditation.meditation_prune_records()
     return meditation.meditation_queue_all().pk
+
+
+@shared_task(
+    name="memory.tasks.import_run", bind=True, time_limit=600, soft_time_limit=540
+)
+def import_run(self: Task, import_id: str) -> str:
+    """Run a queued import; a gone or finished one is left alone.
+
+    Hands over to a fresh task well before the soft time limit (progress is kept
+    per batch). While another worker holds the import, retry after the time that
+    worker has to show progress: then it is done, or dead and claimable.
+    """
+    budget = 0.8 * float(self.soft_time_limit or 540)
+    try:
+        return imports.memory_import_run(import_id=import_id, budget_seconds=budget)
+    except imports.ImportBusy as exc:
+        raise self.retry(
+            exc=exc, countdown=imports.STALE_SECONDS, max_retries=5
+        ) from exc
+    except storage.StorageUnavailable as exc:
+        countdown = min(300, 10 * 2**self.request.retries)
+        raise self.retry(exc=exc, countdown=countdown, max_retries=8) from exc

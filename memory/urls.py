@@ -42,6 +42,13 @@ urlpatterns = [
         name="memory-proposal-reject",
     ),
     path("memory/embed", apis.MemoryEmbedApi.as_view(), name="memory-embed"),
+    path("memory/import", apis.MemoryImportApi.as_view(), name="memory-import"),
+    path("memory/imports", apis.MemoryImportListApi.as_view(), name="memory-imports"),
+    path(
+        "memory/imports/<str:import_id>",
+        apis.MemoryImportDetailApi.as_view(),
+        name="memory-import-detail",
+    ),
     path(
         "memory/<str:memory_id>", apis.MemoryDetailApi.as_view(), name="memory-detail"
     ),

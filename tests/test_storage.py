@@ -44,21 +44,6 @@ def _get(url: str) -> tuple[int, bytes, dict[str, str]]:
         return exc.code, exc.read(), dict(exc.headers)
 
 
-@pytest.fixture
-def dead_s3(settings):
-    """The default storage pointed at a closed port on loopback."""
-    port = common.free_port()  # nothing listens there once the probe socket closes
-    options = settings.STORAGES["default"]["OPTIONS"]
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            **settings.STORAGES["default"],
-            "OPTIONS": {**options, "endpoint_url": f"http://127.0.0.1:{port}"},
-        },
-    }
-    return port
-
-
 def test_user_keys_are_per_user_and_per_kind():
     user = uuid.uuid4()
     assert storage.user_key(user, "transcripts", "c1.jsonl") == (

@@ -154,4 +154,4 @@ class EventSerializer(serializers.Serializer[Any]):
         help_text="delta: {content} of the reply so far; done: the whole JSON body;"
         " error: the error body",
     )
-    data = serializers.CharField(help_text="a JSON document")
+    data = serializers.CharField(help_text="a JSON document")  # type: ignore[assignment]

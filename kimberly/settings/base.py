@@ -283,6 +283,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "ImportFormatEnum": "memory.imports.models.MemoryImport.Format",
+        "ImportStatusEnum": "memory.imports.models.MemoryImport.State",
+    },
 }
 
 # --- Memory --------------------------------------------------------------------
@@ -366,8 +370,9 @@ MEDITATION_STALE_MINUTES = env_int("MEDITATION_STALE_MINUTES", 90)
 # the runs themselves and the audit events of every change stay.
 MEDITATION_RECORDS_DAYS = env_int("MEDITATION_RECORDS_DAYS", 14)
 
-# --- Files (object storage, static) and chat: their own modules ---------------------
+# --- Chat, object storage and static files, imports: their own modules -------------
 from kimberly.settings.chat import *  # noqa: E402, F403
+from kimberly.settings.imports import *  # noqa: E402, F403
 from kimberly.settings.storage import *  # noqa: E402, F403
 
 # --- I18N ----------------------------------------------------------------------

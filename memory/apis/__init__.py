@@ -5,6 +5,7 @@ changes.py     lifecycle actions, history and revert, bulk
 retrieval.py   query and user-supplied vectors
 goals.py       the user's goals
 meditation.py  meditate, forecast, runs
+imports.py     imports of exports and transcripts, and their jobs
 proposals.py   proposed memories; where a memory was read (accesses)
 schemas.py     response shapes for the OpenAPI schema
 """
@@ -18,6 +19,11 @@ from memory.apis.changes import (
 from memory.apis.goals import (
     GoalCollectionApi,
     GoalDetailApi,
+)
+from memory.apis.imports import (
+    MemoryImportApi,
+    MemoryImportDetailApi,
+    MemoryImportListApi,
 )
 from memory.apis.items import (
     MemoryCollectionApi,
@@ -53,6 +59,9 @@ __all__ = [
     "MemoryDetailApi",
     "MemoryEmbedApi",
     "MemoryHistoryApi",
+    "MemoryImportApi",
+    "MemoryImportDetailApi",
+    "MemoryImportListApi",
     "MemoryLifecycleApi",
     "MemoryMetricsApi",
     "MemoryQueryApi",

@@ -5,6 +5,7 @@ and its audit event together; the Redis short-term cache and metrics follow
 after commit.
 
     create.py     new memories, at most once per Idempotency-Key
+    create_many.py  many new memories in one batch (imports), duplicates skipped
     edit.py       content, metadata and tier changes; revert
     lifecycle.py  protect, unprotect, archive, restore, delete; bulk
     goals.py      the user's goals
@@ -16,6 +17,7 @@ from memory.services.create import (
     idempotency_keys_purge,
     memory_create,
 )
+from memory.services.create_many import ManyResult, NewMemory, memory_create_many
 from memory.services.edit import memory_revert, memory_update
 from memory.services.goals import MAX_GOALS, goal_create, goal_delete
 from memory.services.lifecycle import (
@@ -33,11 +35,14 @@ __all__ = [
     "MAX_GOALS",
     "BulkResult",
     "CreateResult",
+    "ManyResult",
+    "NewMemory",
     "goal_create",
     "goal_delete",
     "idempotency_keys_purge",
     "memory_bulk",
     "memory_create",
+    "memory_create_many",
     "memory_delete",
     "memory_lifecycle",
     "memory_revert",

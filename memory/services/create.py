@@ -17,6 +17,7 @@ from kimberly.api.errors import ApplicationError, Conflict, invalid_field
 from kimberly.context import Context
 from memory import indexing, metrics
 from memory.metadata import (
+    Metadata,
     MetadataPatch,
     apply_metadata,
     item_size,
@@ -83,6 +84,37 @@ def _claim_idempotency_key(
     return item
 
 
+def new_item(
+    *,
+    ctx: Context,
+    user: User,
+    tier: str,
+    content: str,
+    meta: Metadata,
+    created_at: datetime | None = None,
+    external_id: str = "",
+    item_id: uuid.UUID | None = None,
+) -> MemoryItem:
+    """An unsaved item of valid content and canonical metadata, sized and scored
+    for sentiment: the one place a new memory's columns are filled in."""
+    when = created_at or timezone.now()
+    item = MemoryItem(
+        id=item_id or uuid.uuid4(),
+        user=user,
+        tier=tier,
+        content=content,
+        size_bytes=item_size(content, meta),
+        created_at=when,
+        updated_at=when,
+        created_by=ctx.actor.type,
+        consent=True,
+        external_id=external_id,
+    )
+    apply_metadata(item, meta)
+    item.sentiment = sentiment_strength(content)
+    return item
+
+
 def memory_create(
     *,
     ctx: Context,
@@ -120,20 +152,15 @@ def memory_create(
                 if existing is not None:
                     return CreateResult(existing, replayed=True)
             quota_adjust(user_id=user.pk, tier=tier, delta=size)
-            now = created_at or timezone.now()
-            item = MemoryItem(
-                id=item_id,
+            item = new_item(
+                ctx=ctx,
                 user=user,
                 tier=tier,
                 content=content,
-                size_bytes=size,
-                created_at=now,
-                updated_at=now,
-                created_by=ctx.actor.type,
-                consent=True,
+                meta=meta,
+                created_at=created_at,
+                item_id=item_id,
             )
-            apply_metadata(item, meta)
-            item.sentiment = sentiment_strength(content)
             item.save(force_insert=True)
             audit_record(
                 ctx=ctx,

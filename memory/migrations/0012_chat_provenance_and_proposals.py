@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('memory', '0010_embedding_repair'),
+        ('memory', '0011_imports'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -1,0 +1,192 @@
+"""Writing many new memories at once (imports): one INSERT, one quota update per
+tier and one audit chain lock per batch, instead of one of each per memory."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import connection, transaction
+
+from audit.services import EventSpec, audit_record_many
+from kimberly.api.errors import ApplicationError
+from kimberly.context import Context
+from memory import indexing, metrics
+from memory.metadata import Metadata, storable, validate_content, validate_tier
+from memory.models import MemoryItem
+from memory.quotas import quota_adjust, quota_headroom
+from memory.services.changes import after_commit_sync
+from memory.services.create import new_item
+from users.models import User
+
+# Rows per INSERT statement: 25 columns each stays far below PostgreSQL's
+# 65,535 bind parameters.
+ROWS_PER_STATEMENT = 500
+QUOTA_EXCEEDED = "quota_exceeded"
+
+
+@dataclass(frozen=True)
+class NewMemory:
+    """A memory to store: valid tier, canonical metadata, its original time."""
+
+    tier: str
+    content: str
+    metadata: Metadata
+    created_at: datetime
+    external_id: str = ""
+
+
+@dataclass
+class ManyResult:
+    """What became of each input, by its position in the batch."""
+
+    inserted: list[MemoryItem] = field(default_factory=list)
+    duplicates: list[int] = field(default_factory=list)
+    refused: list[tuple[int, str]] = field(default_factory=list)
+
+
+def memory_create_many(
+    *,
+    ctx: Context,
+    user: User,
+    memories: list[NewMemory],
+    all_or_nothing: bool,
+    audit_details: dict[str, Any] | None = None,
+) -> ManyResult:
+    """Store new memories in the caller's transaction, skipping duplicates.
+
+    A memory whose (user, external_id) exists already is a duplicate and changes
+    nothing. Content over the size limit or not storable is refused with its
+    reason. Quota: with `all_or_nothing`, a batch that would pass a tier's hard
+    limit raises QuotaExceeded (the caller's transaction then stores nothing);
+    otherwise the memories that still fit are kept, in order, and each one that
+    would pass the limit is refused (`quota_exceeded`).
+    """
+    assert transaction.get_connection().in_atomic_block, "needs a transaction"
+    result = ManyResult()
+    candidates: list[tuple[int, MemoryItem]] = []
+    for pos, memory in enumerate(memories):
+        reason = _unstorable(memory.content)
+        if reason:
+            result.refused.append((pos, reason))
+            continue
+        item = new_item(
+            ctx=ctx,
+            user=user,
+            tier=validate_tier(memory.tier),
+            content=memory.content,
+            meta=memory.metadata,
+            created_at=memory.created_at,
+            external_id=memory.external_id,
+        )
+        candidates.append((pos, item))
+    inserted_ids = _insert_new(item for _, item in candidates)
+    kept = [(pos, item) for pos, item in candidates if item.id in inserted_ids]
+    result.duplicates = [pos for pos, item in candidates if item.id not in inserted_ids]
+    over = _charge_quota(user, kept, all_or_nothing=all_or_nothing)
+    if over:
+        _delete(over)
+        result.refused += [
+            (pos, QUOTA_EXCEEDED) for pos, item in kept if item.id in over
+        ]
+        kept = [(pos, item) for pos, item in kept if item.id not in over]
+    result.inserted = [item for _, item in kept]
+    result.refused.sort()
+    _record(ctx, user, result.inserted, audit_details or {})
+    return result
+
+
+def _unstorable(content: str) -> str:
+    try:
+        validate_content(content)
+    except ApplicationError as exc:
+        return exc.code if exc.code != "validation_error" else "empty_content"
+    return "" if storable(content) else "unstorable_text"
+
+
+_COLUMNS = [f for f in MemoryItem._meta.concrete_fields if not f.generated]
+_INSERT_SQL = "INSERT INTO memory_memoryitem ({cols}) VALUES {rows} " + (
+    "ON CONFLICT (user_id, external_id) WHERE external_id <> '' DO NOTHING RETURNING id"
+)
+
+
+def _insert_new(items: Any) -> set[uuid.UUID]:
+    """INSERT the items; returns the ids of those that were not duplicates."""
+    rows = [
+        [f.get_db_prep_save(getattr(item, f.attname), connection) for f in _COLUMNS]
+        for item in items
+    ]
+    cols = ", ".join(connection.ops.quote_name(f.column) for f in _COLUMNS)
+    one_row = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
+    inserted: set[uuid.UUID] = set()
+    with connection.cursor() as cur:
+        for start in range(0, len(rows), ROWS_PER_STATEMENT):
+            chunk = rows[start : start + ROWS_PER_STATEMENT]
+            sql = _INSERT_SQL.format(cols=cols, rows=", ".join([one_row] * len(chunk)))
+            cur.execute(sql, [value for row in chunk for value in row])
+            inserted.update(row[0] for row in cur.fetchall())
+    return inserted
+
+
+def _charge_quota(
+    user: User, kept: list[tuple[int, MemoryItem]], *, all_or_nothing: bool
+) -> set[uuid.UUID]:
+    """Reserve the stored items' bytes; returns the ids that did not fit."""
+    by_tier: dict[str, list[MemoryItem]] = defaultdict(list)
+    for _, item in kept:
+        by_tier[item.tier].append(item)
+    over: set[uuid.UUID] = set()
+    # Fixed tier order, as in changes.adjust_quotas: no deadlock between two
+    # writers locking the same quota rows.
+    for tier in sorted(by_tier):
+        items = by_tier[tier]
+        if all_or_nothing:
+            quota_adjust(
+                user_id=user.pk, tier=tier, delta=sum(i.size_bytes for i in items)
+            )
+            continue
+        room = quota_headroom(user_id=user.pk, tier=tier)
+        fits = 0
+        for item in items:
+            if item.size_bytes <= room - fits:
+                fits += item.size_bytes
+            else:
+                over.add(item.id)
+                metrics.quota_rejections.labels(tier=tier).inc()
+        quota_adjust(user_id=user.pk, tier=tier, delta=fits)
+    return over
+
+
+def _delete(ids: set[uuid.UUID]) -> None:
+    # Rows this transaction inserted a moment ago and that did not fit the quota.
+    MemoryItem.objects.filter(pk__in=ids).delete()
+
+
+def _record(
+    ctx: Context, user: User, items: list[MemoryItem], details: dict[str, Any]
+) -> None:
+    """One audit event per stored memory (one chain lock), then cache and vectors."""
+    if not items:
+        return
+    audit_record_many(
+        ctx=ctx,
+        user_id=user.pk,
+        events=[
+            EventSpec(
+                "memory.create",
+                "memory",
+                item.public_id,
+                {"tier": item.tier, "size_bytes": item.size_bytes, **details},
+            )
+            for item in items
+        ],
+    )
+    after_commit_sync(items)
+    indexing.enqueue_on_commit(items, user)
+    for tier in {i.tier for i in items}:
+        metrics.memory_writes.labels(tier=tier, result="ok").inc(
+            sum(1 for i in items if i.tier == tier)
+        )
