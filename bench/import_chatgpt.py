@@ -26,7 +26,6 @@ import argparse
 import json
 import random
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -141,7 +140,7 @@ def report(args: argparse.Namespace, res: dict[str, Any]) -> str:
             f"- command: `.venv/bin/python bench/import_chatgpt.py {' '.join(res['argv'])}`",
             f"- code: {res['commit']}; the Procfile's web, worker (concurrency 2) and beat"
             " via honcho, as `make run`; default settings (IMPORT_BATCH_SIZE 250,"
-            " EMBEDDING_BATCH_SIZE 128); files in FileSystemStorage (a temp MEDIA_ROOT)",
+            " EMBEDDING_BATCH_SIZE 128); files in the embedded S3 (SeaweedFS) unless AWS_* name a bucket",
             f"- file: a generated conversations.json of {res['conversations']} conversations,"
             f" {n} user messages (avg {res['avg_words']:.0f} words) among"
             f" {res['nodes']} nodes (replies, system and tool messages, custom"
@@ -184,7 +183,6 @@ def main() -> None:
     db_url = _fresh_database(server)
     port = _free_port()
     env = stack_env(ROOT, db_url, redis_url, port)
-    env["MEDIA_ROOT"] = tempfile.mkdtemp(prefix="kb-bench-media-")
     res: dict[str, Any] = {"argv": sys.argv[1:], "load_before": _load()}
     res["commit"] = _commit(ROOT)
     res["conversations"] = len(export)

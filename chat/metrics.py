@@ -6,7 +6,7 @@ from prometheus_client import Counter, Histogram
 
 chat_requests = Counter(
     "kimberly_chat_requests",
-    "Chat messages answered, by result (ok, invalid, runner_error, runner_timeout).",
+    "Chat messages answered, by result (ok, runner_error, runner_timeout).",
     ["result"],
 )
 chat_seconds = Histogram(
