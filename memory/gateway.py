@@ -27,7 +27,7 @@ from kimberly.context import Context
 from memory import services
 from memory.constants import ID_PREFIX, Source, Status, Tier
 from memory.models import MemoryItem, MemoryProposal
-from memory.retrieval import QueryFilters, memory_query, prefiltered
+from memory.retrieval import MAX_QUERY_CHARS, QueryFilters, memory_query, prefiltered
 from memory.retrieval.provenance import log_retrieval
 from memory.services.proposals import proposals_create
 from memory.short_term import short_term_context
@@ -79,28 +79,17 @@ def _recalled(item: MemoryItem, relevance: float, final: float, why: str) -> Rec
     )
 
 
-def recall(*, user: User, texts: list[str], limit: int) -> list[Recalled]:
-    """The user's memories for `texts` (the message first, then earlier turns), best
-    first: hybrid retrieval on each text, then the latest session entries not
-    already chosen; de-duplicated, never sensitive, never archived."""
-    chosen: dict[uuid.UUID, Recalled] = {}
-    for text in texts:
-        if not text.strip():
-            continue
-        result = memory_query(
-            user=user,
-            query=text[:2000],
-            top_k=limit,
-            filters=QueryFilters(include_sensitive=False),
-            log=False,  # what is used is recorded by record_reads, once
-        )
-        for hit in result.hits:
-            known = chosen.get(hit.item_id)
-            if known is None or hit.final > known.final:
-                chosen[hit.item_id] = _recalled(
-                    hit.item, hit.relevance, hit.final, hit.why
-                )
-    ranked = sorted(chosen.values(), key=lambda r: -r.final)[:limit]
+def recall(*, user: User, query: str, limit: int) -> list[Recalled]:
+    """The user's memories for `query`, best first: one hybrid retrieval, then the
+    latest session entries not already chosen; never sensitive, never archived."""
+    result = memory_query(
+        user=user,
+        query=query[:MAX_QUERY_CHARS],
+        top_k=limit,
+        filters=QueryFilters(include_sensitive=False),
+        log=False,  # what is used is recorded by record_reads, once
+    )
+    ranked = [_recalled(h.item, h.relevance, h.final, h.why) for h in result.hits]
     session_ids = [
         uuid.UUID(entry["id"][len(ID_PREFIX) :])
         for entry in short_term_context(user_id=user.pk, limit=SESSION_ENTRIES)

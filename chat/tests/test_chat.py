@@ -284,3 +284,18 @@ def test_chat_is_rate_limited_per_user(
     assert "Retry-After" in r
     assert _chat(bob_api, "one").status_code == 200
     assert not Message.objects.filter(content="three").exists()
+
+
+def test_a_follow_up_finds_memories_through_the_previous_turn(
+    alice: Any, alice_api: Any
+) -> None:
+    husband = memory_for(alice, "Anna's husband Tom is a carpenter in Leeds")
+    first = _chat(alice_api, "Tell me about Anna's husband Tom").json()
+    follow = _chat(
+        alice_api, "Where does he work?", conversation_id=first["conversation_id"]
+    ).json()
+    assert husband.public_id in [c["memory_id"] for c in follow["context"]]
+    # Without the previous turn nothing matches (no vectors here: a test worker
+    # does not embed, so retrieval is lexical).
+    alone = _chat(alice_api, "Where does he work?").json()
+    assert husband.public_id not in [c["memory_id"] for c in alone["context"]]

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _recall(user: Any, text: str) -> list[str]:
-    return [r.content for r in gateway.recall(user=user, texts=[text], limit=5)]
+    return [r.content for r in gateway.recall(user=user, query=text, limit=5)]
 
 
 def test_recall_never_returns_sensitive_archived_or_another_users_memories(
@@ -43,7 +43,7 @@ def test_recall_adds_the_latest_session_entries_even_when_they_do_not_match(
 ) -> None:
     memory_for(alice, "We were planning the garden party", tier=Tier.SHORT_TERM)
     memory_for(alice, "Alice likes marmalade", tier=Tier.LONG_TERM)
-    got = gateway.recall(user=alice, texts=["marmalade"], limit=5)
+    got = gateway.recall(user=alice, query="marmalade", limit=5)
     assert [r.content for r in got] == [
         "Alice likes marmalade",
         "We were planning the garden party",
@@ -55,14 +55,14 @@ def test_sensitive_session_entries_never_slip_in(alice: Any) -> None:
     memory_for(
         alice, "my PIN is 1234", tier=Tier.SHORT_TERM, metadata={"sensitive": True}
     )
-    assert gateway.recall(user=alice, texts=["hello"], limit=5) == []
+    assert gateway.recall(user=alice, query="hello", limit=5) == []
 
 
 def test_record_reads_audits_each_memory_and_feeds_accesses(
     alice: Any, bob: Any, alice_api: Any, bob_api: Any
 ) -> None:
     item = memory_for(alice, "Alice's sister is Anna")
-    used = gateway.recall(user=alice, texts=["sister Anna"], limit=5)
+    used = gateway.recall(user=alice, query="sister Anna", limit=5)
     with transaction.atomic():
         gateway.record_reads(
             ctx=ctx_for(alice),
