@@ -133,10 +133,12 @@ class ChatApi(APIView):
             ),
             **error_responses(
                 404,
+                409,
                 429,
                 502,
                 504,
                 e404="conversation_id is not one of yours",
+                e409="conversation_deleted: deleted while Kimberly was answering",
                 e429="rate limited, or save_to_memory over quota",
             ),
         },

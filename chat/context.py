@@ -41,6 +41,29 @@ def retrieval_query(message: str, history: list[Turn]) -> str:
     return " ".join([message, *(p[:PREVIOUS_TURN_CHARS] for p in previous)])
 
 
+def alternating(history: list[Turn], message: str) -> tuple[list[Turn], str]:
+    """History whose roles alternate and end with a reply, and the message to send.
+
+    A message whose reply failed stays in the conversation with no reply after
+    it; strict chat templates refuse two user turns in a row. Runs of one role
+    are joined (a repeated text once), and the unanswered messages at the end go
+    with the new one (which the user may be sending again).
+    """
+    runs: list[tuple[str, list[str]]] = []
+    for turn in history:
+        if runs and runs[-1][0] == turn.role:
+            parts = runs[-1][1]
+            if turn.content.strip() not in (p.strip() for p in parts):
+                parts.append(turn.content)
+        else:
+            runs.append((turn.role, [turn.content]))
+    if runs and runs[-1][0] == "user":
+        pending = [p for p in runs.pop()[1] if p.strip() != message.strip()]
+        message = "\n\n".join([*pending, message])
+    turns = [Turn(role, "\n\n".join(parts)) for role, parts in runs]  # type: ignore[arg-type]
+    return turns, message
+
+
 def assemble(*, user: User, message: str, history: list[Turn]) -> Assembled:
     """The prompt for `message` after `history` (oldest first), under the budget."""
     recalled = gateway.recall(
@@ -58,6 +81,7 @@ def assemble(*, user: User, message: str, history: list[Turn]) -> Assembled:
         )
         for r in recalled
     ]
-    prompt = fit_prompt(Prompt(message, history, notes), prompt_budget())
+    turns, text = alternating(history, message)
+    prompt = fit_prompt(Prompt(text, turns, notes), prompt_budget())
     kept = {n.memory_id for n in prompt.context}
     return Assembled(prompt, [r for r in recalled if r.memory_id in kept])

@@ -47,12 +47,31 @@ def messages_of(*, conversation: Conversation) -> QuerySet[Message]:
     return conversation.messages.order_by("created_at", "id")
 
 
-def recent_turns(*, conversation: Conversation, limit: int) -> list[Turn]:
-    """The last `limit` turns of a conversation, oldest first."""
-    rows = conversation.messages.order_by("-created_at", "-id").values_list(
-        "role", "content"
-    )[:limit]
-    return [Turn(role, content) for role, content in reversed(rows)]  # type: ignore[arg-type]
+# An earlier reply that drew on a memory the user has since deleted, archived or
+# marked sensitive is not sent again: it may quote that memory.
+WITHHELD_REPLY = "(An earlier reply is left out: a memory it used is no longer shared.)"
+
+
+def recent_turns(*, user: User, conversation: Conversation, limit: int) -> list[Turn]:
+    """The last `limit` turns of a conversation, oldest first, each reply withheld
+    when a memory it was given may no longer go to a model."""
+    rows = list(
+        conversation.messages.order_by("-created_at", "-id").values_list(
+            "pk", "role", "content"
+        )[:limit]
+    )[::-1]
+    replies = [pk for pk, role, _ in rows if role == Message.Role.ASSISTANT]
+    used = list(
+        MessageContext.objects.filter(message_id__in=replies).values_list(
+            "message_id", "memory_id"
+        )
+    )
+    states = gateway.memory_states(user=user, item_ids=[m for _, m in used])
+    withheld = {reply for reply, memory in used if not states[memory].shareable}
+    return [
+        Turn(role, WITHHELD_REPLY if pk in withheld else content)  # type: ignore[arg-type]
+        for pk, role, content in rows
+    ]
 
 
 def message_get(*, user: User, message_id: str) -> Message:

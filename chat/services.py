@@ -23,9 +23,9 @@ from django.utils import timezone
 from audit.services import audit_record
 from chat import metrics, selectors, transcripts
 from chat.context import Assembled, assemble
-from chat.models import Conversation, Message, MessageContext
+from chat.models import MESSAGE_PREFIX, Conversation, Message, MessageContext
 from chat.runners import Completion, ModelRunner, RunnerError, RunnerTimeout, get_runner
-from kimberly.api.errors import ApplicationError, invalid_field
+from kimberly.api.errors import ApplicationError, Conflict, invalid_field
 from kimberly.api.ratelimit import rate_limit_hit
 from kimberly.context import Context
 from memory import gateway
@@ -88,7 +88,7 @@ def chat_begin(
             user=user, conversation_id=conversation_id
         )
         history = selectors.recent_turns(
-            conversation=conversation, limit=settings.CHAT_HISTORY_TURNS
+            user=user, conversation=conversation, limit=settings.CHAT_HISTORY_TURNS
         )
     # Before the message is stored: a message saved to memory must not come
     # back as its own context.
@@ -116,7 +116,16 @@ def chat_begin(
         Conversation.objects.filter(pk=conversation.pk).update(
             message_count=F("message_count") + 1, updated_at=timezone.now()
         )
-    return Exchange(conversation, msg, uuid.uuid4(), assembled, get_runner(), started)
+        # Recorded now, with the reply's id reserved: the memories reach the model
+        # whether or not a reply comes back (502, 504, a dropped stream).
+        reply_id = uuid.uuid4()
+        gateway.record_reads(
+            ctx=ctx,
+            user=user,
+            reader=gateway.Reader("chat", f"{MESSAGE_PREFIX}{reply_id}"),
+            used=assembled.used,
+        )
+    return Exchange(conversation, msg, reply_id, assembled, get_runner(), started)
 
 
 def _failed(exchange: Exchange, exc: ApplicationError) -> ApplicationError:
@@ -137,6 +146,15 @@ def chat_finish(
     """Store the reply with exactly the memories it was given, and audit each read."""
     used = exchange.assembled.used
     with transaction.atomic():
+        if not Conversation.objects.select_for_update().filter(
+            pk=exchange.conversation.pk
+        ):
+            metrics.chat_requests.labels(result="conversation_deleted").inc()
+            raise Conflict(
+                "The conversation was deleted while Kimberly was answering.",
+                code="conversation_deleted",
+                details={"conversation_id": exchange.conversation.public_id},
+            )
         reply = Message.objects.create(
             id=exchange.reply_id,
             conversation=exchange.conversation,
@@ -164,12 +182,6 @@ def chat_finish(
             )
             for rank, r in enumerate(used, 1)
         )
-        gateway.record_reads(
-            ctx=ctx,
-            user=user,
-            reader=gateway.Reader("chat", reply.public_id),
-            used=used,
-        )
         Conversation.objects.filter(pk=exchange.conversation.pk).update(
             message_count=F("message_count") + 1, updated_at=timezone.now()
         )
@@ -178,7 +190,8 @@ def chat_finish(
             from chat.tasks import propose_memories
 
             reply_id = str(reply.pk)
-            transaction.on_commit(lambda: propose_memories.delay(reply_id))
+            # robust: with the broker down the reply stands; only proposals wait.
+            transaction.on_commit(lambda: propose_memories.delay(reply_id), robust=True)
     metrics.chat_requests.labels(result="ok").inc()
     metrics.chat_seconds.labels(stage="total").observe(
         time.perf_counter() - exchange.started
@@ -231,10 +244,14 @@ def chat_stream(
     if completion is None:
         yield _failed(exchange, RunnerError("The model runner ended without a reply."))
         return
-    yield ChatResult(
-        exchange,
-        chat_finish(ctx=ctx, user=user, exchange=exchange, completion=completion),
-    )
+    try:
+        reply = chat_finish(
+            ctx=ctx, user=user, exchange=exchange, completion=completion
+        )
+    except ApplicationError as exc:  # the stream has begun: an event, not a status
+        yield exc
+        return
+    yield ChatResult(exchange, reply)
 
 
 @transaction.atomic
@@ -243,7 +260,15 @@ def conversation_delete(*, ctx: Context, user: User, conversation_id: str) -> No
     conversation = selectors.conversation_get(
         user=user, conversation_id=conversation_id
     )
+    replies = [
+        f"{MESSAGE_PREFIX}{pk}"
+        for pk in conversation.messages.filter(role=Message.Role.ASSISTANT).values_list(
+            "pk", flat=True
+        )
+    ]
     conversation.delete()
+    # "Forget this": what Kimberly offered to remember from it goes too.
+    gateway.withdraw_proposals(ctx=ctx, user=user, origins=replies)
     audit_record(
         ctx=ctx,
         action="chat.delete",

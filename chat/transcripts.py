@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from chat.models import Conversation, MessageContext
 from kimberly import storage
@@ -67,18 +67,29 @@ def transcript_bytes(conversation: Conversation) -> tuple[bytes, int]:
 
 
 def transcript_write(conversation: Conversation) -> None:
-    """Write the transcript object now; record how many messages it holds."""
-    data, count = transcript_bytes(conversation)
+    """Write the transcript object now; record how many messages it holds.
+
+    Writers of one conversation take turns (an advisory lock), each reading the
+    messages under the lock, so the last object written is the newest and the
+    count beside it is that object's.
+    """
     key = transcript_key(conversation.user_id, conversation.public_id)
-    storage.put_bytes(key, data, "application/x-ndjson")
+    with transaction.atomic():
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                [f"transcript:{conversation.pk}"],
+            )
+        if not Conversation.objects.filter(pk=conversation.pk).exists():
+            return  # deleted: its own delete removes the object
+        data, count = transcript_bytes(conversation)
+        storage.put_bytes(key, data, "application/x-ndjson")
+        Conversation.objects.filter(pk=conversation.pk).update(
+            transcript_messages=count
+        )
     if not Conversation.objects.filter(pk=conversation.pk).exists():
         # Deleted while we wrote: its own delete may have run before our put.
         storage.delete(key)
-        return
-    # Only forward: a slower writer that read fewer messages must not wind it back.
-    Conversation.objects.filter(
-        pk=conversation.pk, transcript_messages__lt=count
-    ).update(transcript_messages=count)
 
 
 @dataclass(frozen=True)
@@ -102,14 +113,26 @@ def transcript_link(conversation: Conversation) -> TranscriptLink:
 
 
 def schedule_write(conversation_id: uuid.UUID) -> None:
+    """Rewrite the transcript after this commit (robust: with the broker down the
+    next exchange, or a download, brings it up to date)."""
     from chat.tasks import write_transcript
 
-    transaction.on_commit(lambda: write_transcript.delay(str(conversation_id)))
+    transaction.on_commit(
+        lambda: write_transcript.delay(str(conversation_id)), robust=True
+    )
 
 
 def schedule_delete(user_id: uuid.UUID, conversation_id: str) -> None:
-    """Delete the transcript object once the conversation's deletion commits."""
-    from chat.tasks import delete_transcript
-
+    """Delete the transcript object once the conversation's deletion commits: at
+    once, or by a retried task while object storage is down."""
     key = transcript_key(user_id, conversation_id)
-    transaction.on_commit(lambda: delete_transcript.delay(key))
+
+    def delete() -> None:
+        try:
+            storage.delete(key)
+        except storage.StorageUnavailable:
+            from chat.tasks import delete_transcript
+
+            delete_transcript.delay(key)
+
+    transaction.on_commit(delete, robust=True)

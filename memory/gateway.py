@@ -29,7 +29,7 @@ from memory.constants import ID_PREFIX, Source, Status, Tier
 from memory.models import MemoryItem, MemoryProposal
 from memory.retrieval import MAX_QUERY_CHARS, QueryFilters, memory_query, prefiltered
 from memory.retrieval.provenance import log_retrieval
-from memory.services.proposals import proposals_create
+from memory.services.proposals import proposals_create, proposals_withdraw
 from memory.short_term import short_term_context
 from users.models import User
 
@@ -144,6 +144,12 @@ def content_digest(content: str) -> str:
 class MemoryState:
     status: str  # active | archived | deleted
     digest: str | None  # content_digest of its content now; None when deleted
+    sensitive: bool = False
+
+    @property
+    def shareable(self) -> bool:
+        """May still go to a model: active and not sensitive."""
+        return self.status == Status.ACTIVE and not self.sensitive
 
 
 def memory_states(
@@ -151,15 +157,12 @@ def memory_states(
 ) -> dict[uuid.UUID, MemoryState]:
     """Where each of the user's memories stands now (deleted when gone)."""
     rows = {
-        pk: (status, content_digest(content))
-        for pk, status, content in MemoryItem.objects.filter(
+        pk: MemoryState(status, content_digest(content), sensitive)
+        for pk, status, content, sensitive in MemoryItem.objects.filter(
             user=user, pk__in=item_ids
-        ).values_list("pk", "status", "content")
+        ).values_list("pk", "status", "content", "sensitive")
     }
-    return {
-        i: MemoryState(*rows[i]) if i in rows else MemoryState("deleted", None)
-        for i in item_ids
-    }
+    return {i: rows.get(i, MemoryState("deleted", None)) for i in item_ids}
 
 
 def remember(*, ctx: Context, user: User, content: str, tags: list[str]) -> MemoryItem:
@@ -181,6 +184,12 @@ def propose(
     return proposals_create(ctx=ctx, user=user, facts=facts, origin=origin)
 
 
+def withdraw_proposals(*, ctx: Context, user: User, origins: list[str]) -> int:
+    """Drop the pending proposals that came from `origins` (e.g. the replies of a
+    deleted conversation); decided ones stay as they are."""
+    return proposals_withdraw(ctx=ctx, user=user, origins=origins)
+
+
 __all__ = [
     "MemoryState",
     "Reader",
@@ -192,4 +201,5 @@ __all__ = [
     "recall",
     "record_reads",
     "remember",
+    "withdraw_proposals",
 ]

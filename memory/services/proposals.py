@@ -130,3 +130,21 @@ def proposal_decide(
         details={"memory_id": f"mem_{proposal.memory_id}"} if accept else {},
     )
     return proposal
+
+
+@transaction.atomic
+def proposals_withdraw(*, ctx: Context, user: User, origins: list[str]) -> int:
+    """Delete the user's pending proposals from `origins`; one audit event."""
+    pending = MemoryProposal.objects.filter(
+        user=user, status=ProposalStatus.PENDING, origin__in=origins
+    )
+    withdrawn, _ = pending.delete()
+    if withdrawn:
+        audit_record(
+            ctx=ctx,
+            action="memory.proposal.withdraw",
+            user_id=user.pk,
+            target_type="proposal",
+            details={"count": withdrawn},
+        )
+    return withdrawn
