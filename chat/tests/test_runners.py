@@ -492,6 +492,20 @@ def test_bad_items_are_dropped_and_counted_and_the_good_ones_kept(with_llm):
     assert _discarded("bad_item") - before == 5
 
 
+def test_facts_postgresql_cannot_store_are_dropped_and_counted(with_llm):
+    before = _discarded("bad_item")
+    # What the model sends: JSON escapes for NUL and for a lone surrogate.
+    reply = (
+        '{"facts": ["Mia lives in Porto.", "Mia\\u0000 is 30.",'
+        ' "Mia likes \\ud83d tea.", "Mia likes \\ud83d\\ude00 tea."]}'
+    )
+
+    facts = _propose(with_llm, reply)
+
+    assert facts == ["Mia lives in Porto.", "Mia likes \U0001f600 tea."]
+    assert _discarded("bad_item") - before == 2
+
+
 def test_more_than_five_facts_keeps_the_first_five_and_counts_the_rest(with_llm):
     before = _discarded("too_many")
     facts = [f"Fact number {i}." for i in range(7)]
