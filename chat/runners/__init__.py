@@ -45,6 +45,7 @@ def get_runner() -> ModelRunner:
             model=settings.LLM_MODEL,
             api_key=settings.LLM_API_KEY,
             timeout=settings.LLM_TIMEOUT_SECONDS,
+            max_seconds=settings.LLM_MAX_SECONDS,
             retries=settings.LLM_RETRIES,
             backoff=settings.LLM_RETRY_BACKOFF_SECONDS,
             context_tokens=settings.LLM_CONTEXT_TOKENS,

@@ -2,9 +2,11 @@
 
 llama.cpp's server, Ollama, vLLM and hosted APIs all speak
 `POST {base}/chat/completions`, plain JSON or server-sent events. httpx2 does
-the HTTP and the SSE decoding; this module owns the policy: one total deadline
-per call (streaming included), retries with exponential backoff only before any
-of the reply arrived, and errors that say what happened without leaking the key.
+the HTTP and the SSE decoding; this module owns the policy: deadlines (the reply
+must start within the timeout, a streamed reply may then pause at most that long
+between chunks and take at most its own total cap), retries with exponential
+backoff only before any of the reply arrived and within the time it has to start,
+and errors that say what happened without leaking the key.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from chat.runners.base import (
     Turn,
     estimate_tokens,
 )
-from chat.runners.deadline import DeadlinePassed, iterate_until
+from chat.runners.deadline import DeadlinePassed, Deadlines, iterate_until
 from chat.runners.prompting import Message, fit_prompt, messages_tokens, render_messages
 from chat.runners.proposals import PROPOSAL_REPLY_TOKENS, parse_facts, proposal_messages
 
@@ -36,8 +38,8 @@ logger = logging.getLogger(__name__)
 
 # Connecting is quick or the server is not there: fail fast, and retry.
 CONNECT_TIMEOUT_SECONDS = 5.0
-# The worker's socket reads outlast the caller's deadline a little, so the
-# deadline (not a read timeout) is what cuts a call off.
+# The worker's socket reads outlast the caller's deadlines a little, so the
+# deadlines (not a read timeout) are what cut a call off.
 READ_GRACE_SECONDS = 1.0
 
 Event = dict[str, Any]
@@ -50,7 +52,8 @@ class RunnerConfig:
     base_url: str
     model: str
     api_key: str | None = field(default=None, repr=False)
-    timeout: float = 60.0
+    timeout: float = 60.0  # to the reply's start; a stream's longest pause
+    max_seconds: float = 300.0  # a streamed call in all
     retries: int = 2
     backoff: float = 0.5
     context_tokens: int = 4096
@@ -66,6 +69,12 @@ class _Failure(Exception):
         super().__init__(reason)
         self.kind, self.reason, self.status, self.retry = kind, reason, status, retry
 
+
+_TIMEOUTS = {
+    "first_byte": "The model server did not answer within {timeout:g} seconds.",
+    "idle": "The model server stopped sending its reply for {timeout:g} seconds.",
+    "total": "The model server's reply took longer than {max_seconds:g} seconds.",
+}
 
 _MESSAGES = {
     "http": "The model server answered with an error.",
@@ -154,25 +163,37 @@ class OpenAICompatRunner:
 
     def _events(self, body: dict[str, Any], *, stream: bool) -> Iterator[Event]:
         """The server's JSON objects for one call (one, or a chunk each when
-        streaming), under the total deadline, retried while nothing has arrived."""
-        deadline = time.monotonic() + self.config.timeout
+        streaming), under the call's deadlines, retried while nothing has arrived.
+
+        Every attempt, and every pause between attempts, falls in the one window
+        the reply has to start (`timeout` from the call's start): the caller
+        never waits longer than that for a first byte, however many retries."""
+        deadlines = self._deadlines(stream)
         attempt = 0
         while True:
             attempt += 1
             received = False
-            events = iterate_until(lambda: self._send(body, stream, deadline), deadline)
+            events = iterate_until(
+                lambda: self._send(body, stream, deadlines), deadlines
+            )
             try:
                 with contextlib.closing(events):
                     for event in events:
                         received = True
                         yield event
                 return
-            except DeadlinePassed:
+            except DeadlinePassed as passed:
                 runner_errors.labels(runner=self.name, kind="timeout").inc()
+                message = _TIMEOUTS[passed.phase].format(
+                    timeout=self.config.timeout, max_seconds=self.config.max_seconds
+                )
                 raise RunnerTimeout(
-                    f"The model server did not answer within {self.config.timeout:g}"
-                    " seconds.",
-                    details={"reason": "timeout", "attempts": attempt},
+                    message,
+                    details={
+                        "reason": "timeout",
+                        "phase": passed.phase,
+                        "attempts": attempt,
+                    },
                 ) from None
             except _Failure as failure:
                 pause = self.config.backoff * 2 ** (attempt - 1)
@@ -180,19 +201,34 @@ class OpenAICompatRunner:
                     received
                     or not failure.retry
                     or attempt > self.config.retries
-                    or time.monotonic() + pause >= deadline
+                    or time.monotonic() + pause >= deadlines.first
                 ):
                     raise self._error(failure, attempts=attempt) from None
                 logger.info("model server call failed (%s), retrying", failure.reason)
                 time.sleep(pause)
 
+    def _deadlines(self, stream: bool) -> Deadlines:
+        """A plain reply must come whole within `timeout`; a streamed one must
+        start within it, never pause longer, and end within `max_seconds`."""
+        start = time.monotonic()
+        first = start + self.config.timeout
+        if not stream:
+            return Deadlines(first=first, total=first)
+        return Deadlines(
+            first=first,
+            total=start + self.config.max_seconds,
+            idle=self.config.timeout,
+        )
+
     def _send(
-        self, body: dict[str, Any], stream: bool, deadline: float
+        self, body: dict[str, Any], stream: bool, deadlines: Deadlines
     ) -> Generator[Event, None, None]:
-        """One HTTP attempt (runs in the deadline's worker thread)."""
-        remaining = max(deadline - time.monotonic(), 0.001)
+        """One HTTP attempt (runs in the deadlines' worker thread)."""
+        remaining = max(deadlines.first - time.monotonic(), 0.001)
+        # A socket read waits for the headers (up to the first-byte deadline),
+        # then for each chunk (up to the idle deadline).
         timeout = httpx2.Timeout(
-            remaining + READ_GRACE_SECONDS,
+            max(remaining, deadlines.idle or 0) + READ_GRACE_SECONDS,
             connect=min(CONNECT_TIMEOUT_SECONDS, remaining),
         )
         try:

@@ -1,7 +1,10 @@
 """Asking a model for durable facts in an exchange, and reading its answer strictly.
 
 The model's reply is untrusted text: anything that is not exactly
-`{"facts": ["...", ...]}` is discarded and counted, never stored.
+`{"facts": ["...", ...]}` is discarded and counted, never stored. A fact must
+also be storable as PostgreSQL text: JSON can spell NUL ("\\u0000") and lone
+surrogates ("\\ud800"), which a text column refuses, and one such fact would fail
+the insert of every proposal of its exchange.
 """
 
 from __future__ import annotations
@@ -59,10 +62,25 @@ def parse_facts(text: str) -> list[str]:
         return []
     facts: list[str] = []
     for item in items:
-        if not isinstance(item, str) or not item.strip() or len(item) > MAX_FACT_CHARS:
+        if not _acceptable(item):
             proposals_discarded.labels(reason="bad_item").inc()
         elif len(facts) >= MAX_FACTS:
             proposals_discarded.labels(reason="too_many").inc()
         elif item.strip() not in facts:
             facts.append(item.strip())
     return facts
+
+
+def _acceptable(item: object) -> bool:
+    """A non-blank string of at most MAX_FACT_CHARS that PostgreSQL can store."""
+    if not isinstance(item, str) or not item.strip() or len(item) > MAX_FACT_CHARS:
+        return False
+    # The rule of memory.metadata.storable, which chat may not import (chat
+    # reaches memory only through memory.gateway).
+    if "\x00" in item:
+        return False
+    try:
+        item.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return True

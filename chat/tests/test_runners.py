@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterable
 
@@ -250,20 +253,154 @@ def test_a_server_slow_to_answer_is_a_504_at_the_deadline_not_a_hang(
     assert len(with_llm.requests) == 1
 
 
-def test_a_stream_that_drips_past_the_total_deadline_is_cut_off(with_llm, settings):
-    settings.LLM_TIMEOUT_SECONDS = 0.6
-    with_llm.script(Behaviour(reply="one two three four five six seven", drip=0.25))
-    received: list[str | Completion] = []
+def _collect(stream: Iterable[str | Completion]) -> tuple[list[str], Exception]:
+    """The deltas a stream gave before it raised, and what it raised."""
+    received: list[str] = []
+    with pytest.raises((RunnerError, RunnerTimeout)) as caught:
+        for item in stream:
+            assert isinstance(item, str), "the stream should not have finished"
+            received.append(item)
+    return received, caught.value
+
+
+def test_a_slow_steady_stream_finishes_though_it_takes_longer_than_the_timeout(
+    with_llm, settings
+):
+    settings.LLM_TIMEOUT_SECONDS = 0.35
+    reply = "one two three four five six seven"
+    with_llm.script(Behaviour(reply=reply, drip=0.1))  # 8 chunks, 0.1 s apart
 
     started = time.monotonic()
-    with pytest.raises(RunnerTimeout):
-        for item in get_runner().reply_stream(PROMPT):
-            received.append(item)
+    deltas, final = _split(get_runner().reply_stream(PROMPT))
 
-    assert 0.5 < time.monotonic() - started < 1.0
-    assert received  # the first deltas came, and the deadline still held
-    assert not any(isinstance(item, Completion) for item in received)
+    assert time.monotonic() - started > 2 * settings.LLM_TIMEOUT_SECONDS
+    assert "".join(deltas) == final.content == reply
+
+
+def test_a_stream_that_goes_silent_mid_reply_is_a_504_after_the_timeout(
+    with_llm, settings
+):
+    settings.LLM_TIMEOUT_SECONDS = 0.4
+    with_llm.script(Behaviour(reply="one two three four", stall_after=3))
+
+    started = time.monotonic()
+    received, error = _collect(get_runner().reply_stream(PROMPT))
+
+    assert 0.35 < time.monotonic() - started < 0.9
+    assert received == ["one ", "two "]
+    assert isinstance(error, RunnerTimeout)
+    assert error.status == 504
+    assert error.details == {"reason": "timeout", "phase": "idle", "attempts": 1}
     assert len(with_llm.requests) == 1  # never retried once the reply had begun
+
+
+def test_a_stream_that_drips_past_the_total_cap_is_cut_off(with_llm, settings):
+    settings.LLM_TIMEOUT_SECONDS = 0.4
+    settings.LLM_MAX_SECONDS = 0.7
+    with_llm.script(Behaviour(reply="one two three four five six seven", drip=0.15))
+
+    started = time.monotonic()
+    received, error = _collect(get_runner().reply_stream(PROMPT))
+
+    assert 0.65 < time.monotonic() - started < 1.1
+    assert received  # the first deltas came, and the cap still held
+    assert isinstance(error, RunnerTimeout)
+    assert error.details == {"reason": "timeout", "phase": "total", "attempts": 1}
+    assert "0.7 seconds" in error.message
+    assert len(with_llm.requests) == 1
+
+
+def test_a_stream_whose_first_chunk_comes_too_late_is_a_504(with_llm, settings):
+    settings.LLM_TIMEOUT_SECONDS = 0.4
+    with_llm.script(Behaviour(drip=10))  # headers at once, then nothing
+
+    started = time.monotonic()
+    received, error = _collect(get_runner().reply_stream(PROMPT))
+
+    assert 0.35 < time.monotonic() - started < 0.9
+    assert received == []
+    assert isinstance(error, RunnerTimeout)
+    assert error.details == {"reason": "timeout", "phase": "first_byte", "attempts": 1}
+
+
+def test_a_slow_reader_of_a_stream_that_arrived_in_time_gets_all_of_it(
+    with_llm, settings
+):
+    settings.LLM_TIMEOUT_SECONDS = 0.2
+    settings.LLM_MAX_SECONDS = 0.5
+    with_llm.script(Behaviour(reply="one two three four"))
+    received: list[str | Completion] = []
+
+    for item in get_runner().reply_stream(PROMPT):
+        received.append(item)
+        time.sleep(0.15)  # 6 items: 0.9 s of reading, past both deadlines
+
+    deltas, final = _split(received)
+    assert "".join(deltas) == final.content == "one two three four"
+
+
+def test_what_came_past_the_cap_is_cut_off_though_the_reader_was_away(
+    with_llm, settings
+):
+    settings.LLM_TIMEOUT_SECONDS = 0.5
+    settings.LLM_MAX_SECONDS = 0.7
+    # Chunks at 0.2 (the role), 0.4 ("one "), 0.6 ("two "), 0.8 ("three ") s ...
+    with_llm.script(Behaviour(reply="one two three four five six", drip=0.2))
+    stream = get_runner().reply_stream(PROMPT)
+
+    assert next(stream) == "one "
+    time.sleep(0.6)  # ... and three more waiting when the reader comes back
+    received, error = _collect(stream)
+
+    assert received == ["two "]
+    assert isinstance(error, RunnerTimeout)
+    assert error.details["phase"] == "total"
+
+
+def test_retries_and_their_pauses_count_against_the_time_to_start(with_llm, settings):
+    settings.LLM_TIMEOUT_SECONDS = 0.6
+    settings.LLM_RETRY_BACKOFF_SECONDS = 0.2
+    with_llm.script(Behaviour(status=503), Behaviour(delay=10))
+
+    started = time.monotonic()
+    with pytest.raises(RunnerTimeout) as caught:
+        list(get_runner().reply_stream(PROMPT))
+
+    # 0.6 s from the call's start, not 0.6 s from the retry's.
+    assert 0.55 < time.monotonic() - started < 0.75
+    assert caught.value.details["attempts"] == 2
+
+
+def test_no_retry_is_made_whose_pause_would_pass_the_time_to_start(with_llm, settings):
+    settings.LLM_TIMEOUT_SECONDS = 0.5
+    settings.LLM_RETRIES = 5
+    settings.LLM_RETRY_BACKOFF_SECONDS = 0.2  # pauses 0.2, 0.4, ...: 0.6 > 0.5
+    with_llm.script(then=Behaviour(status=503))
+
+    started = time.monotonic()
+    with pytest.raises(RunnerError) as caught:
+        get_runner().reply(PROMPT)
+
+    assert time.monotonic() - started < 0.5
+    assert caught.value.details["attempts"] == 2
+    assert len(with_llm.requests) == 2
+
+
+def test_the_timeout_may_not_exceed_the_total_cap():
+    env = {**os.environ, "LLM_TIMEOUT_SECONDS": "90", "LLM_MAX_SECONDS": "60"}
+
+    result = subprocess.run(
+        [sys.executable, "-c", "import kimberly.settings.chat"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert result.returncode != 0
+    assert "LLM_TIMEOUT_SECONDS must be above 0 and at most LLM_MAX_SECONDS" in (
+        result.stderr
+    )
 
 
 def test_a_stream_cut_off_mid_reply_is_a_502_and_not_retried(with_llm):
@@ -293,10 +430,12 @@ def test_an_endless_stall_before_the_first_delta_is_a_504(with_llm, settings):
     with_llm.script(Behaviour(delay=10))
 
     started = time.monotonic()
-    with pytest.raises(RunnerTimeout):
+    with pytest.raises(RunnerTimeout) as caught:
         list(get_runner().reply_stream(PROMPT))
 
-    assert time.monotonic() - started < 1.0
+    assert 0.4 < time.monotonic() - started < 1.0
+    assert caught.value.details["phase"] == "first_byte"
+    assert len(with_llm.requests) == 1
 
 
 # --- proposals -----------------------------------------------------------------------
@@ -351,6 +490,20 @@ def test_bad_items_are_dropped_and_counted_and_the_good_ones_kept(with_llm):
 
     assert _propose(with_llm, reply) == ["Mia lives in Porto."]
     assert _discarded("bad_item") - before == 5
+
+
+def test_facts_postgresql_cannot_store_are_dropped_and_counted(with_llm):
+    before = _discarded("bad_item")
+    # What the model sends: JSON escapes for NUL and for a lone surrogate.
+    reply = (
+        '{"facts": ["Mia lives in Porto.", "Mia\\u0000 is 30.",'
+        ' "Mia likes \\ud83d tea.", "Mia likes \\ud83d\\ude00 tea."]}'
+    )
+
+    facts = _propose(with_llm, reply)
+
+    assert facts == ["Mia lives in Porto.", "Mia likes \U0001f600 tea."]
+    assert _discarded("bad_item") - before == 2
 
 
 def test_more_than_five_facts_keeps_the_first_five_and_counts_the_rest(with_llm):

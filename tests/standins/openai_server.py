@@ -3,7 +3,7 @@
 A real HTTP server in a thread: `POST /v1/chat/completions` (plain JSON, or SSE
 chunks when the request says `stream: true`) and `GET /v1/models`. Each request
 takes the next scripted `Behaviour` (a reply, an error status, a delay, a slow
-drip, a malformed body); when the script runs out, `then` (default: a plain
+drip, a stream that goes silent, a malformed body); when the script runs out, `then` (default: a plain
 reply) answers. Every request is recorded, headers and JSON body.
 """
 
@@ -30,6 +30,8 @@ class Behaviour:
     drip: float = 0.0  # seconds before each streamed chunk
     body: str | None = None  # sent as is instead of a well-formed reply
     cut_after: int | None = None  # streaming: hang up after this many chunks
+    stall_after: int | None = None  # streaming: go silent, connection open, after
+    # this many chunks (until the server stops)
     usage: bool = True  # report usage (streaming: only if include_usage was asked)
     model: str = "standin-model"
     prompt_tokens: int = 42
@@ -176,6 +178,9 @@ class _Handler(BaseHTTPRequestHandler):
         chunks += [{"content": piece} for piece in _pieces(behaviour.reply)]
         for i, delta in enumerate(chunks):
             if self.standin.stopping.wait(behaviour.drip) or i == behaviour.cut_after:
+                return
+            if i == behaviour.stall_after:
+                self.standin.stopping.wait()
                 return
             choice = {"index": 0, "delta": delta, "finish_reason": None}
             self._event({**_envelope(behaviour, "chunk"), "choices": [choice]})
