@@ -97,10 +97,13 @@ class OpenAICompatRunner:
         self._http = httpx2.Client(headers=auth)
 
     def reply(self, prompt: Prompt) -> Completion:
-        """The whole reply, non-streaming."""
-        messages = self._messages(prompt)
-        data = self._complete(self._body(messages, self.config.reply_tokens))
-        return self._completion(_message_content(data), data, messages)
+        """The whole reply. Streamed from the server all the same, so a slow model
+        that keeps producing is bound by the stream's limits (first chunk, pauses,
+        LLM_MAX_SECONDS in all), not cut at LLM_TIMEOUT_SECONDS."""
+        for piece in self.reply_stream(prompt):
+            if isinstance(piece, Completion):
+                return piece
+        raise self._error(_Failure("malformed", "no_completion"), attempts=1)
 
     def reply_stream(self, prompt: Prompt) -> Iterator[str | Completion]:
         """Text deltas as the server sends them, then one Completion. Lazy: nothing

@@ -80,7 +80,7 @@ def test_a_plain_reply_carries_the_servers_text_usage_and_model(with_llm, settin
     assert request.path == "/v1/chat/completions"
     assert request.json["model"] == "standin-model"
     assert request.json["max_tokens"] == settings.LLM_REPLY_TOKENS
-    assert not request.json.get("stream")
+    assert request.json["stream"] is True  # streamed even so: the idle limits apply
 
 
 def test_the_system_prompt_carries_the_memories_with_dates_then_turns_and_message(
