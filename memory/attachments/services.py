@@ -1,0 +1,296 @@
+"""Writes for attachments: a document in, its object, row and chunk memories
+together; and out again, all of it.
+
+Create validates and extracts in memory first (nothing is written for a file we
+refuse), then in one transaction reserves the quota of every chunk at once,
+writes the row, the chunks and their audit events, and uploads the object last,
+so a refused quota or a failed upload leaves nothing. If the commit fails after
+the upload, the object is deleted again. Chunks are embedded after commit, like
+any memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import unicodedata
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from audit.services import EventSpec, audit_record, audit_record_many
+from kimberly import storage
+from kimberly.api.errors import ApplicationError, NotFound
+from kimberly.context import Context
+from memory import indexing, metrics
+from memory.attachments import extract as extraction
+from memory.attachments.chunking import chunk_text
+from memory.attachments.models import ATTACHMENT_ID_PREFIX, Attachment
+from memory.constants import ID_PREFIX, MAX_BULK_IDS, MAX_TAG_LENGTH, MAX_TAGS, Source
+from memory.metadata import (
+    Metadata,
+    apply_metadata,
+    item_size,
+    storable,
+    string_list,
+    validate_content,
+    validate_metadata,
+    validate_tier,
+)
+from memory.models import MemoryItem
+from memory.quotas import QuotaExceeded, quota_adjust
+from memory.sentiment import sentiment_strength
+from memory.services import memory_bulk
+from memory.services.changes import after_commit_sync
+from users.models import User
+
+logger = logging.getLogger(__name__)
+
+SYSTEM_TAGS = 2  # "upload" and the file's name
+MAX_FILENAME = 255
+
+
+class PayloadTooLarge(ApplicationError):
+    code = "payload_too_large"
+    status = 413
+
+
+def attachment_size_check(size: int) -> None:
+    """413 for a file over ATTACHMENT_MAX_BYTES (callers check before reading it)."""
+    limit = settings.ATTACHMENT_MAX_BYTES
+    if size > limit:
+        metrics.attachments.labels(type="unknown", result=PayloadTooLarge.code).inc()
+        raise PayloadTooLarge(
+            f"The file is larger than {limit} bytes.",
+            details={"size_bytes": size, "max_bytes": limit},
+        )
+
+
+def clean_filename(raw: str) -> str:
+    """The user's file name fit for display and Content-Disposition: no folders,
+    no control characters, at most 255 characters (keeping the extension)."""
+    name = unicodedata.normalize("NFC", raw.replace("\\", "/").rsplit("/", 1)[-1])
+    name = "".join(
+        c for c in name if unicodedata.category(c) not in {"Cc", "Cf", "Cs"}
+    ).strip(" .")
+    if len(name) > MAX_FILENAME:
+        stem, ext = os.path.splitext(name)
+        ext = ext if len(ext) <= 16 else ""
+        name = stem[: MAX_FILENAME - len(ext)] + ext
+    return name or "upload"
+
+
+def chunk_tags(filename: str, tags: list[str]) -> list[str]:
+    """ "upload", the file's name without extension (when it is a valid tag), and
+    the user's tags."""
+    user_tags = string_list(tags, "tags", MAX_TAGS - SYSTEM_TAGS)
+    stem = os.path.splitext(filename)[0].strip()
+    own = [stem] if 0 < len(stem) <= MAX_TAG_LENGTH and storable(stem) else []
+    return list(dict.fromkeys(["upload", *own, *user_tags]))
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A validated upload, ready to be written."""
+
+    attachment: Attachment
+    kind: extraction.Kind
+    items: list[MemoryItem]
+    meta: Metadata
+
+
+def _prepare(
+    ctx: Context, user: User, data: bytes, filename: str, tier: str, tags: list[str]
+) -> _Prepared:
+    """Everything that can refuse the file, in memory: nothing is written yet."""
+    attachment_size_check(len(data))
+    name = clean_filename(filename)
+    extracted = extraction.extract(data, name)
+    meta = validate_metadata({"tags": chunk_tags(name, tags), "source": Source.UPLOAD})
+    attachment_id = uuid.uuid4()
+    now = timezone.now()
+    chunks = chunk_text(extracted.text, settings.ATTACHMENT_CHUNK_CHARS)
+    attachment = Attachment(
+        id=attachment_id,
+        user=user,
+        filename=name,
+        content_type=extracted.kind.content_type,
+        size_bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        object_key=storage.user_key(
+            user.pk, "attachments", f"{attachment_id}{extracted.kind.ext}"
+        ),
+        tier=tier,
+        tags=meta["tags"],
+        chunks=len(chunks),
+        text_chars=len(extracted.text),
+        created_at=now,
+    )
+    items = []
+    for text in chunks:
+        content = validate_content(text)
+        item = MemoryItem(
+            id=uuid.uuid4(),
+            user=user,
+            tier=tier,
+            content=content,
+            size_bytes=item_size(content, meta),
+            created_at=now,
+            updated_at=now,
+            created_by=ctx.actor.type,
+            consent=True,
+            attachment=attachment,
+            sentiment=sentiment_strength(content),
+        )
+        apply_metadata(item, meta)
+        items.append(item)
+    return _Prepared(attachment, extracted.kind, items, meta)
+
+
+def attachment_create(
+    *,
+    ctx: Context,
+    user: User,
+    data: bytes,
+    filename: str,
+    tier: str,
+    tags: list[str] | None = None,
+) -> Attachment:
+    """Store a document and its text as memories (source upload), or refuse it
+    and store nothing: 413 too large, 415 not a supported type, 400 empty or
+    unreadable, 429 its chunks would pass the tier's hard limit, 503 storage down.
+
+    Must not run inside another transaction: the object is uploaded just before
+    this one commits, and deleted again if the commit fails.
+    """
+    kind = "unknown"
+    try:
+        tier = validate_tier(tier, "tier")
+        prepared = _prepare(ctx, user, data, filename, tier, tags or [])
+        kind = prepared.kind.name
+        _write(ctx, user, prepared, data)
+    except ApplicationError as exc:
+        if not isinstance(exc, PayloadTooLarge):  # counted where it was raised
+            metrics.attachments.labels(type=kind, result=exc.code).inc()
+        if isinstance(exc, QuotaExceeded):
+            metrics.memory_writes.labels(tier=tier, result="quota_exceeded").inc()
+        raise
+    metrics.attachments.labels(type=kind, result="ok").inc()
+    metrics.memory_writes.labels(tier=tier, result="ok").inc(len(prepared.items))
+    return prepared.attachment
+
+
+def _write(ctx: Context, user: User, prepared: _Prepared, data: bytes) -> None:
+    attachment, items = prepared.attachment, prepared.items
+    uploaded = False
+    try:
+        with transaction.atomic(durable=True):
+            # One reservation for the whole document: all of it fits, or none.
+            quota_adjust(
+                user_id=user.pk,
+                tier=attachment.tier,
+                delta=sum(i.size_bytes for i in items),
+            )
+            attachment.save(force_insert=True)
+            MemoryItem.objects.bulk_create(items, batch_size=500)
+            audit_record_many(ctx=ctx, user_id=user.pk, events=_events(prepared))
+            after_commit_sync(items)
+            indexing.enqueue_on_commit(items, user)
+            storage.put_bytes(attachment.object_key, data, prepared.kind.content_type)
+            uploaded = True
+    except BaseException:
+        if uploaded:  # the commit failed: the object must not outlive its row
+            _delete_object(attachment.object_key)
+        raise
+
+
+def _events(prepared: _Prepared) -> list[EventSpec]:
+    """attachment.create and one memory.create per chunk (sizes, never content)."""
+    a = prepared.attachment
+    return [
+        EventSpec(
+            "attachment.create",
+            "attachment",
+            a.public_id,
+            {
+                "type": prepared.kind.name,
+                "size_bytes": a.size_bytes,
+                "tier": a.tier,
+                "chunks": a.chunks,
+            },
+        ),
+        *(
+            EventSpec(
+                "memory.create",
+                "memory",
+                i.public_id,
+                {"tier": i.tier, "size_bytes": i.size_bytes, "attachment": a.public_id},
+            )
+            for i in prepared.items
+        ),
+    ]
+
+
+def parse_attachment_id(raw: str) -> uuid.UUID:
+    """`att_<uuid>` → UUID; anything else is simply not found."""
+    if raw.startswith(ATTACHMENT_ID_PREFIX):
+        try:
+            return uuid.UUID(raw[len(ATTACHMENT_ID_PREFIX) :])
+        except ValueError:
+            pass
+    raise NotFound(f"No attachment {raw}.")
+
+
+@transaction.atomic
+def attachment_delete(*, ctx: Context, user: User, attachment_id: str) -> None:
+    """Delete a document: its chunks through the memory delete path (quota,
+    vectors, short-term cache, audit), its row, and after commit its object."""
+    pk = parse_attachment_id(attachment_id)
+    attachment = Attachment.objects.select_for_update().filter(pk=pk, user=user).first()
+    if attachment is None:
+        raise NotFound(f"No attachment {attachment_id}.")
+    # Locked in key order, as memory_bulk locks them: a chunk the user deletes
+    # meanwhile is waited for and then skipped, never reported missing.
+    chunk_ids = list(
+        MemoryItem.objects.select_for_update()
+        .filter(user=user, attachment=attachment)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    for start in range(0, len(chunk_ids), MAX_BULK_IDS):
+        batch = chunk_ids[start : start + MAX_BULK_IDS]
+        memory_bulk(
+            ctx=ctx, user=user, action="delete", ids=[f"{ID_PREFIX}{i}" for i in batch]
+        )
+    audit_record(
+        ctx=ctx,
+        action="attachment.delete",
+        user_id=user.pk,
+        target_type="attachment",
+        target_id=attachment.public_id,
+        details={"size_bytes": attachment.size_bytes, "chunks_deleted": len(chunk_ids)},
+    )
+    attachment.delete()
+    key = attachment.object_key
+    transaction.on_commit(lambda: _delete_object(key))
+    metrics.attachments.labels(
+        type=extraction.kind_of(attachment.content_type), result="deleted"
+    ).inc()
+
+
+def _delete_object(key: str) -> None:
+    """Delete the object now, or have a task retry it while storage is down."""
+    try:
+        storage.delete(key)
+    except (storage.StorageUnavailable, storage.StorageNotConfigured):
+        logger.warning("attachment object not deleted yet; retrying in a task")
+        from memory.tasks import delete_attachment_object
+
+        try:
+            delete_attachment_object.delay(key)
+        except Exception:
+            logger.exception("attachment object %s left behind: broker down", key)
