@@ -136,6 +136,8 @@ def _looks_like_html(text: str) -> bool:
 
 
 # Elements whose content is not text a reader sees.
+# HTML collapses ASCII whitespace only (a no-break space stays).
+_HTML_SPACE = re.compile(r"[ \t\n\f\r]+")
 _SKIPPED = frozenset({"script", "style", "template", "noscript", "svg"})
 _BLOCK_NAMES = (
     "address article aside blockquote br dd div dl dt fieldset figcaption "
@@ -186,7 +188,7 @@ class _TextParser(HTMLParser):
         if self.in_title:
             self.title.append(data)
         elif not self.skip:
-            self.parts.append(data if self.pre else re.sub(r"\s+", " ", data))
+            self.parts.append(data if self.pre else _HTML_SPACE.sub(" ", data))
 
 
 def html_text(html: str) -> str:

@@ -186,7 +186,7 @@ def attachment_create(
 
 def _write(ctx: Context, user: User, prepared: _Prepared, data: bytes) -> None:
     attachment, items = prepared.attachment, prepared.items
-    uploaded = False
+    attempted = False
     try:
         with transaction.atomic(durable=True):
             # One reservation for the whole document: all of it fits, or none.
@@ -200,11 +200,15 @@ def _write(ctx: Context, user: User, prepared: _Prepared, data: bytes) -> None:
             audit_record_many(ctx=ctx, user_id=user.pk, events=_events(prepared))
             after_commit_sync(items)
             indexing.enqueue_on_commit(items, user)
+            attempted = True
             storage.put_bytes(attachment.object_key, data, prepared.kind.content_type)
-            uploaded = True
-    except BaseException:
-        if uploaded:  # the commit failed: the object must not outlive its row
-            _delete_object(attachment.object_key)
+    except BaseException as exc:
+        if attempted:
+            # The commit failed after the upload, or the upload failed but may
+            # have landed (its reply lost): the object must not outlive its row.
+            # With storage down, do not wait for it a second time here.
+            down = isinstance(exc, storage.StorageUnavailable)
+            _delete_object(attachment.object_key, now=not down)
         raise
 
 
@@ -282,15 +286,17 @@ def attachment_delete(*, ctx: Context, user: User, attachment_id: str) -> None:
     ).inc()
 
 
-def _delete_object(key: str) -> None:
+def _delete_object(key: str, *, now: bool = True) -> None:
     """Delete the object now, or have a task retry it while storage is down."""
-    try:
-        storage.delete(key)
-    except (storage.StorageUnavailable, storage.StorageNotConfigured):
-        logger.warning("attachment object not deleted yet; retrying in a task")
-        from memory.tasks import delete_attachment_object
-
+    if now:
         try:
-            delete_attachment_object.delay(key)
-        except Exception:
-            logger.exception("attachment object %s left behind: broker down", key)
+            storage.delete(key)
+            return
+        except (storage.StorageUnavailable, storage.StorageNotConfigured):
+            logger.warning("attachment object not deleted yet; retrying in a task")
+    from memory.tasks import delete_attachment_object
+
+    try:
+        delete_attachment_object.delay(key)
+    except Exception:
+        logger.exception("attachment object %s left behind: broker down", key)
