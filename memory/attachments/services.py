@@ -2,9 +2,9 @@
 together; and out again, all of it.
 
 Create validates and extracts in memory first (nothing is written for a file we
-refuse), then in one transaction reserves the quota of every chunk at once,
-writes the row, the chunks and their audit events, and uploads the object last,
-so a refused quota or a failed upload leaves nothing. If the commit fails after
+refuse), then in one transaction writes the row and the chunks (memory_create_many:
+one INSERT per 500, one quota reservation for them all, their audit events), and
+uploads the object last, so a refused quota or a failed upload leaves nothing. If the commit fails after
 the upload, the object is deleted again. Chunks are embedded after commit, like
 any memory.
 """
@@ -22,30 +22,19 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from audit.services import EventSpec, audit_record, audit_record_many
+from audit.services import audit_record
 from kimberly import storage
 from kimberly.api.errors import ApplicationError, NotFound
 from kimberly.context import Context
-from memory import indexing, metrics
+from memory import metrics
 from memory.attachments import extract as extraction
 from memory.attachments.chunking import chunk_text
 from memory.attachments.models import ATTACHMENT_ID_PREFIX, Attachment
 from memory.constants import ID_PREFIX, MAX_BULK_IDS, MAX_TAG_LENGTH, MAX_TAGS, Source
-from memory.metadata import (
-    Metadata,
-    apply_metadata,
-    item_size,
-    storable,
-    string_list,
-    validate_content,
-    validate_metadata,
-    validate_tier,
-)
+from memory.metadata import storable, string_list, validate_metadata, validate_tier
 from memory.models import MemoryItem
-from memory.quotas import QuotaExceeded, quota_adjust
-from memory.sentiment import sentiment_strength
-from memory.services import memory_bulk
-from memory.services.changes import after_commit_sync
+from memory.quotas import QuotaExceeded
+from memory.services import NewMemory, memory_bulk, memory_create_many
 from users.models import User
 
 logger = logging.getLogger(__name__)
@@ -99,12 +88,11 @@ class _Prepared:
 
     attachment: Attachment
     kind: extraction.Kind
-    items: list[MemoryItem]
-    meta: Metadata
+    chunks: list[NewMemory]
 
 
 def _prepare(
-    ctx: Context, user: User, data: bytes, filename: str, tier: str, tags: list[str]
+    user: User, data: bytes, filename: str, tier: str, tags: list[str]
 ) -> _Prepared:
     """Everything that can refuse the file, in memory: nothing is written yet."""
     attachment_size_check(len(data))
@@ -113,7 +101,7 @@ def _prepare(
     meta = validate_metadata({"tags": chunk_tags(name, tags), "source": Source.UPLOAD})
     attachment_id = uuid.uuid4()
     now = timezone.now()
-    chunks = chunk_text(extracted.text, settings.ATTACHMENT_CHUNK_CHARS)
+    texts = chunk_text(extracted.text, settings.ATTACHMENT_CHUNK_CHARS)
     attachment = Attachment(
         id=attachment_id,
         user=user,
@@ -126,29 +114,21 @@ def _prepare(
         ),
         tier=tier,
         tags=meta["tags"],
-        chunks=len(chunks),
+        chunks=len(texts),
         text_chars=len(extracted.text),
         created_at=now,
     )
-    items = []
-    for text in chunks:
-        content = validate_content(text)
-        item = MemoryItem(
-            id=uuid.uuid4(),
-            user=user,
+    chunks = [
+        NewMemory(
             tier=tier,
-            content=content,
-            size_bytes=item_size(content, meta),
+            content=text,
+            metadata=meta,
             created_at=now,
-            updated_at=now,
-            created_by=ctx.actor.type,
-            consent=True,
-            attachment=attachment,
-            sentiment=sentiment_strength(content),
+            attachment_id=attachment_id,
         )
-        apply_metadata(item, meta)
-        items.append(item)
-    return _Prepared(attachment, extracted.kind, items, meta)
+        for text in texts
+    ]
+    return _Prepared(attachment, extracted.kind, chunks)
 
 
 def attachment_create(
@@ -170,7 +150,7 @@ def attachment_create(
     kind = "unknown"
     try:
         tier = validate_tier(tier, "tier")
-        prepared = _prepare(ctx, user, data, filename, tier, tags or [])
+        prepared = _prepare(user, data, filename, tier, tags or [])
         kind = prepared.kind.name
         _write(ctx, user, prepared, data)
     except ApplicationError as exc:
@@ -180,26 +160,41 @@ def attachment_create(
             metrics.memory_writes.labels(tier=tier, result="quota_exceeded").inc()
         raise
     metrics.attachments.labels(type=kind, result="ok").inc()
-    metrics.memory_writes.labels(tier=tier, result="ok").inc(len(prepared.items))
     return prepared.attachment
 
 
 def _write(ctx: Context, user: User, prepared: _Prepared, data: bytes) -> None:
-    attachment, items = prepared.attachment, prepared.items
+    attachment = prepared.attachment
     attempted = False
     try:
         with transaction.atomic(durable=True):
-            # One reservation for the whole document: all of it fits, or none.
-            quota_adjust(
-                user_id=user.pk,
-                tier=attachment.tier,
-                delta=sum(i.size_bytes for i in items),
-            )
             attachment.save(force_insert=True)
-            MemoryItem.objects.bulk_create(items, batch_size=500)
-            audit_record_many(ctx=ctx, user_id=user.pk, events=_events(prepared))
-            after_commit_sync(items)
-            indexing.enqueue_on_commit(items, user)
+            # One quota reservation for all chunks: the whole document, or none.
+            result = memory_create_many(
+                ctx=ctx,
+                user=user,
+                memories=prepared.chunks,
+                all_or_nothing=True,
+                audit_details={"attachment": attachment.public_id},
+            )
+            if result.refused:  # cannot happen: extraction leaves storable text
+                raise extraction.InvalidDocument(
+                    "Some of this document's text cannot be stored.",
+                    details={"reason": result.refused[0][1]},
+                )
+            audit_record(
+                ctx=ctx,
+                action="attachment.create",
+                user_id=user.pk,
+                target_type="attachment",
+                target_id=attachment.public_id,
+                details={
+                    "type": prepared.kind.name,
+                    "size_bytes": attachment.size_bytes,
+                    "tier": attachment.tier,
+                    "chunks": attachment.chunks,
+                },
+            )
             attempted = True
             storage.put_bytes(attachment.object_key, data, prepared.kind.content_type)
     except BaseException as exc:
@@ -210,33 +205,6 @@ def _write(ctx: Context, user: User, prepared: _Prepared, data: bytes) -> None:
             down = isinstance(exc, storage.StorageUnavailable)
             _delete_object(attachment.object_key, now=not down)
         raise
-
-
-def _events(prepared: _Prepared) -> list[EventSpec]:
-    """attachment.create and one memory.create per chunk (sizes, never content)."""
-    a = prepared.attachment
-    return [
-        EventSpec(
-            "attachment.create",
-            "attachment",
-            a.public_id,
-            {
-                "type": prepared.kind.name,
-                "size_bytes": a.size_bytes,
-                "tier": a.tier,
-                "chunks": a.chunks,
-            },
-        ),
-        *(
-            EventSpec(
-                "memory.create",
-                "memory",
-                i.public_id,
-                {"tier": i.tier, "size_bytes": i.size_bytes, "attachment": a.public_id},
-            )
-            for i in prepared.items
-        ),
-    ]
 
 
 def parse_attachment_id(raw: str) -> uuid.UUID:
