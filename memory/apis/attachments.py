@@ -50,7 +50,7 @@ class AttachmentUploadInput(StrictInput):
 class AttachmentOutput(serializers.Serializer[Any]):
     id = serializers.CharField(help_text="att_<uuid>")
     filename = serializers.CharField(help_text="as uploaded, for display only")
-    type = serializers.ChoiceField(choices=[k.name for k in extract.KINDS])
+    type = serializers.ChoiceField(choices=extract.KIND_NAMES)
     content_type = serializers.CharField()
     size_bytes = serializers.IntegerField()
     sha256 = serializers.CharField()
@@ -59,7 +59,7 @@ class AttachmentOutput(serializers.Serializer[Any]):
     chunks = serializers.IntegerField(help_text="memories made from its text")
     text_chars = serializers.IntegerField()
     status = serializers.ChoiceField(
-        choices=["indexing", "ready"],
+        choices=selectors.STATUSES,
         help_text="indexing: some chunks are not yet searchable by meaning",
     )
     created_at = serializers.DateTimeField()

@@ -49,6 +49,7 @@ HTML = Kind("html", "text/html; charset=utf-8", ".html")
 MARKDOWN = Kind("markdown", "text/markdown; charset=utf-8", ".md")
 TEXT = Kind("text", "text/plain; charset=utf-8", ".txt")
 KINDS = (PDF, HTML, MARKDOWN, TEXT)
+KIND_NAMES = tuple(k.name for k in KINDS)
 
 
 def kind_of(content_type: str) -> str:
@@ -106,7 +107,7 @@ def _decode_text(data: bytes) -> str:
 def _unsupported(why: str) -> UnsupportedMediaType:
     return UnsupportedMediaType(
         f"Unsupported file: {why}. Send text, Markdown, HTML or PDF.",
-        details={"supported": [k.name for k in KINDS]},
+        details={"supported": list(KIND_NAMES)},
     )
 
 

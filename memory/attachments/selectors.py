@@ -12,6 +12,9 @@ from memory.indexing import embedding_wanted
 from memory.models import MemoryItem
 from users.models import User
 
+# An attachment's status: whether all of its chunks are searchable by meaning yet.
+STATUSES = ("indexing", "ready")
+
 
 def _with_pending(qs: QuerySet[Attachment]) -> QuerySet[Attachment]:
     # `pending`: some active chunk still waits for its vector (the partial
