@@ -482,3 +482,11 @@ def test_the_html_sniffer_does_not_mistake_text_for_markup():
     assert extract.extract(b"<p>a</p><p>b</p><div>c</div>", "a.txt").kind.name == (
         "html"
     )
+
+
+def test_the_admin_lists_attachments_read_only(admin_client, alice_api):
+    att = upload(alice_api, "garden.txt", NOTES.encode()).json()
+    pk = att["id"][4:]
+    listing = admin_client.get("/admin/memory/attachment/")
+    assert listing.status_code == 200 and b"garden.txt" in listing.content
+    assert admin_client.get(f"/admin/memory/attachment/{pk}/delete/").status_code == 403
