@@ -5,6 +5,7 @@ from django.http import HttpRequest
 
 from kimberly.context import Actor, Context
 from memory.models import (
+    Attachment,
     MeditationRun,
     MemoryImport,
     MemoryItem,
@@ -174,4 +175,25 @@ class MemoryImportAdmin(admin.ModelAdmin[MemoryImport]):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Attachment)
+class AttachmentAdmin(admin.ModelAdmin[Attachment]):
+    """Read-only, and no delete: DELETE /v1/attachments/{id} removes the chunks
+    (with their quota), the row and the object together."""
+
+    list_display = ["id", "user", "filename", "content_type", "size_bytes", "chunks"]
+    list_filter = ["content_type", "tier"]
+    search_fields = ["=id", "user__email"]
+    list_select_related = ["user"]
+    raw_id_fields = ["user"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

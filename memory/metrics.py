@@ -141,3 +141,9 @@ import_items = Counter(
     "Imported records by format and result (imported, skipped_duplicate, refused).",
     ["format", "result"],
 )
+
+attachments = Counter(
+    "kimberly_attachments",
+    "Attachment uploads by sniffed type and result (ok, an error code), and deletes.",
+    ["type", "result"],
+)

@@ -69,6 +69,10 @@ class MemoryItem(models.Model):
     # |VADER compound| of the content in [0, 1], computed when content is written
     # so that meditation scores a million items in SQL without re-reading text.
     sentiment = models.FloatField(default=0.0)
+    # A chunk of this document; RESTRICT: attachment_delete removes chunks first.
+    attachment = models.ForeignKey(
+        "memory.Attachment", models.RESTRICT, null=True, blank=True, db_index=False
+    )
     # Full-text document, maintained by PostgreSQL itself (lexical retrieval).
     search_vector = models.GeneratedField(
         expression=SearchVector("content", config="english"),
@@ -91,6 +95,11 @@ class MemoryItem(models.Model):
                 fields=["user"],
                 name="memory_unembedded",
                 condition=models.Q(embedding_ref="", status="active"),
+            ),
+            models.Index(
+                fields=["attachment"],
+                name="memory_attachment_chunks",
+                condition=models.Q(attachment__isnull=False),
             ),
         ]
         constraints = [
@@ -415,11 +424,13 @@ class ScoreRecord(models.Model):
         return f"{self.item_id}: {self.score:.3f}"
 
 
+from memory.attachments.models import Attachment  # noqa: E402
 from memory.imports.models import MemoryImport  # noqa: E402
 from memory.proposal_models import MemoryProposal  # noqa: E402
 
 __all__ = [
     "EMBEDDING_DIMENSIONS",
+    "Attachment",
     "Goal",
     "IdempotencyKey",
     "MeditationRun",

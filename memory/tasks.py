@@ -131,3 +131,19 @@ def import_run(self: Task, import_id: str) -> str:
     except storage.StorageUnavailable as exc:
         countdown = min(300, 10 * 2**self.request.retries)
         raise self.retry(exc=exc, countdown=countdown, max_retries=8) from exc
+
+
+@shared_task(
+    name="memory.tasks.delete_attachment_object",
+    autoretry_for=(storage.StorageUnavailable,),
+    retry_backoff=2,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=12,
+    time_limit=60,
+    soft_time_limit=50,
+)
+def delete_attachment_object(key: str) -> None:
+    """The object of a deleted attachment that storage refused at the time (safe
+    twice: a missing object is not an error; keys are never reused)."""
+    storage.delete(key)

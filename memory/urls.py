@@ -27,6 +27,12 @@ urlpatterns = [
         apis.MeditationDetailApi.as_view(),
         name="memory-meditation",
     ),
+    path("attachments", apis.AttachmentCollectionApi.as_view(), name="attachments"),
+    path(
+        "attachments/<str:attachment_id>",
+        apis.AttachmentDetailApi.as_view(),
+        name="attachment-detail",
+    ),
     path("goals", apis.GoalCollectionApi.as_view(), name="goals"),
     path("goals/<int:goal_id>", apis.GoalDetailApi.as_view(), name="goal"),
     path("memory/query", apis.MemoryQueryApi.as_view(), name="memory-query"),

@@ -286,6 +286,11 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ImportFormatEnum": "memory.imports.models.MemoryImport.Format",
         "ImportStatusEnum": "memory.imports.models.MemoryImport.State",
+        # One name for the tier choices, whether a field calls them type or tier.
+        "TierEnum": "memory.constants.Tier",
+        "AttachmentTypeEnum": "memory.attachments.extract.KIND_NAMES",
+        "AttachmentStatusEnum": "memory.attachments.selectors.STATUSES",
+        "MeditationStatusEnum": "memory.models.MeditationRun.State",
     },
 }
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from botocore.config import Config
+from django.core.exceptions import ImproperlyConfigured
 
 from kimberly import runtime
 from kimberly.env import env_float, env_int, env_opt, env_str
@@ -69,3 +70,13 @@ STORAGES: dict[str, dict[str, Any]] = {
     },
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+
+# Attachments (POST /v1/attachments): the largest file accepted (bigger is 413),
+# and about how many characters of its text go into each memory.
+ATTACHMENT_MAX_BYTES = env_int("ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024)
+ATTACHMENT_CHUNK_CHARS = env_int("ATTACHMENT_CHUNK_CHARS", 1000)
+if not 200 <= ATTACHMENT_CHUNK_CHARS <= 16000:
+    # Past 16000 characters a chunk could pass a memory's 64 KiB content limit.
+    raise ImproperlyConfigured("ATTACHMENT_CHUNK_CHARS must be from 200 to 16000")
+if ATTACHMENT_MAX_BYTES < 1:
+    raise ImproperlyConfigured("ATTACHMENT_MAX_BYTES must be positive")

@@ -7,9 +7,14 @@ goals.py       the user's goals
 meditation.py  meditate, forecast, runs
 imports.py     imports of exports and transcripts, and their jobs
 proposals.py   proposed memories; where a memory was read (accesses)
+attachments.py uploaded documents (multipart), their download links
 schemas.py     response shapes for the OpenAPI schema
 """
 
+from memory.apis.attachments import (
+    AttachmentCollectionApi,
+    AttachmentDetailApi,
+)
 from memory.apis.changes import (
     MemoryBulkApi,
     MemoryHistoryApi,
@@ -47,6 +52,8 @@ from memory.apis.retrieval import (
 )
 
 __all__ = [
+    "AttachmentCollectionApi",
+    "AttachmentDetailApi",
     "ForecastApi",
     "GoalCollectionApi",
     "GoalDetailApi",

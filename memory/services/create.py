@@ -94,6 +94,7 @@ def new_item(
     created_at: datetime | None = None,
     external_id: str = "",
     item_id: uuid.UUID | None = None,
+    attachment_id: uuid.UUID | None = None,
 ) -> MemoryItem:
     """An unsaved item of valid content and canonical metadata, sized and scored
     for sentiment: the one place a new memory's columns are filled in."""
@@ -109,6 +110,7 @@ def new_item(
         created_by=ctx.actor.type,
         consent=True,
         external_id=external_id,
+        attachment_id=attachment_id,
     )
     apply_metadata(item, meta)
     item.sentiment = sentiment_strength(content)

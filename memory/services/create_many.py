@@ -37,6 +37,7 @@ class NewMemory:
     metadata: Metadata
     created_at: datetime
     external_id: str = ""
+    attachment_id: uuid.UUID | None = None  # a chunk of this document
 
 
 @dataclass
@@ -81,6 +82,7 @@ def memory_create_many(
             meta=memory.metadata,
             created_at=memory.created_at,
             external_id=memory.external_id,
+            attachment_id=memory.attachment_id,
         )
         candidates.append((pos, item))
     inserted_ids = _insert_new(item for _, item in candidates)
