@@ -11,6 +11,7 @@ from kimberly import storage
 from memory import indexing, meditation, retrieval, services
 from memory.embeddings import EmbeddingUnavailable
 from memory.imports import services as imports
+from memory.imports import upkeep as import_upkeep
 
 
 @shared_task(
@@ -131,3 +132,11 @@ def import_run(self: Task, import_id: str) -> str:
     except storage.StorageUnavailable as exc:
         countdown = min(300, 10 * 2**self.request.retries)
         raise self.retry(exc=exc, countdown=countdown, max_retries=8) from exc
+
+
+@shared_task(
+    name="memory.tasks.requeue_stale_imports", time_limit=300, soft_time_limit=270
+)
+def requeue_stale_imports() -> int:
+    """Send again imports no worker holds; delete files finished imports left."""
+    return import_upkeep.memory_imports_requeue_stale()
