@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,6 +138,18 @@ def quota_adjust(*, user_id: uuid.UUID, tier: str, delta: int) -> int:
             "requested_bytes": delta,
         },
     )
+
+
+def quota_lock(*, user_id: uuid.UUID, tiers: Iterable[str]) -> None:
+    """Lock the user's quota rows of `tiers` (made if missing) for the rest of the
+    caller's transaction, in sorted tier order.
+
+    Writers take the quota row before any other lock they then wait on (the
+    unique index entries of the rows they insert): two writers then queue on the
+    quota row instead of each holding what the other waits for (a deadlock).
+    """
+    for tier in sorted(set(tiers)):
+        quota_adjust(user_id=user_id, tier=tier, delta=0)
 
 
 def quota_headroom(*, user_id: uuid.UUID, tier: str) -> int:

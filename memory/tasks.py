@@ -11,6 +11,7 @@ from kimberly import storage
 from memory import indexing, meditation, retrieval, services
 from memory.embeddings import EmbeddingUnavailable
 from memory.imports import services as imports
+from memory.imports import upkeep as import_upkeep
 
 
 @shared_task(
@@ -147,3 +148,11 @@ def delete_attachment_object(key: str) -> None:
     """The object of a deleted attachment that storage refused at the time (safe
     twice: a missing object is not an error; keys are never reused)."""
     storage.delete(key)
+
+
+@shared_task(
+    name="memory.tasks.requeue_stale_imports", time_limit=300, soft_time_limit=270
+)
+def requeue_stale_imports() -> int:
+    """Send again imports no worker holds; delete files finished imports left."""
+    return import_upkeep.memory_imports_requeue_stale()

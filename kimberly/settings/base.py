@@ -216,6 +216,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "memory.tasks.requeue_stale_meditations",
         "schedule": _cron("CRON_MEDITATION_REQUEUE", "*/15 * * * *"),
     },
+    "requeue-stale-imports": {
+        "task": "memory.tasks.requeue_stale_imports",
+        "schedule": _cron("CRON_IMPORT_REQUEUE", "*/10 * * * *"),
+    },
     "purge-idempotency-keys": {
         "task": "memory.tasks.purge_idempotency_keys",
         "schedule": _cron("CRON_PURGE_IDEMPOTENCY_KEYS", "27 * * * *"),

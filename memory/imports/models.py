@@ -44,8 +44,13 @@ class MemoryImport(models.Model):
         max_length=16, choices=State.choices, default=State.QUEUED
     )
     file_key = models.CharField(
-        max_length=255, blank=True, help_text="the stored file of a job, until done"
+        max_length=255,
+        blank=True,
+        help_text="the stored file of a job, until it is deleted",
     )
+    # Set by each claim of the job; a worker writes progress only while the row
+    # still carries its token (services._update), so one taken over stops.
+    claim = models.UUIDField(null=True, blank=True, editable=False)
     file_bytes = models.PositiveBigIntegerField(default=0)
     total = models.PositiveIntegerField(default=0)
     processed = models.PositiveIntegerField(default=0)

@@ -8,10 +8,17 @@ run by `memory.tasks.import_run`, IMPORT_BATCH_SIZE records per transaction
 (with the job's progress): records past the quota are refused with their
 reason and the rest are imported. Re-importing is harmless: a record whose
 external_id the user already has is counted as skipped_duplicate.
+
+A job is held by the worker whose claim token is on its row: every progress and
+finish UPDATE names the token, so a worker whose job was claimed again (its
+heartbeat went stale) writes nothing more and stops. memory/imports/upkeep.py
+(periodic) sends again the jobs no worker holds and deletes the files finished
+jobs could not delete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -34,7 +41,7 @@ from kimberly.context import Actor, Context
 from memory import metrics
 from memory.imports.formats import ImportRecord, ParsedImport, parse_import
 from memory.imports.models import MAX_REFUSALS, MemoryImport
-from memory.quotas import QuotaExceeded
+from memory.quotas import QuotaExceeded, quota_lock
 from memory.services.create_many import ManyResult, NewMemory, memory_create_many
 from users.models import User
 
@@ -104,9 +111,16 @@ def _run_now(
 ) -> MemoryImport:
     imp = _new_import(user, parsed, tier, size, State.RUNNING)
     imp.started_at = timezone.now()
+    imp.claim = uuid.uuid4()
     try:
         with transaction.atomic():
             imp.save(force_insert=True)
+            # Every quota row the batches will lock, first and in tier order:
+            # the batches share this transaction, which holds each lock they
+            # take (a tier's quota row, the user's audit chain lock) to commit;
+            # a later batch's tier taken after those could deadlock with
+            # another import of the same user.
+            quota_lock(user_id=user.pk, tiers={r.tier for r in parsed.records})
             for batch in _batches(parsed.records, 0):
                 _apply(imp, batch, _create(ctx, user, imp, batch, all_or_nothing=True))
             _finish(ctx, imp, State.SUCCEEDED)
@@ -198,24 +212,34 @@ def _apply(imp: MemoryImport, batch: list[ImportRecord], result: ManyResult) -> 
         for pos, why in result.refused[: max(0, room)]
     ]
     imp.heartbeat_at = timezone.now()
-    imp.save(
-        update_fields=[
-            "processed",
-            "imported",
-            "skipped_duplicate",
-            "refused",
-            "refusals",
-            "heartbeat_at",
-        ]
+    _update(
+        imp,
+        processed=imp.processed,
+        imported=imp.imported,
+        skipped_duplicate=imp.skipped_duplicate,
+        refused=imp.refused,
+        refusals=imp.refusals,
+        heartbeat_at=imp.heartbeat_at,
     )
 
 
+class ImportLost(Exception):
+    """Another worker claimed this job (this one's heartbeat went stale): stop."""
+
+
+def _update(imp: MemoryImport, **values: Any) -> None:
+    """UPDATE the job's row while this worker holds it, else raise ImportLost."""
+    held = MemoryImport.objects.filter(pk=imp.pk, claim=imp.claim, status=State.RUNNING)
+    if not held.update(**values):
+        raise ImportLost(imp.public_id)
+
+
 def _finish(ctx: Context, imp: MemoryImport, status: str, error: str = "") -> None:
+    """Mark the job done and audit it; the file (file_key) is deleted after commit."""
     imp.status = status
     imp.error = error
     imp.finished_at = timezone.now()
-    imp.file_key = ""
-    imp.save(update_fields=["status", "error", "finished_at", "file_key"])
+    _update(imp, status=status, error=error, finished_at=imp.finished_at)
     audit_record(
         ctx=ctx,
         action="memory.import",
@@ -244,21 +268,25 @@ def _count_items(imp: MemoryImport) -> None:
 # ------------------------------------------------------------------- the job
 
 
-def _claim(import_id: uuid.UUID) -> bool:
-    """Take the job (queued, or running with a dead worker): one conditional UPDATE."""
+def _claim(import_id: uuid.UUID) -> uuid.UUID | None:
+    """Take the job (queued, or running with a dead worker) with a new claim token:
+    one conditional UPDATE. Returns the token, None when the job is not free."""
     stale = timezone.now() - timedelta(seconds=STALE_SECONDS)
     now = timezone.now()
-    return bool(
+    token = uuid.uuid4()
+    claimed = (
         MemoryImport.objects.filter(pk=import_id)
         .filter(
             Q(status=State.QUEUED) | Q(status=State.RUNNING, heartbeat_at__lt=stale)
         )
         .update(
             status=State.RUNNING,
+            claim=token,
             heartbeat_at=now,
             started_at=Coalesce("started_at", Value(now)),
         )
     )
+    return token if claimed else None
 
 
 class ImportBusy(Exception):
@@ -270,10 +298,13 @@ def memory_import_run(*, import_id: str, budget_seconds: float) -> str:
 
     Safe to run twice: the claim lets one worker in; progress commits with each
     batch, so a job handed over (after `budget_seconds`, below the task's time
-    limit) or redelivered after a crash resumes at `processed`.
+    limit) or redelivered after a crash resumes at `processed`. A worker whose
+    job was claimed again meanwhile stops at its next write ("lost"); the
+    batch it was writing rolls back.
     """
     pk = uuid.UUID(import_id)
-    if not _claim(pk):
+    token = _claim(pk)
+    if token is None:
         status = (
             MemoryImport.objects.filter(pk=pk).values_list("status", flat=True).first()
         )
@@ -281,30 +312,38 @@ def memory_import_run(*, import_id: str, budget_seconds: float) -> str:
             raise ImportBusy(import_id)
         return "gone" if status is None else "done"
     imp = MemoryImport.objects.select_related("user").get(pk=pk)
+    imp.claim = token  # ours, whatever claim the row shows by now
     ctx = Context(Actor("user", str(imp.user_id)))
     try:
         return _run_job(ctx, imp, time.monotonic() + budget_seconds)
+    except ImportLost:
+        logger.warning("import %s was claimed by another worker", imp.public_id)
+        return "lost"
     except storage.StorageUnavailable:
         # Transient: give the claim back (progress is kept) for the retry.
-        MemoryImport.objects.filter(pk=pk, status=State.RUNNING).update(
+        MemoryImport.objects.filter(pk=pk, claim=token, status=State.RUNNING).update(
             status=State.QUEUED
         )
         raise
     except Exception as exc:
         logger.exception("import %s failed", imp.public_id)
-        _fail(
-            ctx,
-            imp,
-            f"internal error ({type(exc).__name__}); nothing more was imported",
-        )
+        with contextlib.suppress(ImportLost):
+            _fail(
+                ctx,
+                imp,
+                f"internal error ({type(exc).__name__}); nothing more was imported",
+            )
         raise
 
 
 def _run_job(ctx: Context, imp: MemoryImport, deadline: float) -> str:
     try:
-        # StorageUnavailable is not caught: the task retries it.
         raw = storage.read_bytes(imp.file_key)
         parsed = parse_import(raw=raw, data=None, fmt=imp.format, tier=imp.tier)
+    except storage.StorageUnavailable:
+        # An ApplicationError too, but transient: memory_import_run gives the
+        # job back (the file and progress kept) and the task retries.
+        raise
     except (storage.ObjectNotFound, ApplicationError) as exc:
         gone = isinstance(exc, storage.ObjectNotFound)
         _fail(ctx, imp, "the uploaded file is gone" if gone else exc.message)
@@ -312,23 +351,37 @@ def _run_job(ctx: Context, imp: MemoryImport, deadline: float) -> str:
     for batch in _batches(parsed.records, imp.processed):
         if imp.processed > 0 and time.monotonic() > deadline:
             # Within the task's time limit: a fresh task continues at `processed`.
-            MemoryImport.objects.filter(pk=imp.pk).update(status=State.QUEUED)
+            _update(imp, status=State.QUEUED)
             _send(imp.pk)
             return "handed_over"
         with transaction.atomic():
             _apply(imp, batch, _create(ctx, imp.user, imp, batch, all_or_nothing=False))
-    key = imp.file_key
     with transaction.atomic():
         _finish(ctx, imp, State.SUCCEEDED)
-    storage.delete(key)
+    _delete_file(imp)
     _count_items(imp)
     return "succeeded"
 
 
 def _fail(ctx: Context, imp: MemoryImport, error: str) -> None:
-    key = imp.file_key
     with transaction.atomic():
         _finish(ctx, imp, State.FAILED, error[:1000])
-    if key:
-        storage.delete(key)
+    _delete_file(imp)
     _count_items(imp)
+
+
+def _delete_file(imp: MemoryImport) -> bool:
+    """Delete a finished job's file, then forget its key (in that order: a key is
+    cleared only once its object is gone). False while object storage is down:
+    the key stays and upkeep.memory_import_files_cleanup deletes it later."""
+    key = imp.file_key
+    if not key:
+        return True
+    try:
+        storage.delete(key)
+    except storage.StorageUnavailable:
+        logger.warning("import %s: its file stays until the next cleanup", imp.pk)
+        return False
+    MemoryImport.objects.filter(pk=imp.pk, file_key=key).update(file_key="")
+    imp.file_key = ""
+    return True

@@ -17,7 +17,7 @@ from kimberly.context import Context
 from memory import indexing, metrics
 from memory.metadata import Metadata, storable, validate_content, validate_tier
 from memory.models import MemoryItem
-from memory.quotas import quota_adjust, quota_headroom
+from memory.quotas import quota_adjust, quota_headroom, quota_lock
 from memory.services.changes import after_commit_sync
 from memory.services.create import new_item
 from users.models import User
@@ -85,6 +85,9 @@ def memory_create_many(
             attachment_id=memory.attachment_id,
         )
         candidates.append((pos, item))
+    # Quota rows first: the INSERT takes unique-index locks on external_id that an
+    # overlapping import would wait on while holding the quota row.
+    quota_lock(user_id=user.pk, tiers={item.tier for _, item in candidates})
     inserted_ids = _insert_new(item for _, item in candidates)
     kept = [(pos, item) for pos, item in candidates if item.id in inserted_ids]
     result.duplicates = [pos for pos, item in candidates if item.id not in inserted_ids]
