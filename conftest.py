@@ -4,6 +4,7 @@ and a stand-in OpenAI-compatible model server."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from django.conf import settings
 from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 
+from kimberly import runtime
 from kimberly.runtime import common
 from tests.standins.openai_server import StandinServer
 from users.tests.factories import UserFactory
@@ -117,3 +119,38 @@ def dead_s3(settings):
         },
     }
     return port
+
+
+_S3_ENV = (
+    "AWS_STORAGE_BUCKET_NAME",
+    "AWS_S3_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+)
+
+
+@pytest.fixture
+def scratch_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Point the runtime at a scratch ./var so the suite's own servers are untouched.
+
+    The S3 counts as external here (a bucket is named): the lifecycle is the same
+    for every service; `scratch_s3` starts the embedded S3 alone.
+    """
+    var = tmp_path / "var"
+    monkeypatch.setattr(common, "VAR_DIR", var)
+    for name in ("DATABASE_URL", "REDIS_URL", *_S3_ENV):
+        monkeypatch.delenv(name, raising=False)  # and restored after the test
+    monkeypatch.setenv("AWS_STORAGE_BUCKET_NAME", "external-bucket")
+    yield var
+    runtime.stop_seaweed()
+    runtime.stop_valkey()
+    runtime.stop_postgres()
+
+
+@pytest.fixture
+def scratch_s3(scratch_runtime: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Only the embedded S3 starts (PostgreSQL and Valkey count as external)."""
+    monkeypatch.delenv("AWS_STORAGE_BUCKET_NAME")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://unused")
+    monkeypatch.setenv("REDIS_URL", "redis://unused")
+    return scratch_runtime

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -14,40 +15,6 @@ import pytest
 
 from kimberly import runtime
 from kimberly.runtime import common, credentials, seaweed
-
-S3_ENV = (
-    "AWS_STORAGE_BUCKET_NAME",
-    "AWS_S3_ENDPOINT_URL",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-)
-
-
-@pytest.fixture
-def scratch_runtime(tmp_path, monkeypatch):
-    """Point the runtime at a scratch ./var so the suite's own servers are untouched.
-
-    The S3 counts as external here (a bucket is named): the lifecycle is the same
-    for every service, and the embedded S3 has tests of its own below.
-    """
-    var = tmp_path / "var"
-    monkeypatch.setattr(common, "VAR_DIR", var)
-    for name in ("DATABASE_URL", "REDIS_URL", *S3_ENV):
-        monkeypatch.delenv(name, raising=False)  # and restored after the test
-    monkeypatch.setenv("AWS_STORAGE_BUCKET_NAME", "external-bucket")
-    yield var
-    runtime.stop_seaweed()
-    runtime.stop_valkey()
-    runtime.stop_postgres()
-
-
-@pytest.fixture
-def scratch_s3(scratch_runtime, monkeypatch):
-    """Only the embedded S3 starts (PostgreSQL and Valkey count as external)."""
-    monkeypatch.delenv("AWS_STORAGE_BUCKET_NAME")
-    monkeypatch.setenv("DATABASE_URL", "postgresql://unused")
-    monkeypatch.setenv("REDIS_URL", "redis://unused")
-    return scratch_runtime
 
 
 def _dead_pid() -> int:
@@ -274,8 +241,15 @@ def test_embedded_s3_listens_on_loopback_only_and_takes_only_its_credentials(
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(f"http://127.0.0.1:{port}/kimberly/k", timeout=5)
     assert refused.value.code == 403
-    for secret in ("credentials.json", "seaweed/s3.json"):
+    for secret in (
+        "credentials.json",
+        "seaweed/s3.json",
+        "seaweed/security.toml",
+        "seaweed/tls/node.key",
+    ):
         assert (scratch_s3 / secret).stat().st_mode & 0o777 == 0o600
+    # Volume files, sockets, log: nothing another local user may read or connect to.
+    assert (scratch_s3 / "seaweed").stat().st_mode & 0o777 == 0o700
 
     from kimberly.runtime import cli
 
@@ -317,22 +291,43 @@ def test_stop_kills_a_seaweedfs_that_does_not_exit_on_sigterm(scratch_s3, monkey
     assert runtime.seaweed_port() is None
 
 
-def test_credentials_of_older_code_keep_their_passwords_and_gain_s3_keys(
-    tmp_path, monkeypatch
+_WEED_KEYS = (
+    "weed_signing",
+    "weed_signing_read",
+    "weed_filer_signing",
+    "weed_filer_signing_read",
+)
+
+
+@pytest.mark.parametrize(
+    "old",
+    [
+        {"pg_superuser": "su-pass", "pg_app": "app-pass", "valkey": "vk-pass"},
+        {  # written once the S3 keys came, before SeaweedFS's signing keys
+            "pg_superuser": "su-pass",
+            "pg_app": "app-pass",
+            "valkey": "vk-pass",
+            "s3_access_key": "KBOLDOLDOLDOLDOLDOLD",
+            "s3_secret_key": "old-s3-secret",
+        },
+    ],
+    ids=["before-s3", "before-weed-keys"],
+)
+def test_credentials_of_older_code_keep_their_values_and_gain_the_new_keys(
+    tmp_path, monkeypatch, old
 ):
     monkeypatch.setattr(common, "VAR_DIR", tmp_path)
-    old = {"pg_superuser": "su-pass", "pg_app": "app-pass", "valkey": "vk-pass"}
     common.write_private(tmp_path / "credentials.json", json.dumps(old))
     loaded = credentials.load()
-    assert loaded is not None and loaded.s3_access_key == ""  # read-only: unchanged
+    assert loaded is not None and loaded.weed_signing == ""  # read-only: unchanged
     creds = credentials.load_or_create()
-    assert (creds.pg_superuser, creds.pg_app, creds.valkey) == tuple(old.values())
-    assert len(creds.s3_access_key) == 20 and len(creds.s3_secret_key) >= 40
+    assert {k: getattr(creds, k) for k in old} == old
+    if "s3_access_key" not in old:
+        assert len(creds.s3_access_key) == 20 and len(creds.s3_secret_key) >= 40
+    weed_keys = [getattr(creds, k) for k in _WEED_KEYS]
+    assert all(len(key) >= 43 for key in weed_keys)  # 256 bits, URL-safe
+    assert len(set(weed_keys)) == 4, "one key per check"
     stored = json.loads((tmp_path / "credentials.json").read_text())
-    assert stored == {
-        **old,
-        "s3_access_key": creds.s3_access_key,
-        "s3_secret_key": creds.s3_secret_key,
-    }
+    assert stored == dataclasses.asdict(creds) and stored.items() >= old.items()
     assert (tmp_path / "credentials.json").stat().st_mode & 0o777 == 0o600
     assert credentials.load_or_create() == creds, "generated once"

@@ -22,12 +22,21 @@ class Credentials:
     # The embedded S3's one identity (SeaweedFS s3.json): AWS-shaped key pair.
     s3_access_key: str = ""
     s3_secret_key: str = ""
+    # SeaweedFS's JWT signing keys (security.toml): volume-server writes and reads
+    # ([jwt.signing], [jwt.signing.read]) and filer writes and reads
+    # ([jwt.filer_signing], [jwt.filer_signing.read]).
+    weed_signing: str = ""
+    weed_signing_read: str = ""
+    weed_filer_signing: str = ""
+    weed_filer_signing_read: str = ""
 
 
 def _generate(field: str) -> str:
     if field == "s3_access_key":
         return "KB" + secrets.token_hex(9).upper()  # 20 characters, like AWS's
-    # URL-safe tokens: they go into URLs without escaping.
+    # URL-safe tokens: they go into URLs and TOML strings without escaping.
+    if field.startswith("weed_"):
+        return secrets.token_urlsafe(32)  # HS256 keys: 256 bits
     return secrets.token_urlsafe(30 if field == "s3_secret_key" else 24)
 
 

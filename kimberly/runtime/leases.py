@@ -109,6 +109,8 @@ def _ensure_seaweed() -> Service:
     port = seaweed.seaweed_port()
     if started := port is None:
         port = seaweed.start_seaweed()
+    elif seaweed.is_legacy():
+        port = seaweed.restart_legacy()  # its owner, if any, still stops it
     env = seaweed.s3_env(port, credentials.load_or_create())
     url = f"{env['AWS_S3_ENDPOINT_URL']} (bucket {seaweed.BUCKET})"
     return Service("seaweedfs", url, started, env)

@@ -2,12 +2,14 @@
 
 One process runs master, volume server, filer, S3 gateway and the admin/worker
 pair `mini` insists on; every one of their ten ports is a random free port on
-127.0.0.1 and data lives in var/seaweed/data. S3 requests need the identity in
-var/seaweed/s3.json (written from var/credentials.json, 0600). `mini` rather than
-`server -s3`: it answers S3 in under a second and exits in about one on SIGTERM,
-where `server` waits out a 15 s gRPC drain of its own S3 gateway's subscriptions.
-The internal master/volume/filer ports take no credentials (SeaweedFS secures
-them only with mTLS, not set up here): loopback only, for development and tests.
+127.0.0.1 and data lives in var/seaweed/data (var/seaweed is 0700). S3 requests
+need the identity in var/seaweed/s3.json (written from var/credentials.json, 0600).
+The internal ports are locked too (seaweed_security): volume reads and writes need
+a JWT, gRPC a client certificate, and `-disableHttp` turns off the master's and
+filer's HTTP APIs, so another local user gets nothing from them but the volume
+server's /status. `mini` rather than `server -s3`: it answers S3 in under a second
+and exits in about one on SIGTERM, where `server` waits out a 15 s gRPC drain of
+its own S3 gateway's subscriptions.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kimberly.runtime import common, credentials
+from kimberly.runtime import common, credentials, seaweed_security
 
 BUCKET = "kimberly"
 REGION = "us-east-1"  # SeaweedFS accepts any; boto3 signs with this one
@@ -145,7 +147,7 @@ def _write_identities(creds: credentials.Credentials) -> Path:
     return conf
 
 
-def _command(ports: dict[str, int], conf: Path) -> list[str]:
+def _command(ports: dict[str, int], conf: Path, security: Path) -> list[str]:
     sdir = common.seaweed_dir()
     flags = {
         "dir": str(sdir / "data"),
@@ -153,6 +155,9 @@ def _command(ports: dict[str, int], conf: Path) -> list[str]:
         "ip.bind": common.HOST,
         **{flag: str(ports[name]) for name, flag in _PORT_FLAGS.items()},
         "s3.config": str(conf),
+        # The master's and filer's HTTP APIs (/col/delete, uploads, listings): the
+        # S3 gateway needs neither, it talks gRPC to them and HTTP to the volumes.
+        "disableHttp": "true",
         "s3.port.iceberg": "0",  # catalog servers off: no port at all
         "s3.port.lance": "0",
         "webdav": "false",
@@ -165,22 +170,36 @@ def _command(ports: dict[str, int], conf: Path) -> list[str]:
         "filer.localSocket": str(sdir / "filer.sock"),
         "s3.localSocket": str(sdir / "s3.sock"),
     }
-    return [str(weed_binary()), "mini", *(f"-{k}={v}" for k, v in flags.items())]
+    # -config_dir: security.toml from var/seaweed, not ./, ~/.seaweedfs or /etc.
+    return [
+        str(weed_binary()),
+        f"-config_dir={security}",
+        "mini",
+        *(f"-{k}={v}" for k, v in flags.items()),
+    ]
 
 
-def start_seaweed() -> int:
-    """Start `weed mini`; return its S3 port once the bucket answers signed requests."""
+def start_seaweed(ports: dict[str, int] | None = None) -> int:
+    """Start `weed mini` (on `ports`, else random free ones); return its S3 port once
+    the bucket answers signed requests."""
     creds = credentials.load_or_create()
     sdir = common.seaweed_dir()
     (sdir / "data").mkdir(parents=True, exist_ok=True)
-    ports = dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True))
-    cmd = _command(ports, _write_identities(creds))
+    sdir.chmod(0o700)  # volume files, sockets and keys: the owner's only
+    if ports is None:
+        ports = dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True))
+    security = seaweed_security.write_config(creds)
+    cmd = _command(ports, _write_identities(creds), security)
+    # A WEED_* variable overrides security.toml (WEED_JWT_SIGNING_KEY=...): none
+    # from the caller's environment may replace or blank a key.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEED_")}
     with open(log_path(), "wb") as log:  # the last run's log only
         # A new session: the terminal's Ctrl-C must not reach it, and stop_seaweed
         # signals the whole group.
         proc = subprocess.Popen(
             cmd,
             cwd=sdir,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -195,6 +214,34 @@ def start_seaweed() -> int:
         stop_seaweed()
         raise
     return ports["s3"]
+
+
+def is_legacy() -> bool:
+    """True while a weed older code started runs: no security.toml, open ports."""
+    try:
+        pid = int(_pidfile().read_text().strip())
+    except (OSError, ValueError):
+        return False
+    cmdline = common.proc_cmdline(pid)
+    marker = f"-config_dir={seaweed_security.config_dir()} "
+    return "weed" in cmdline and marker not in cmdline
+
+
+def restart_legacy() -> int:
+    """Restart a legacy weed with its ports locked; return the S3 port.
+
+    It keeps the ports it had when they are free again, so the endpoint commands
+    running now were given stays valid (after a second or two without S3)."""
+    try:
+        old = json.loads((common.seaweed_dir() / "ports.json").read_text())
+        ports = {name: int(old[name]) for name in _PORT_FLAGS}
+    except (OSError, ValueError, KeyError, TypeError):
+        ports = None
+    stop_seaweed()
+    if ports is not None:
+        with contextlib.suppress(RuntimeError):  # a port was taken meanwhile
+            return start_seaweed(ports)
+    return start_seaweed()
 
 
 def _wait_for_bucket(
