@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.http import HttpRequest
 
 from chat.models import Conversation
+from kimberly.admin_views import ReadOnlyAdminMixin
 
 
 @admin.register(Conversation)
-class ConversationAdmin(admin.ModelAdmin[Conversation]):
+class ConversationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin[Conversation]):
     list_display = ["id", "user", "message_count", "created_at", "updated_at"]
     fields = ["id", "user", "message_count", "transcript_messages", "created_at"]
     readonly_fields = [
@@ -23,9 +21,3 @@ class ConversationAdmin(admin.ModelAdmin[Conversation]):
     ]
     search_fields = ["user__email"]
     ordering = ["-updated_at"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -3,6 +3,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
+from kimberly.admin_views import ReadOnlyAdminMixin
 from kimberly.context import Actor, Context
 from memory.models import (
     Attachment,
@@ -97,7 +98,7 @@ class QuotaAdmin(admin.ModelAdmin[Quota]):
 
 
 @admin.register(MemoryProposal)
-class MemoryProposalAdmin(admin.ModelAdmin[MemoryProposal]):
+class MemoryProposalAdmin(ReadOnlyAdminMixin, admin.ModelAdmin[MemoryProposal]):
     list_display = ["id", "user", "status", "tier", "origin", "created_at"]
     list_filter = ["status"]
     readonly_fields = [
@@ -113,15 +114,9 @@ class MemoryProposalAdmin(admin.ModelAdmin[MemoryProposal]):
         "decided_at",
     ]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(MeditationRun)
-class MeditationRunAdmin(admin.ModelAdmin[MeditationRun]):
+class MeditationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin[MeditationRun]):
     """Read-only: runs are made by the scheduler, the API and ./cli meditate."""
 
     list_display = [
@@ -143,15 +138,9 @@ class MeditationRunAdmin(admin.ModelAdmin[MeditationRun]):
     list_select_related = ["user"]
     raw_id_fields = ["user", "parent"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(MemoryImport)
-class MemoryImportAdmin(admin.ModelAdmin[MemoryImport]):
+class MemoryImportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin[MemoryImport]):
     """Read-only: imports are started through the API and run by their job."""
 
     list_display = [
@@ -171,15 +160,9 @@ class MemoryImportAdmin(admin.ModelAdmin[MemoryImport]):
     list_select_related = ["user"]
     raw_id_fields = ["user"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(Attachment)
-class AttachmentAdmin(admin.ModelAdmin[Attachment]):
+class AttachmentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin[Attachment]):
     """Read-only, and no delete: DELETE /v1/attachments/{id} removes the chunks
     (with their quota), the row and the object together."""
 
@@ -188,12 +171,6 @@ class AttachmentAdmin(admin.ModelAdmin[Attachment]):
     search_fields = ["=id", "user__email"]
     list_select_related = ["user"]
     raw_id_fields = ["user"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

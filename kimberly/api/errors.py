@@ -65,3 +65,17 @@ class RateLimited(ApplicationError):
             details={"retry_after": retry_after, **(details or {})},
             headers={"Retry-After": str(retry_after)},
         )
+
+
+class PayloadTooLarge(ApplicationError):
+    code = "payload_too_large"
+    status = 413
+
+
+def check_upload_size(size: int, limit: int, what: str = "The file") -> None:
+    """413 `payload_too_large` for an upload of `size` bytes over `limit`."""
+    if size > limit:
+        raise PayloadTooLarge(
+            f"{what} is {size} bytes; the limit is {limit}.",
+            details={"size_bytes": size, "max_bytes": limit},
+        )

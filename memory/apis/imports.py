@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from kimberly.api.errors import PayloadTooLarge
 from kimberly.api.pagination import PagePagination
 from kimberly.api.parsers import BoundedJSONParser
 from kimberly.api.schema import error_responses
@@ -20,7 +21,7 @@ from kimberly.context import context_from_request, current_user
 from memory.constants import Tier
 from memory.imports import selectors
 from memory.imports.models import MemoryImport
-from memory.imports.services import PayloadTooLarge, check_size, memory_import_start
+from memory.imports.services import check_size, memory_import_start
 
 # Room for the multipart boundaries and the small fields around the file.
 MULTIPART_OVERHEAD = 64 * 1024

@@ -24,7 +24,12 @@ from django.utils import timezone
 
 from audit.services import audit_record
 from kimberly import storage
-from kimberly.api.errors import ApplicationError, NotFound
+from kimberly.api.errors import (
+    ApplicationError,
+    NotFound,
+    PayloadTooLarge,
+    check_upload_size,
+)
 from kimberly.context import Context
 from memory import metrics
 from memory.attachments import extract as extraction
@@ -43,20 +48,13 @@ SYSTEM_TAGS = 2  # "upload" and the file's name
 MAX_FILENAME = 255
 
 
-class PayloadTooLarge(ApplicationError):
-    code = "payload_too_large"
-    status = 413
-
-
 def attachment_size_check(size: int) -> None:
     """413 for a file over ATTACHMENT_MAX_BYTES (callers check before reading it)."""
-    limit = settings.ATTACHMENT_MAX_BYTES
-    if size > limit:
+    try:
+        check_upload_size(size, settings.ATTACHMENT_MAX_BYTES)
+    except PayloadTooLarge:
         metrics.attachments.labels(type="unknown", result=PayloadTooLarge.code).inc()
-        raise PayloadTooLarge(
-            f"The file is larger than {limit} bytes.",
-            details={"size_bytes": size, "max_bytes": limit},
-        )
+        raise
 
 
 def clean_filename(raw: str) -> str:

@@ -36,7 +36,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 
 from audit.services import audit_record
 from kimberly import storage
-from kimberly.api.errors import ApplicationError
+from kimberly.api.errors import ApplicationError, check_upload_size
 from kimberly.context import Actor, Context
 from memory import metrics
 from memory.imports.formats import ImportRecord, ParsedImport, parse_import
@@ -53,19 +53,9 @@ State = MemoryImport.State
 STALE_SECONDS = 120
 
 
-class PayloadTooLarge(ApplicationError):
-    code = "payload_too_large"
-    status = 413
-
-
 def check_size(size: int) -> None:
     """413 for an import file over IMPORT_MAX_BYTES."""
-    limit = settings.IMPORT_MAX_BYTES
-    if size > limit:
-        raise PayloadTooLarge(
-            f"The import file is {size} bytes; the limit is {limit}.",
-            details={"size_bytes": size, "max_bytes": limit},
-        )
+    check_upload_size(size, settings.IMPORT_MAX_BYTES, "The import file")
 
 
 def memory_import_start(
