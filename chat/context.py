@@ -57,6 +57,8 @@ def alternating(history: list[Turn], message: str) -> tuple[list[Turn], str]:
                 parts.append(turn.content)
         else:
             runs.append((turn.role, [turn.content]))
+    while runs and runs[0][0] == "assistant":  # the window may open mid-exchange
+        runs.pop(0)
     if runs and runs[-1][0] == "user":
         pending = [p for p in runs.pop()[1] if p.strip() != message.strip()]
         message = "\n\n".join([*pending, message])

@@ -47,8 +47,8 @@ def messages_of(*, conversation: Conversation) -> QuerySet[Message]:
     return conversation.messages.order_by("created_at", "id")
 
 
-# An earlier reply that drew on a memory the user has since deleted, archived or
-# marked sensitive is not sent again: it may quote that memory.
+# An earlier reply that drew on a memory the user has since deleted, archived,
+# edited or marked sensitive is not sent again: it may quote that memory.
 WITHHELD_REPLY = "(An earlier reply is left out: a memory it used is no longer shared.)"
 
 
@@ -63,11 +63,17 @@ def recent_turns(*, user: User, conversation: Conversation, limit: int) -> list[
     replies = [pk for pk, role, _ in rows if role == Message.Role.ASSISTANT]
     used = list(
         MessageContext.objects.filter(message_id__in=replies).values_list(
-            "message_id", "memory_id"
+            "message_id", "memory_id", "digest"
         )
     )
-    states = gateway.memory_states(user=user, item_ids=[m for _, m in used])
-    withheld = {reply for reply, memory in used if not states[memory].shareable}
+    states = gateway.memory_states(user=user, item_ids=[m for _, m, _ in used])
+    # Edited counts too: a user who redacts a memory by editing it expects the
+    # old text gone from what the model is sent.
+    withheld = {
+        reply
+        for reply, memory, digest in used
+        if not states[memory].shareable or states[memory].digest != digest
+    }
     return [
         Turn(role, WITHHELD_REPLY if pk in withheld else content)  # type: ignore[arg-type]
         for pk, role, content in rows

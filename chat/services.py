@@ -101,7 +101,7 @@ def chat_begin(
             )
         else:
             # Serializes two messages to one conversation (their order, counts).
-            Conversation.objects.select_for_update().filter(pk=conversation.pk).get()
+            _lock_conversation(conversation)
         msg = Message(
             conversation=conversation,
             user=user,
@@ -128,6 +128,19 @@ def chat_begin(
     return Exchange(conversation, msg, reply_id, assembled, get_runner(), started)
 
 
+def _lock_conversation(conversation: Conversation) -> None:
+    """Lock the conversation's row for this transaction; 409 when another request
+    deleted it meanwhile (while the context was assembled or the model answered)."""
+    if Conversation.objects.select_for_update().filter(pk=conversation.pk).first():
+        return
+    metrics.chat_requests.labels(result="conversation_deleted").inc()
+    raise Conflict(
+        "The conversation was deleted while Kimberly was answering.",
+        code="conversation_deleted",
+        details={"conversation_id": conversation.public_id},
+    )
+
+
 def _failed(exchange: Exchange, exc: ApplicationError) -> ApplicationError:
     result = "runner_timeout" if isinstance(exc, RunnerTimeout) else "runner_error"
     metrics.chat_requests.labels(result=result).inc()
@@ -146,15 +159,7 @@ def chat_finish(
     """Store the reply with exactly the memories it was given, and audit each read."""
     used = exchange.assembled.used
     with transaction.atomic():
-        if not Conversation.objects.select_for_update().filter(
-            pk=exchange.conversation.pk
-        ):
-            metrics.chat_requests.labels(result="conversation_deleted").inc()
-            raise Conflict(
-                "The conversation was deleted while Kimberly was answering.",
-                code="conversation_deleted",
-                details={"conversation_id": exchange.conversation.public_id},
-            )
+        _lock_conversation(exchange.conversation)
         reply = Message.objects.create(
             id=exchange.reply_id,
             conversation=exchange.conversation,

@@ -3,6 +3,7 @@ writers, retries, and memories that stop being shareable."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import urllib.request
 from typing import Any
@@ -154,3 +155,50 @@ def test_deleting_a_conversation_withdraws_what_it_proposed(
     )
     alice_api.delete(f"/v1/chat/conversations/{body['conversation_id']}")
     assert list(MemoryProposal.objects.all()) == kept
+
+
+def test_a_conversation_deleted_while_the_context_is_assembled_is_409(
+    alice_api: Any, monkeypatch: Any
+) -> None:
+    from chat import services
+
+    conv = _chat(alice_api, "first").json()["conversation_id"]
+    real = services.assemble
+
+    def assemble(**kwargs: Any) -> Any:
+        Conversation.objects.filter(pk=conv[5:]).delete()  # another tab
+        return real(**kwargs)
+
+    monkeypatch.setattr(services, "assemble", assemble)
+    r = _chat(alice_api, "second", conversation_id=conv)
+    assert (r.status_code, r.json()["error"]) == (409, "conversation_deleted")
+
+
+def test_the_history_sent_never_opens_with_a_reply(
+    alice_api: Any, with_llm: Any
+) -> None:
+    # u1 a1 | u2 (fails) | u3 a3 | u4 a4 | u5: the last six stored messages are
+    # a1 u2 u3 a3 u4 a4, a window that opens with a reply.
+    with_llm.script(Behaviour(reply="a1"), Behaviour(status=400), then=Behaviour())
+    conv = _chat(alice_api, "u1").json()["conversation_id"]
+    assert _chat(alice_api, "u2", conversation_id=conv).status_code == 502
+    for text in ("u3", "u4", "u5"):
+        assert _chat(alice_api, text, conversation_id=conv).status_code == 200
+    roles = [m["role"] for m in with_llm.requests[-1].json["messages"]]
+    assert roles[:2] == ["system", "user"]
+    assert all(a != b for a, b in itertools.pairwise(roles[1:]))
+
+
+def test_a_reply_that_used_a_since_edited_memory_is_not_sent_again(
+    alice: Any, alice_api: Any, with_llm: Any
+) -> None:
+    item = memory_for(alice, "My locker code is 7788")
+    with_llm.script(Behaviour(reply="Your locker code is 7788."), then=Behaviour())
+    conv = _chat(alice_api, "What is my locker code?").json()["conversation_id"]
+    alice_api.patch(
+        f"/v1/memory/{item.public_id}",
+        {"content": "Locker code removed"},
+        format="json",
+    )
+    _chat(alice_api, "thanks", conversation_id=conv)
+    assert "7788" not in json.dumps(with_llm.requests[-1].json)

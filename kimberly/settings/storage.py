@@ -75,6 +75,10 @@ STORAGES: dict[str, dict[str, Any]] = {
 # and about how many characters of its text go into each memory.
 ATTACHMENT_MAX_BYTES = env_int("ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024)
 ATTACHMENT_CHUNK_CHARS = env_int("ATTACHMENT_CHUNK_CHARS", 1000)
+# Text one attachment may hold, and pages of a PDF: a few KB of compressed PDF can
+# expand into megabytes of text (then 413 document_too_large).
+ATTACHMENT_MAX_TEXT_CHARS = env_int("ATTACHMENT_MAX_TEXT_CHARS", 1_000_000)
+ATTACHMENT_MAX_PDF_PAGES = env_int("ATTACHMENT_MAX_PDF_PAGES", 2000)
 if not 200 <= ATTACHMENT_CHUNK_CHARS <= 16000:
     # Past 16000 characters a chunk could pass a memory's 64 KiB content limit.
     raise ImproperlyConfigured("ATTACHMENT_CHUNK_CHARS must be from 200 to 16000")

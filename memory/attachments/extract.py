@@ -17,6 +17,8 @@ import unicodedata
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
+from django.conf import settings
+
 from kimberly.api.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -35,6 +37,22 @@ class EmptyDocument(ApplicationError):
 class InvalidDocument(ApplicationError):
     code = "invalid_document"
     status = 400
+
+
+class DocumentTooLarge(ApplicationError):
+    """More text (or PDF pages) than one attachment may hold: a small compressed
+    PDF can expand into megabytes of text, so the bytes alone do not bound it."""
+
+    code = "document_too_large"
+    status = 413
+
+
+def _text_limit_hit(chars: int) -> DocumentTooLarge:
+    limit = settings.ATTACHMENT_MAX_TEXT_CHARS
+    return DocumentTooLarge(
+        f"This document holds more than {limit} characters of text.",
+        details={"max_text_chars": limit, "text_chars_at_least": chars},
+    )
 
 
 @dataclass(frozen=True)
@@ -80,6 +98,8 @@ def extract(data: bytes, filename: str) -> Extracted:
 
 
 def _finish(kind: Kind, text: str) -> Extracted:
+    if len(text) > settings.ATTACHMENT_MAX_TEXT_CHARS:
+        raise _text_limit_hit(len(text))
     text = normalize(text)
     if not text:
         raise EmptyDocument(
@@ -211,7 +231,18 @@ def _pdf_text(data: bytes) -> str:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
             raise InvalidDocument("This PDF is encrypted with a password.")
-        pages = [page.extract_text() or "" for page in reader.pages]
+        if len(reader.pages) > settings.ATTACHMENT_MAX_PDF_PAGES:
+            raise DocumentTooLarge(
+                f"This PDF has more than {settings.ATTACHMENT_MAX_PDF_PAGES} pages.",
+                details={"max_pages": settings.ATTACHMENT_MAX_PDF_PAGES},
+            )
+        pages: list[str] = []
+        chars = 0
+        for page in reader.pages:  # stop as soon as the text passes the limit
+            pages.append(page.extract_text() or "")
+            chars += len(pages[-1])
+            if chars > settings.ATTACHMENT_MAX_TEXT_CHARS:
+                raise _text_limit_hit(chars)
     except ApplicationError:
         raise
     except Exception as exc:  # noqa: BLE001 - see above

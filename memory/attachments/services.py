@@ -196,7 +196,9 @@ def _write(ctx: Context, user: User, prepared: _Prepared, data: bytes) -> None:
             attempted = True
             storage.put_bytes(attachment.object_key, data, prepared.kind.content_type)
     except BaseException as exc:
-        if attempted:
+        # An after-commit callback may raise after the row committed: then the
+        # object belongs to it and must stay.
+        if attempted and not Attachment.objects.filter(pk=attachment.pk).exists():
             # The commit failed after the upload, or the upload failed but may
             # have landed (its reply lost): the object must not outlive its row.
             # With storage down, do not wait for it a second time here.

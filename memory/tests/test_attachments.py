@@ -9,6 +9,7 @@ import io
 import itertools
 import urllib.request
 import uuid
+import zlib
 from typing import Any
 
 import pytest
@@ -490,3 +491,60 @@ def test_the_admin_lists_attachments_read_only(admin_client, alice_api):
     listing = admin_client.get("/admin/memory/attachment/")
     assert listing.status_code == 200 and b"garden.txt" in listing.content
     assert admin_client.get(f"/admin/memory/attachment/{pk}/delete/").status_code == 403
+
+
+def _shared_stream_pdf(pages: int, content: bytes, padding: int = 0) -> bytes:
+    """`pages` pages all drawing ONE shared (compressed) content stream, plus an
+    unreferenced stream of `padding` random-ish bytes."""
+    packed = zlib.compress(content, 9)
+    kids = " ".join(f"{6 + i} 0 R" for i in range(pages)).encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [" + kids + b"] /Count %d >>" % pages,
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(packed)
+        + packed
+        + b"\nendstream",
+        b"<< /Length %d >>\nstream\n" % padding
+        + bytes(range(256)) * (padding // 256)
+        + b"\nendstream",
+    ]
+    objects += [
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+        b"/Resources << /Font << /F1 3 0 R >> >> /Contents 4 0 R >>"
+    ] * pages
+    out = io.BytesIO()
+    out.write(b"%PDF-1.4\n")
+    offsets = []
+    for n, body in enumerate(objects, start=1):
+        offsets.append(out.tell())
+        out.write(b"%d 0 obj\n" % n + body + b"\nendobj\n")
+    xref = out.tell()
+    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
+    for offset in offsets:
+        out.write(b"%010d 00000 n \n" % offset)
+    out.write(
+        b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n"
+        % (len(objects) + 1, xref)
+    )
+    return out.getvalue()
+
+
+def test_a_small_pdf_that_expands_into_megabytes_of_text_is_413(
+    alice: Any, alice_api: Any
+) -> None:
+    line = b"(" + b"Lorem ipsum dolor sit amet. " * 4 + b") Tj T* "
+    content = b"BT /F1 12 Tf 14 TL 72 720 Td " + line * 2000 + b"ET"
+    data = _shared_stream_pdf(20, content)  # ~4.5 KB: 20 pages share one stream
+    assert len(data) < 10_000
+    r = upload(alice_api, "bomb.pdf", data)
+    assert (r.status_code, r.json()["error"]) == (413, "document_too_large")
+    assert not MemoryItem.objects.filter(user=alice).exists()
+
+
+@override_settings(ATTACHMENT_MAX_PDF_PAGES=3)
+def test_a_pdf_over_the_page_limit_is_413(alice: Any, alice_api: Any) -> None:
+    data = _shared_stream_pdf(4, b"BT /F1 12 Tf 72 720 Td (Hi.) Tj ET")
+    r = upload(alice_api, "long.pdf", data)
+    assert (r.status_code, r.json()["error"]) == (413, "document_too_large")
+    assert not MemoryItem.objects.filter(user=alice).exists()
