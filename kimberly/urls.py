@@ -20,6 +20,7 @@ v1: list[URLPattern | URLResolver] = [
     path("", include("memory.urls")),
     path("", include("audit.urls")),
     path("", include("chat.urls")),
+    path("", include("agents.urls")),
     # Unknown routes under /v1 answer JSON 404, whatever the method (without the
     # exemption an unknown DELETE got CSRF's HTML 403).
     re_path(r"^.*$", csrf_exempt(json_404)),
