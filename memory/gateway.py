@@ -22,8 +22,9 @@ from typing import Literal
 
 from django.db import transaction
 
-from audit.services import EventSpec, audit_record_many
-from kimberly.context import Context
+from audit.services import EventSpec, audit_record, audit_record_many
+from kimberly.api.errors import ApplicationError
+from kimberly.context import Actor, Context
 from memory import services
 from memory.constants import ID_PREFIX, Source, Status, Tier
 from memory.models import MemoryItem, MemoryProposal
@@ -36,6 +37,44 @@ from users.models import User
 # The latest session entries always offered as context, matching or not: they
 # are what the user was just talking about.
 SESSION_ENTRIES = 3
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a caller may do through the gateway: permissions (`memory.read`,
+    `memory.write`) and the tiers its reads and writes may touch. An agent's
+    grant comes from its type (agents/registry.py); chat acts for the user."""
+
+    permissions: frozenset[str]
+    tiers: tuple[str, ...]
+
+
+CHAT_GRANT = Grant(frozenset({"memory.read", "memory.write"}), tuple(Tier.values))
+
+
+class PermissionDenied(ApplicationError):
+    code = "permission_denied"
+    status = 403
+
+
+def _check(
+    *, ctx: Context, user: User, grant: Grant, permission: str, tier: str | None
+) -> None:
+    """Refuse (403, audited) what `grant` does not allow."""
+    if permission in grant.permissions and (tier is None or tier in grant.tiers):
+        return
+    what = permission if tier is None else f"{permission} on {tier}"
+    with transaction.atomic():
+        audit_record(
+            ctx=ctx,
+            action="memory.access_denied",
+            user_id=user.pk,
+            target_type="memory",
+            details={"permission": permission, "tier": tier or ""},
+        )
+    raise PermissionDenied(
+        f"Not allowed: {what}.", details={"permission": permission, "tier": tier}
+    )
 
 
 @dataclass(frozen=True)
@@ -79,11 +118,34 @@ def _recalled(item: MemoryItem, relevance: float, final: float, why: str) -> Rec
     )
 
 
-def recall(*, user: User, query: str, limit: int) -> list[Recalled]:
+def recall(
+    *,
+    user: User,
+    query: str,
+    limit: int,
+    ctx: Context | None = None,
+    grant: Grant = CHAT_GRANT,
+) -> list[Recalled]:
     """The user's memories for `query`, best first: one hybrid retrieval, then the
-    latest session entries not already chosen; never sensitive, never archived."""
+    latest session entries not already chosen; never sensitive, never archived,
+    only of the tiers `grant` allows (403 without `memory.read`)."""
+    if "memory.read" not in grant.permissions:
+        _check(
+            ctx=ctx or Context(Actor.system("gateway")),
+            user=user,
+            grant=grant,
+            permission="memory.read",
+            tier=None,
+        )
+    # One allowed tier is a pre-filter; several are filtered after ranking.
+    tier = grant.tiers[0] if len(grant.tiers) == 1 else "any"
+    return [r for r in _recall(user, query, limit, tier) if r.tier in grant.tiers]
+
+
+def _recall(user: User, query: str, limit: int, tier: str) -> list[Recalled]:
     result = memory_query(
         user=user,
+        tier=tier,
         query=query[:MAX_QUERY_CHARS],
         top_k=limit,
         filters=QueryFilters(include_sensitive=False),
@@ -165,8 +227,19 @@ def memory_states(
     return {i: rows.get(i, MemoryState("deleted", None)) for i in item_ids}
 
 
-def remember(*, ctx: Context, user: User, content: str, tags: list[str]) -> MemoryItem:
-    """Store what the user asked to keep in their short-term memory (quota-checked)."""
+def remember(
+    *,
+    ctx: Context,
+    user: User,
+    content: str,
+    tags: list[str],
+    grant: Grant = CHAT_GRANT,
+) -> MemoryItem:
+    """Store `content` in the user's short-term memory (quota-checked; 403 when
+    `grant` may not write short-term memory)."""
+    _check(
+        ctx=ctx, user=user, grant=grant, permission="memory.write", tier=Tier.SHORT_TERM
+    )
     return services.memory_create(
         ctx=ctx,
         user=user,
@@ -191,7 +264,10 @@ def withdraw_proposals(*, ctx: Context, user: User, origins: list[str]) -> int:
 
 
 __all__ = [
+    "CHAT_GRANT",
+    "Grant",
     "MemoryState",
+    "PermissionDenied",
     "Reader",
     "Recalled",
     "Status",

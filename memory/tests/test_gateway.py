@@ -158,3 +158,37 @@ def test_bob_cannot_see_or_decide_alices_proposals(alice: Any, bob_api: Any) -> 
         r = bob_api.post(f"/v1/memory/proposals/{p.public_id}/{action}")
         assert r.status_code == 404
     assert bob_api.post("/v1/memory/proposals/prop_nonsense/accept").status_code == 404
+
+
+def test_a_grant_without_memory_read_is_refused_and_audited(alice: Any) -> None:
+    memory_for(alice, "Alice's tea is green tea")
+    grant = gateway.Grant(frozenset({"memory.write"}), ("short-term",))
+    with pytest.raises(gateway.PermissionDenied):
+        gateway.recall(user=alice, query="tea", limit=5, grant=grant)
+    denied = AuditEvent.objects.get(user_id=alice.pk, action="memory.access_denied")
+    assert denied.details == {"permission": "memory.read", "tier": ""}
+
+
+def test_a_grant_sees_only_its_tiers(alice: Any) -> None:
+    memory_for(alice, "tea notes for today", tier=Tier.SHORT_TERM)
+    memory_for(alice, "tea notes for the year", tier=Tier.LONG_TERM)
+    memory_for(alice, "tea notes forever", tier=Tier.PERMANENT)
+    only_long = gateway.Grant(frozenset({"memory.read"}), ("long-term",))
+    got = gateway.recall(user=alice, query="tea notes", limit=5, grant=only_long)
+    assert [r.content for r in got] == ["tea notes for the year"]
+    two = gateway.Grant(frozenset({"memory.read"}), ("short-term", "permanent"))
+    got = gateway.recall(user=alice, query="tea notes", limit=5, grant=two)
+    assert sorted(r.content for r in got) == [
+        "tea notes for today",
+        "tea notes forever",
+    ]
+
+
+def test_a_grant_without_memory_write_cannot_remember(alice: Any) -> None:
+    reader_only = gateway.Grant(frozenset({"memory.read"}), tuple(Tier.values))
+    with pytest.raises(gateway.PermissionDenied):
+        gateway.remember(
+            ctx=ctx_for(alice), user=alice, content="x", tags=[], grant=reader_only
+        )
+    assert not MemoryItem.objects.filter(user=alice).exists()
+    assert AuditEvent.objects.filter(action="memory.access_denied").count() == 1
