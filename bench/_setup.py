@@ -52,3 +52,28 @@ def machine() -> str:
     import platform
 
     return f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}"
+
+
+def log(msg: str) -> None:
+    import time
+
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def pct(values: list[float], p: float) -> float:
+    """The p-th percentile of `values` (nearest rank)."""
+    values = sorted(values)
+    return values[max(0, min(len(values) - 1, round(p / 100 * (len(values) - 1))))]
+
+
+def longmemeval() -> tuple[list[str], list[str]]:
+    """Memory texts and questions of the development sets (../shared/bench)."""
+    import json
+
+    texts, questions = [], []
+    for f in sorted((ROOT.parent / "shared" / "bench").glob("*.jsonl")):
+        for line in f.open():
+            rec = json.loads(line)
+            texts += [m["text"].removeprefix("User: ") for m in rec["memories"]]
+            questions += [q["q"] for q in rec["queries"]]
+    return texts, list(dict.fromkeys(questions))

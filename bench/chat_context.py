@@ -17,37 +17,16 @@ sensitive (never chosen). Questions are LongMemEval's.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from _setup import ROOT, copy_rows, django_for_bench, machine
+from _setup import ROOT, copy_rows, django_for_bench, log, longmemeval, machine, pct
 
-DATA = ROOT.parent / "shared" / "bench"
 DB = "kimberly_bench_chat"
 EMAIL = "chat-context@bench.local"
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[max(0, min(len(values) - 1, round(p / 100 * (len(values) - 1))))]
-
-
-def corpus() -> tuple[list[str], list[str]]:
-    texts, questions = [], []
-    for f in sorted(DATA.glob("*.jsonl")):
-        for line in f.open():
-            rec = json.loads(line)
-            texts += [m["text"].removeprefix("User: ") for m in rec["memories"]]
-            questions += [q["q"] for q in rec["queries"]]
-    return list(dict.fromkeys(texts)), list(dict.fromkeys(questions))
 
 
 def load(n_items: int) -> None:
@@ -58,7 +37,8 @@ def load(n_items: int) -> None:
     from users.models import User
 
     rng = random.Random(11)
-    texts, _ = corpus()
+    texts, _ = longmemeval()
+    texts = list(dict.fromkeys(texts))
     texts = [" ".join(t.split()[:300]) for t in texts]
     picked = [texts[i % len(texts)] for i in range(n_items)]
     User.objects.filter(email=EMAIL).delete()
@@ -179,7 +159,7 @@ def main() -> None:
 
     if not (args.reuse and User.objects.filter(email=EMAIL).exists()):
         load(args.items)
-    _, questions = corpus()
+    _, questions = longmemeval()
     questions = questions[: args.questions]
     runs = measure(questions)
     chosen = runs.pop("chosen")

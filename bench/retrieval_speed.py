@@ -30,31 +30,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from _setup import ROOT, copy_rows, django_for_bench, machine
+from _setup import ROOT, copy_rows, django_for_bench, log, longmemeval, machine, pct
 
-DATA = ROOT.parent / "shared" / "bench"
 DB = "kimberly_bench_speed"
 PORT = 8765
 report: list[str] = []
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[max(0, min(len(values) - 1, round(p / 100 * (len(values) - 1))))]
-
-
-def texts_and_questions() -> tuple[list[str], list[str]]:
-    texts, questions = [], []
-    for f in sorted(DATA.glob("*.jsonl")):
-        for line in f.open():
-            rec = json.loads(line)
-            texts += [m["text"].removeprefix("User: ") for m in rec["memories"]]
-            questions += [q["q"] for q in rec["queries"]]
-    return texts, list(dict.fromkeys(questions))
 
 
 def load(n_users: int, per_user: int, pool_size: int) -> dict[str, float]:
@@ -66,7 +46,7 @@ def load(n_users: int, per_user: int, pool_size: int) -> dict[str, float]:
 
     rng = random.Random(7)
     nrng = np.random.default_rng(7)
-    texts, _ = texts_and_questions()
+    texts, _ = longmemeval()
     pool = rng.sample(texts, pool_size)
     pool = [
         " ".join(t.split()[: max(5, min(400, int(rng.lognormvariate(3.4, 0.8))))])
@@ -229,7 +209,7 @@ def semantic_compare(samples: int = 150) -> dict[str, float]:
     from memory.retrieval import QueryFilters, prefiltered, semantic_candidates
     from users.models import User
 
-    _, questions = texts_and_questions()
+    _, questions = longmemeval()
     rng = random.Random(3)
     users = list(
         User.objects.filter(email__startswith="speed-").order_by("?")[:samples]
@@ -320,7 +300,7 @@ def http_bench() -> list[tuple[str, dict[str, float]]]:
 
     users = list(User.objects.filter(email__startswith="speed-").order_by("email")[:64])
     tokens = [AuthToken.objects.create(user=u)[1] for u in users]
-    _, questions = texts_and_questions()
+    _, questions = longmemeval()
     env = {
         **os.environ,
         "GUNICORN_BIND": f"127.0.0.1:{PORT}",

@@ -21,12 +21,8 @@ from kimberly.api.exceptions import error_body
 from kimberly.api.pagination import PagePagination, PageQuery, page_serializer
 from kimberly.api.renderers import EventStreamRenderer, sse_event
 from kimberly.api.schema import EventSerializer, error_responses
-from kimberly.api.serializers import NonBlank, StrictInput, parse
+from kimberly.api.serializers import NonBlank, StrictInput, iso_time, parse
 from kimberly.context import context_from_request, current_user
-
-
-def _iso(value: Any) -> str:
-    return value.isoformat().replace("+00:00", "Z")
 
 
 class MessageOutput(serializers.Serializer[Any]):
@@ -41,7 +37,7 @@ def message_out(m: Message) -> dict[str, Any]:
         "id": m.public_id,
         "role": m.role,
         "content": m.content,
-        "created_at": _iso(m.created_at),
+        "created_at": iso_time(m.created_at),
     }
 
 
@@ -172,8 +168,8 @@ def conversation_out(c: Conversation) -> dict[str, Any]:
     return {
         "id": c.public_id,
         "title": c.title,
-        "created_at": _iso(c.created_at),
-        "updated_at": _iso(c.updated_at),
+        "created_at": iso_time(c.created_at),
+        "updated_at": iso_time(c.updated_at),
         "message_count": c.message_count,
     }
 

@@ -22,16 +22,13 @@ from django.db import connection, transaction
 
 from chat.models import Conversation, MessageContext
 from kimberly import storage
+from kimberly.api.serializers import iso_time
 
 FORMAT_VERSION = 1
 
 
 def transcript_key(user_id: uuid.UUID | str, conversation_id: str) -> str:
     return storage.user_key(user_id, "transcripts", f"{conversation_id}.jsonl")
-
-
-def _iso(value: object) -> str:
-    return value.isoformat().replace("+00:00", "Z")  # type: ignore[attr-defined]
 
 
 def transcript_bytes(conversation: Conversation) -> tuple[bytes, int]:
@@ -49,7 +46,7 @@ def transcript_bytes(conversation: Conversation) -> tuple[bytes, int]:
             "kimberly_transcript": FORMAT_VERSION,
             "conversation_id": conversation.public_id,
             "title": conversation.title,
-            "created_at": _iso(conversation.created_at),
+            "created_at": iso_time(conversation.created_at),
         }
     ]
     for m in messages:
@@ -57,7 +54,7 @@ def transcript_bytes(conversation: Conversation) -> tuple[bytes, int]:
             "id": m.public_id,
             "role": m.role,
             "content": m.content,
-            "created_at": _iso(m.created_at),
+            "created_at": iso_time(m.created_at),
         }
         if m.role == "assistant":
             line["context"] = context[m.pk]

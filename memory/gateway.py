@@ -31,7 +31,6 @@ from memory.models import MemoryItem, MemoryProposal
 from memory.retrieval import MAX_QUERY_CHARS, QueryFilters, memory_query, prefiltered
 from memory.retrieval.provenance import log_retrieval
 from memory.services.proposals import proposals_create, proposals_withdraw
-from memory.short_term import short_term_context
 from users.models import User
 
 # The latest session entries always offered as context, matching or not: they
@@ -152,10 +151,9 @@ def _recall(user: User, query: str, limit: int, tier: str) -> list[Recalled]:
         log=False,  # what is used is recorded by record_reads, once
     )
     ranked = [_recalled(h.item, h.relevance, h.final, h.why) for h in result.hits]
-    session_ids = [
-        uuid.UUID(entry["id"][len(ID_PREFIX) :])
-        for entry in short_term_context(user_id=user.pk, limit=SESSION_ENTRIES)
-    ]
+    # The session entries the query already read from Redis (none for a grant
+    # without short-term memory).
+    session_ids = result.session_ids[:SESSION_ENTRIES]
     missing = [i for i in session_ids if i not in {r.item_id for r in ranked}]
     if missing:
         # Re-read from PostgreSQL through the pre-filter: Redis may be stale, and

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, overload
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -92,3 +93,12 @@ def parse(serializer_cls: type[serializers.Serializer], data: Any) -> dict[str, 
     ser = serializer_cls(data=data)
     ser.is_valid(raise_exception=True)
     return dict(ser.validated_data)
+
+
+@overload
+def iso_time(value: datetime) -> str: ...
+@overload
+def iso_time(value: datetime | None) -> str | None: ...
+def iso_time(value: datetime | None) -> str | None:
+    """A time as the API writes it: ISO 8601, UTC as `Z` (None stays None)."""
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None

@@ -16,7 +16,7 @@ from kimberly import storage
 from kimberly.api.errors import invalid_field
 from kimberly.api.pagination import PagePagination, PageQuery
 from kimberly.api.schema import error_responses
-from kimberly.api.serializers import StrictInput, parse
+from kimberly.api.serializers import StrictInput, iso_time, parse
 from kimberly.context import context_from_request, current_user
 from memory.attachments import extract, selectors, services
 from memory.attachments.models import Attachment
@@ -25,10 +25,6 @@ from memory.constants import MAX_TAG_LENGTH, MAX_TAGS, Tier
 # Room for the multipart framing and the small fields around the file: a body
 # past ATTACHMENT_MAX_BYTES plus this is refused before it is read.
 FORM_OVERHEAD = 64 * 1024
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
 class AttachmentUploadInput(StrictInput):
@@ -83,7 +79,7 @@ def attachment_out(a: Attachment, *, status: str, link: bool) -> dict[str, Any]:
         "chunks": a.chunks,
         "text_chars": a.text_chars,
         "status": status,
-        "created_at": _iso(a.created_at),
+        "created_at": iso_time(a.created_at),
     }
     if link:
         expires = settings.STORAGE_URL_EXPIRE_SECONDS

@@ -12,7 +12,13 @@ from rest_framework.views import APIView
 
 from kimberly.api.pagination import PagePagination, PageQuery
 from kimberly.api.schema import error_responses
-from kimberly.api.serializers import NonBlank, StrictInput, documented_json, parse
+from kimberly.api.serializers import (
+    NonBlank,
+    StrictInput,
+    documented_json,
+    iso_time,
+    parse,
+)
 from kimberly.context import context_from_request, current_user
 from memory import selectors, services
 from memory.apis.schemas import (
@@ -23,10 +29,6 @@ from memory.apis.schemas import (
 from memory.constants import Source, Status, Tier
 from memory.metadata import metadata_of
 from memory.models import MemoryItem
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
 def memory_out(item: MemoryItem) -> dict[str, Any]:
@@ -41,10 +43,10 @@ def memory_out(item: MemoryItem) -> dict[str, Any]:
         "embedding_ref": item.embedding_ref or None,
         "status": item.status,
         "protected": item.protected,
-        "created_at": _iso(item.created_at),
-        "updated_at": _iso(item.updated_at),
-        "last_seen_at": _iso(item.last_seen_at),
-        "archived_at": _iso(item.archived_at),
+        "created_at": iso_time(item.created_at),
+        "updated_at": iso_time(item.updated_at),
+        "last_seen_at": iso_time(item.last_seen_at),
+        "archived_at": iso_time(item.archived_at),
         "access_count": item.access_count,
         "audit": {"created_by": item.created_by, "consent": item.consent},
     }
@@ -201,7 +203,7 @@ class MemoryMetricsApi(APIView):
                     }
                     for t in m.tiers
                 },
-                "last_meditation": _iso(m.last_meditation),
+                "last_meditation": iso_time(m.last_meditation),
                 "embedding_enabled": m.embedding_enabled,
                 "embedding_pending": m.embedding_pending,
             }

@@ -12,16 +12,12 @@ from rest_framework.views import APIView
 
 from kimberly.api.pagination import PagePagination, PageQuery
 from kimberly.api.schema import error_responses
-from kimberly.api.serializers import parse
+from kimberly.api.serializers import iso_time, parse
 from kimberly.context import context_from_request, current_user
 from memory import selectors
 from memory.constants import ID_PREFIX, ProposalStatus
 from memory.models import MemoryProposal, RetrievalRecord
 from memory.services.proposals import proposal_decide
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
 class ProposalOutput(serializers.Serializer[Any]):
@@ -45,8 +41,8 @@ def proposal_out(p: MemoryProposal) -> dict[str, Any]:
         "origin": p.origin,
         "status": p.status,
         "memory_id": f"{ID_PREFIX}{p.memory_id}" if p.memory_id else None,
-        "created_at": _iso(p.created_at),
-        "decided_at": _iso(p.decided_at),
+        "created_at": iso_time(p.created_at),
+        "decided_at": iso_time(p.decided_at),
     }
 
 
@@ -108,7 +104,7 @@ class AccessOutput(serializers.Serializer[Any]):
 
 def access_out(r: RetrievalRecord) -> dict[str, Any]:
     return {
-        "at": _iso(r.created_at),
+        "at": iso_time(r.created_at),
         "kind": r.kind,
         "ref": r.request_id,
         "rank": r.rank,

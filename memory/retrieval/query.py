@@ -51,6 +51,8 @@ class QueryResult:
     hits: list[Hit]
     mode: str
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # The live session entries (short-term, latest first) that competed.
+    session_ids: list[uuid.UUID] = field(default_factory=list)
 
 
 @contextmanager
@@ -118,12 +120,16 @@ def memory_query(
     if effective in ("hybrid", "semantic") and vector is not None:
         with _stage("semantic", timings):
             candidates.update(dict.fromkeys(semantic_candidates(user, base, vector, n)))
+    session: list[uuid.UUID] = []
     if tier in ("any", Tier.SHORT_TERM):
         # The live session context always competes (from Redis, cheap).
-        for entry in short_term_context(user_id=user.pk, limit=10):
-            candidates.setdefault(uuid.UUID(entry["id"][4:]), None)
+        session = [
+            uuid.UUID(entry["id"][4:])
+            for entry in short_term_context(user_id=user.pk, limit=10)
+        ]
+        candidates.update(dict.fromkeys(i for i in session if i not in candidates))
     if not candidates:
-        return QueryResult([], effective, timings)
+        return QueryResult([], effective, timings, session)
 
     with _stage("rerank", timings):
         hits = score_hits(
@@ -137,4 +143,4 @@ def memory_query(
             h.why = why(h, query, filters)
     if log and hits:
         log_retrieval(user.pk, request_id, [(h.item_id, h.final) for h in hits])
-    return QueryResult(hits, effective, timings)
+    return QueryResult(hits, effective, timings, session)
