@@ -25,6 +25,9 @@ class AgentType:
     default_timeout: int  # seconds
     max_timeout: int  # seconds
     idempotent: bool  # a failed task may be retried
+    # Committing a preview runs the task (its work is an action, like running
+    # code) rather than applying the planned writes.
+    rerun_on_commit: bool = False
 
 
 AGENT_TYPES: dict[str, AgentType] = {
@@ -73,6 +76,7 @@ AGENT_TYPES: dict[str, AgentType] = {
             default_timeout=60,
             max_timeout=300,
             idempotent=False,
+            rerun_on_commit=True,
         ),
     )
 }

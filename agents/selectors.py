@@ -1,11 +1,29 @@
-"""Reads of the agents app: each declared agent type with its state."""
+"""Reads of the agents app: agent types with their state, and the user's tasks,
+reminders and events (always scoped by the user)."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
-from agents.models import AgentSwitch, UserAgentSwitch
+from django.db import connection
+from django.db.models import Count, QuerySet
+from django.utils import timezone
+
+from agents.models import (
+    EVENT_ID_PREFIX,
+    REMINDER_ID_PREFIX,
+    TASK_ID_PREFIX,
+    AgentSwitch,
+    AgentTask,
+    Event,
+    Reminder,
+    UserAgentSwitch,
+)
 from agents.registry import AGENT_TYPES, AgentType
+from kimberly.api.errors import NotFound
 from users.models import User
 
 
@@ -50,3 +68,91 @@ def agent_state(*, name: str, user: User | None = None) -> AgentState | None:
 
 def users_who_turned_off(*, name: str) -> int:
     return UserAgentSwitch.objects.filter(agent=name, enabled=False).count()
+
+
+def _owned(model: type[Any], prefix: str, user: User, public_id: str, what: str) -> Any:
+    """One of the user's rows by public id; another user's is 404 like a missing one."""
+    try:
+        if not public_id.startswith(prefix):
+            raise ValueError
+        return model.objects.get(pk=uuid.UUID(public_id.removeprefix(prefix)), user=user)
+    except (ValueError, model.DoesNotExist):
+        raise NotFound(f"No {what} {public_id[:64]}.") from None
+
+
+def task_get(*, user: User, task_id: str) -> AgentTask:
+    return _owned(AgentTask, TASK_ID_PREFIX, user, task_id, "agent task")  # type: ignore[no-any-return]
+
+
+def tasks_for(
+    *, user: User, agent: str | None = None, status: str | None = None
+) -> QuerySet[AgentTask]:
+    """The user's tasks, newest first, optionally of one agent or status."""
+    rows = AgentTask.objects.filter(user=user)
+    if agent:
+        rows = rows.filter(agent=agent)
+    if status:
+        rows = rows.filter(status=status)
+    return rows.order_by("-created_at", "-pk")
+
+
+def reminder_get(*, user: User, reminder_id: str) -> Reminder:
+    return _owned(Reminder, REMINDER_ID_PREFIX, user, reminder_id, "reminder")  # type: ignore[no-any-return]
+
+
+def reminders_for(*, user: User, status: str | None = None) -> QuerySet[Reminder]:
+    """The user's reminders, soonest due first."""
+    rows = Reminder.objects.filter(user=user)
+    if status:
+        rows = rows.filter(status=status)
+    return rows.order_by("due_at", "pk")
+
+
+def event_get(*, user: User, event_id: str) -> Event:
+    return _owned(Event, EVENT_ID_PREFIX, user, event_id, "event")  # type: ignore[no-any-return]
+
+
+def events_for(*, user: User) -> QuerySet[Event]:
+    """The user's events, in date order."""
+    return Event.objects.filter(user=user).order_by("starts_at", "pk")
+
+
+@dataclass(frozen=True)
+class AgentStats:
+    """What `./cli agent status` shows per type beyond its switch."""
+
+    running: int
+    queued: int
+    failed_last_hour: int
+    timed_out_last_hour: int
+    p95_seconds: float | None  # of executions finished in the last hour
+
+
+def agent_stats(*, name: str) -> AgentStats:
+    since = timezone.now() - timedelta(hours=1)
+    rows = AgentTask.objects.filter(agent=name)
+    counts = dict(
+        rows.filter(status__in=["running", "queued"])
+        .values_list("status")
+        .annotate(n=Count("pk"))
+        .values_list("status", "n")
+    )
+    recent = rows.filter(finished_at__gte=since, started_at__isnull=False)
+    finished = dict(
+        recent.values_list("status").annotate(n=Count("pk")).values_list("status", "n")
+    )
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM"
+            " finished_at - started_at)) FROM agents_agenttask WHERE agent = %s"
+            " AND finished_at >= %s AND started_at IS NOT NULL",
+            [name, since],
+        )
+        p95 = cur.fetchone()[0]
+    return AgentStats(
+        running=counts.get("running", 0),
+        queued=counts.get("queued", 0),
+        failed_last_hour=finished.get("failed", 0),
+        timed_out_last_hour=finished.get("timed_out", 0),
+        p95_seconds=round(float(p95), 3) if p95 is not None else None,
+    )

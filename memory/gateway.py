@@ -26,6 +26,7 @@ from audit.services import EventSpec, audit_record, audit_record_many
 from kimberly.api.errors import ApplicationError
 from kimberly.context import Actor, Context
 from memory import services
+from memory.attachments.models import ATTACHMENT_ID_PREFIX
 from memory.constants import ID_PREFIX, Source, Status, Tier
 from memory.models import MemoryItem, MemoryProposal
 from memory.retrieval import MAX_QUERY_CHARS, QueryFilters, memory_query, prefiltered
@@ -56,10 +57,11 @@ class PermissionDenied(ApplicationError):
     status = 403
 
 
-def _check(
+def authorize(
     *, ctx: Context, user: User, grant: Grant, permission: str, tier: str | None
 ) -> None:
-    """Refuse (403, audited) what `grant` does not allow."""
+    """Refuse (403, audited) what `grant` does not allow; a preview checks its
+    planned writes here without making them."""
     if permission in grant.permissions and (tier is None or tier in grant.tiers):
         return
     what = permission if tier is None else f"{permission} on {tier}"
@@ -82,6 +84,16 @@ class Reader:
 
     kind: Literal["chat", "agent"]
     ref: str  # "msg_<uuid>" of the assistant reply, or an agent task id
+    agent: str = ""  # the agent type, for an agent's reads
+    preview: bool = False  # read while previewing a task (nothing was applied)
+
+    def details(self, rank: int) -> dict[str, object]:
+        out: dict[str, object] = {"reader": self.kind, "ref": self.ref, "rank": rank}
+        if self.agent:
+            out["agent"] = self.agent
+        if self.preview:
+            out["preview"] = True
+        return out
 
 
 @dataclass(frozen=True)
@@ -97,6 +109,8 @@ class Recalled:
     relevance: float
     final: float
     why: str
+    attachment_id: str | None = None  # "att_<uuid>" when a document's chunk
+    attachment_offset: int | None = None  # where the chunk starts in its text
 
     @property
     def memory_id(self) -> str:
@@ -114,6 +128,10 @@ def _recalled(item: MemoryItem, relevance: float, final: float, why: str) -> Rec
         relevance=round(relevance, 6),
         final=round(final, 6),
         why=why,
+        attachment_id=(
+            f"{ATTACHMENT_ID_PREFIX}{item.attachment_id}" if item.attachment_id else None
+        ),
+        attachment_offset=item.attachment_offset,
     )
 
 
@@ -129,7 +147,7 @@ def recall(
     latest session entries not already chosen; never sensitive, never archived,
     only of the tiers `grant` allows (403 without `memory.read`)."""
     if "memory.read" not in grant.permissions:
-        _check(
+        authorize(
             ctx=ctx or Context(Actor.system("gateway")),
             user=user,
             grant=grant,
@@ -179,12 +197,7 @@ def record_reads(
         ctx=ctx,
         user_id=user.pk,
         events=[
-            EventSpec(
-                "memory.read",
-                "memory",
-                r.memory_id,
-                {"reader": reader.kind, "ref": reader.ref, "rank": rank},
-            )
+            EventSpec("memory.read", "memory", r.memory_id, reader.details(rank))
             for rank, r in enumerate(used, 1)
         ],
     )
@@ -232,10 +245,12 @@ def remember(
     content: str,
     tags: list[str],
     grant: Grant = CHAT_GRANT,
+    source: str = Source.CHAT,
 ) -> MemoryItem:
     """Store `content` in the user's short-term memory (quota-checked; 403 when
-    `grant` may not write short-term memory)."""
-    _check(
+    `grant` may not write short-term memory). An agent's write is audited with
+    its ctx, whose actor names the agent and the task."""
+    authorize(
         ctx=ctx, user=user, grant=grant, permission="memory.write", tier=Tier.SHORT_TERM
     )
     return services.memory_create(
@@ -243,7 +258,7 @@ def remember(
         user=user,
         tier=Tier.SHORT_TERM,
         content=content,
-        metadata={"source": Source.CHAT, "tags": tags},
+        metadata={"source": source, "tags": tags},
     ).item
 
 
@@ -268,7 +283,10 @@ __all__ = [
     "PermissionDenied",
     "Reader",
     "Recalled",
+    "Source",
     "Status",
+    "Tier",
+    "authorize",
     "content_digest",
     "memory_states",
     "propose",

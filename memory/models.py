@@ -73,6 +73,7 @@ class MemoryItem(models.Model):
     attachment = models.ForeignKey(
         "memory.Attachment", models.RESTRICT, null=True, blank=True, db_index=False
     )
+    attachment_offset = models.PositiveIntegerField(null=True, blank=True)  # chars
     # Full-text document, maintained by PostgreSQL itself (lexical retrieval).
     search_vector = models.GeneratedField(
         expression=SearchVector("content", config="english"),

@@ -4,8 +4,8 @@ set -eu
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 export PROMETHEUS_MULTIPROC_DIR="$PWD/var/prometheus"
-# web adds up the files at the top; worker and beat each their own (Procfile).
-rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR/worker" "$PROMETHEUS_MULTIPROC_DIR/beat"
+# web adds up the files at the top; each worker and beat their own (Procfile).
+rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR/worker" "$PROMETHEUS_MULTIPROC_DIR/agents" "$PROMETHEUS_MULTIPROC_DIR/beat"
 
 python manage.py migrate --noinput -v0
 python manage.py collectstatic --noinput -v0
@@ -16,6 +16,8 @@ cat <<INFO
 Kimberly is starting:
   web     http://127.0.0.1:8000  (API /v1, docs /v1/docs, admin /admin, metrics /metrics)
   worker  Celery worker (broker: REDIS_URL/1), metrics http://127.0.0.1:9808/metrics
+  agents  Celery worker for agent tasks (queue "agents"; coder runs in bubblewrap),
+          metrics http://127.0.0.1:9810/metrics
   beat    Celery beat, schedule from settings synced into django-celery-beat,
           metrics http://127.0.0.1:9809/metrics
   data    embedded PostgreSQL, Valkey and S3 (SeaweedFS) unless configured

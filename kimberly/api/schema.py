@@ -20,6 +20,7 @@ from kimberly.api.serializers import NonBlank, StrictInput
 ERRORS: dict[int, str] = {
     400: "The request is not valid (validation_error, malformed_request).",
     401: "Missing, malformed, unknown or expired bearer token.",
+    403: "Not allowed (permission_denied; sandbox_violation: the code policy).",
     404: "No such object of yours (another user's objects are 404 too).",
     409: "Conflict with the current state.",
     413: "The request body or the content is larger than the server accepts.",

@@ -225,6 +225,14 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": _cron("CRON_PURGE_IDEMPOTENCY_KEYS", "27 * * * *"),
     },
     # before the nightly meditation, which only reads the same window anyway
+    "agents-deliver-due-reminders": {
+        "task": "agents.tasks.deliver_due_reminders",
+        "schedule": env_float("AGENT_REMINDER_SCAN_SECONDS", 30.0),
+    },
+    "agents-sweep-tasks": {
+        "task": "agents.tasks.sweep_tasks",
+        "schedule": env_float("AGENT_SWEEP_SECONDS", 60.0),
+    },
     "prune-retrieval-records": {
         "task": "memory.tasks.prune_retrieval_records",
         "schedule": _cron("CRON_PRUNE_RETRIEVAL_RECORDS", "37 1 * * *"),
@@ -380,6 +388,7 @@ MEDITATION_STALE_MINUTES = env_int("MEDITATION_STALE_MINUTES", 90)
 MEDITATION_RECORDS_DAYS = env_int("MEDITATION_RECORDS_DAYS", 14)
 
 # --- Chat, object storage and static files, imports: their own modules -------------
+from kimberly.settings.agent_tasks import *  # noqa: E402, F403
 from kimberly.settings.chat import *  # noqa: E402, F403
 from kimberly.settings.imports import *  # noqa: E402, F403
 from kimberly.settings.storage import *  # noqa: E402, F403

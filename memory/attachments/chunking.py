@@ -99,3 +99,16 @@ def _tail(pieces: list[_Piece], budget: int) -> list[_Piece]:
             break
         tail.insert(0, piece)
     return tail
+
+
+def chunk_offsets(text: str, chunks: list[str]) -> list[int | None]:
+    """Where each chunk starts in `text` (None if it cannot be found verbatim):
+    the offset a citation of the chunk points at."""
+    offsets: list[int | None] = []
+    cursor = 0
+    for chunk in chunks:
+        at = text.find(chunk[:80], cursor)
+        offsets.append(at if at >= 0 else None)
+        if at >= 0:
+            cursor = at + 1
+    return offsets

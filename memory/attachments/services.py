@@ -33,7 +33,7 @@ from kimberly.api.errors import (
 from kimberly.context import Context
 from memory import metrics
 from memory.attachments import extract as extraction
-from memory.attachments.chunking import chunk_text
+from memory.attachments.chunking import chunk_offsets, chunk_text
 from memory.attachments.models import ATTACHMENT_ID_PREFIX, Attachment
 from memory.constants import ID_PREFIX, MAX_BULK_IDS, MAX_TAG_LENGTH, MAX_TAGS, Source
 from memory.metadata import storable, string_list, validate_metadata, validate_tier
@@ -123,8 +123,11 @@ def _prepare(
             metadata=meta,
             created_at=now,
             attachment_id=attachment_id,
+            attachment_offset=offset,
         )
-        for text in texts
+        for text, offset in zip(
+            texts, chunk_offsets(extracted.text, texts), strict=True
+        )
     ]
     return _Prepared(attachment, extracted.kind, chunks)
 

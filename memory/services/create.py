@@ -95,6 +95,7 @@ def new_item(
     external_id: str = "",
     item_id: uuid.UUID | None = None,
     attachment_id: uuid.UUID | None = None,
+    attachment_offset: int | None = None,
 ) -> MemoryItem:
     """An unsaved item of valid content and canonical metadata, sized and scored
     for sentiment: the one place a new memory's columns are filled in."""
@@ -111,6 +112,7 @@ def new_item(
         consent=True,
         external_id=external_id,
         attachment_id=attachment_id,
+        attachment_offset=attachment_offset,
     )
     apply_metadata(item, meta)
     item.sentiment = sentiment_strength(content)

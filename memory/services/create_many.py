@@ -38,6 +38,7 @@ class NewMemory:
     created_at: datetime
     external_id: str = ""
     attachment_id: uuid.UUID | None = None  # a chunk of this document
+    attachment_offset: int | None = None  # where the chunk starts in its text
 
 
 @dataclass
@@ -83,6 +84,7 @@ def memory_create_many(
             created_at=memory.created_at,
             external_id=memory.external_id,
             attachment_id=memory.attachment_id,
+            attachment_offset=memory.attachment_offset,
         )
         candidates.append((pos, item))
     # Quota rows first: the INSERT takes unique-index locks on external_id that an

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from django.db import transaction
+from django.utils import timezone
 
-from agents.models import AgentSwitch, UserAgentSwitch
+from agents import metrics
+from agents.models import AgentSwitch, AgentTask, UserAgentSwitch
 from agents.registry import AgentType, agent_type
 from audit.services import audit_record
 from kimberly.api.errors import NotFound
@@ -42,6 +44,8 @@ def agent_switch_set(
         target_id=agent,
         details={"reason": reason[:500]} if reason else {},
     )
+    if not enabled:
+        switch.cancelled = cancel_queued(user=None, agent=agent)  # type: ignore[attr-defined]
     return switch
 
 
@@ -61,4 +65,25 @@ def user_agent_switch_set(
         target_type="agent",
         target_id=agent,
     )
+    if not enabled:
+        switch.cancelled = cancel_queued(user=user, agent=agent)  # type: ignore[attr-defined]
     return switch
+
+
+def cancel_queued(*, user: User | None, agent: str) -> int:
+    """Cancel the waiting tasks of a type just turned off (for everyone, or for
+    one user); running ones go on to their end or their time limit."""
+    rows = AgentTask.objects.filter(agent=agent, status=AgentTask.Status.QUEUED)
+    if user is not None:
+        rows = rows.filter(user=user)
+    n = rows.update(
+        status=AgentTask.Status.CANCELLED,
+        finished_at=timezone.now(),
+        error={
+            "code": "agent_disabled",
+            "message": "The agent was turned off before the task started.",
+        },
+    )
+    if n:
+        metrics.tasks.labels(agent=agent, status=AgentTask.Status.CANCELLED).inc(n)
+    return n

@@ -1,0 +1,1 @@
+"""HTTP API of the agents app: agent types, tasks, reminders and the calendar."""

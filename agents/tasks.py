@@ -1,0 +1,33 @@
+"""Celery tasks of the agents app; they run on the agents queue (settings
+CELERY_TASK_ROUTES) and stay thin: the work is in agents.services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+from agents.services import execution, reminders
+
+
+@shared_task(name="agents.tasks.run_task", acks_late=True)
+def run_task(task_id: str, claim: str) -> str:
+    """One execution of an agent task (its time limits come with the message)."""
+    return execution.task_execute(task_id=task_id, claim=claim)
+
+
+@shared_task(name="agents.tasks.sweep_tasks")
+def sweep_tasks() -> dict[str, Any]:
+    return execution.sweep_tasks()
+
+
+@shared_task(name="agents.tasks.deliver_due_reminders")
+def deliver_due_reminders() -> int:
+    """Beat: every due reminder into its user's short-term memory."""
+    return reminders.deliver_due()
+
+
+@shared_task(name="agents.tasks.deliver_reminder_webhook", acks_late=True)
+def deliver_reminder_webhook(reminder_id: str) -> str:
+    """One signed POST to the user's webhook (the next attempt is scheduled by it)."""
+    return reminders.webhook_attempt(reminder_id=reminder_id)

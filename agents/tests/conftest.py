@@ -1,0 +1,130 @@
+"""A real Celery worker on the agents queue (and a real beat) for agent tests.
+
+They run as separate processes against the test database, so tests that use
+them commit their data (`django_db(transaction=True)`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from agents.models import AgentTask
+from kimberly.celery import app as celery_app
+
+ROOT = Path(__file__).resolve().parents[2]
+CELERY = str(Path(sys.executable).parent / "celery")
+
+
+def _env(**extra: str) -> dict[str, str]:
+    base_url = settings.DATABASE_URL.rsplit("/", 1)[0]
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "kimberly.settings.test",
+        "DATABASE_URL": f"{base_url}/{connection.settings_dict['NAME']}",
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "EMBEDDING_WARMUP": "0",
+        "PROMETHEUS_MULTIPROC_DIR": "",
+        "AGENT_WEBHOOK_ALLOW_PRIVATE": "1",
+        "AGENT_WEBHOOK_RETRY_BASE_SECONDS": "1",
+        **extra,
+    }
+
+
+def _start(args: list[str], log: Path, **env: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [CELERY, "-A", "kimberly.celery", *args],
+        cwd=ROOT,
+        env=_env(**env),
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def purge() -> None:
+    """Drop every message waiting on the agents queue (a test's leftovers)."""
+    with celery_app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(settings.AGENT_QUEUE)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def agents_worker(
+    django_db_setup: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A prefork worker consuming only the agents queue, with more processes
+    than a user may use, so the per-user limit is what holds tasks back."""
+    purge()
+    log = tmp_path_factory.mktemp("agents-worker") / "worker.log"
+    proc = _start(
+        [
+            "worker",
+            *("-Q", settings.AGENT_QUEUE, "--pool", "prefork", "--concurrency", "5"),
+            *("--without-mingle", "--without-gossip", "--loglevel", "INFO"),
+            *("--hostname", f"agents-test-{os.getpid()}@%h"),
+        ],
+        log,
+    )
+    deadline = time.monotonic() + 60
+    while not celery_app.control.ping(timeout=0.5):
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, "the agents worker did not start"
+    yield proc
+    _stop(proc)
+    purge()
+
+
+@pytest.fixture
+def beat(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Celery beat with the project's schedule, scanning reminders every second."""
+    proc = _start(
+        [
+            "beat",
+            *("-S", "celery.beat:PersistentScheduler"),
+            *("-s", str(tmp_path / "beat-schedule"), "--loglevel", "INFO"),
+        ],
+        tmp_path / "beat.log",
+        AGENT_REMINDER_SCAN_SECONDS="1",
+        AGENT_SWEEP_SECONDS="1",
+    )
+    yield proc
+    _stop(proc)
+
+
+def wait_for(
+    check: Callable[[], Any], *, timeout: float = 60, what: str = "condition"
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def wait_status(task_id: str, *statuses: str, timeout: float = 60) -> AgentTask:
+    """The task, once it is in one of `statuses`."""
+    pk = task_id.removeprefix("tsk_")
+    return wait_for(  # type: ignore[no-any-return]
+        lambda: AgentTask.objects.filter(pk=pk, status__in=statuses).first(),
+        timeout=timeout,
+        what=f"{task_id} to be {'/'.join(statuses)}",
+    )
