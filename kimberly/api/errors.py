@@ -43,6 +43,13 @@ def invalid_field(field: str, message: str) -> ValidationFailed:
     )
 
 
+class BadRequest(ApplicationError):
+    """A 400 for input that is well-formed but cannot be used; `code` says why."""
+
+    code = "bad_request"
+    status = 400
+
+
 class NotFound(ApplicationError):
     code = "not_found"
     status = 404
