@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from importlib import import_module
+from typing import Any, Protocol, cast
 
-from agents.kinds import coder, reminder, researcher, scheduler
+from agents.registry import AGENT_TYPES
 from agents.runs import Run
 from kimberly.context import Context
 from users.models import User
@@ -19,19 +20,18 @@ class Kind(Protocol):
     def run(self, run: Run) -> dict[str, Any]: ...
 
 
-KINDS: dict[str, Kind] = {
-    "reminder": reminder,  # type: ignore[dict-item]
-    "scheduler": scheduler,  # type: ignore[dict-item]
-    "researcher": researcher,  # type: ignore[dict-item]
-    "coder": coder,  # type: ignore[dict-item]
-}
+def kind(name: str) -> Kind:
+    """The code of agent type `name`: the module agents.kinds.<name>, imported
+    when first used (the coder's sandbox loads only where code runs)."""
+    assert name in AGENT_TYPES, name
+    return cast(Kind, import_module(f"agents.kinds.{name}"))
 
 
 def validate(
     name: str, *, ctx: Context, user: User, task: str, params: dict[str, Any]
 ) -> None:
-    KINDS[name].validate(ctx=ctx, user=user, task=task, params=params)
+    kind(name).validate(ctx=ctx, user=user, task=task, params=params)
 
 
 def run_agent(run: Run) -> dict[str, Any]:
-    return KINDS[run.agent.name].run(run)
+    return kind(run.agent.name).run(run)

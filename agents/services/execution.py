@@ -150,14 +150,9 @@ def _finish(
         row = _owned(task)
         if row is None:
             return "superseded"  # cancelled, or timed out by the sweep, meanwhile
-        trace = [*row.trace, *run.trace()]
-        fields: dict[str, Any] = {"trace": trace}
         if apply:
-            applied = _apply(row, run, apply)
-            result = {**(result or {}), "applied": applied}
-            trace[-1]["writes"] = [
-                {**w, "applied": True} for w in trace[-1].get("writes", [])
-            ]
+            result = {**(result or {}), "applied": _apply(row, run, apply)}
+        fields: dict[str, Any] = {"trace": [*row.trace, *run.trace()]}
         if result is not None:
             fields["result"] = result
         if error is not None:
@@ -173,7 +168,9 @@ def _apply(row: AgentTask, run: Run, writes: list[Write]) -> list[dict[str, Any]
     with run.step("apply", writes=len(writes)) as step:
         out = [APPLIERS[w.kind](ctx, row, run.user, run.grant, w.payload) for w in writes]
         step.detail["applied"] = len(out)
-    run.steps[-1].writes = [{"kind": w.kind, "summary": w.summary} for w in writes]
+    step.writes = [
+        {"kind": w.kind, "summary": w.summary, "applied": True} for w in writes
+    ]
     return out
 
 

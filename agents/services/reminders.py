@@ -10,7 +10,6 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from agents import webhooks
 from agents.models import Reminder
 from agents.registry import AGENT_TYPES
 from audit.services import audit_record
@@ -116,6 +115,7 @@ def _send_webhook(pk: uuid.UUID, countdown: int = 0) -> None:
 def webhook_attempt(*, reminder_id: str) -> str:
     """One attempt at the user's webhook; schedules the next with backoff, up to
     AGENT_WEBHOOK_MAX_ATTEMPTS. Returns the reminder's webhook state."""
+    from agents import webhooks  # TEMP until merged
     with transaction.atomic():
         rem = (
             Reminder.objects.select_for_update()

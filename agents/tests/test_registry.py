@@ -77,7 +77,8 @@ def test_an_operator_disables_an_agent_for_everyone_and_it_is_audited(
 def test_status_counts_the_users_who_turned_an_agent_off(alice_api: Any) -> None:
     alice_api.put("/v1/agents/reminder", {"enabled": False}, format="json")
     line = next(x for x in _cli("status").splitlines() if x.startswith("reminder"))
-    assert line.split()[:4] == ["reminder", "enabled", "low", "1"]
+    # agent, state, running, queued, failed/h, timeout/h, p95, risk, users off
+    assert line.split()[:9] == ["reminder", "enabled", *"0000", "-", "low", "1"]
 
 
 def test_unknown_agents_and_bad_input_are_refused_and_change_nothing(
