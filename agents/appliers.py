@@ -16,7 +16,9 @@ from kimberly.context import Context
 from memory import gateway
 from users.models import User
 
-Applier = Callable[[Context, AgentTask, User, gateway.Grant, dict[str, Any]], dict[str, Any]]
+Applier = Callable[
+    [Context, AgentTask, User, gateway.Grant, dict[str, Any]], dict[str, Any]
+]
 
 
 def _reminder(
@@ -50,7 +52,9 @@ def _event(
             "task": task,
             "title": p["title"],
             "starts_at": datetime.fromisoformat(p["starts_at"]),
-            "ends_at": datetime.fromisoformat(p["ends_at"]) if p.get("ends_at") else None,
+            "ends_at": datetime.fromisoformat(p["ends_at"])
+            if p.get("ends_at")
+            else None,
             "all_day": p.get("all_day", False),
             "source": p["source"],
             "memory_id": p.get("memory_id"),

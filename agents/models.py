@@ -105,12 +105,12 @@ class AgentTask(models.Model):
             models.Index(fields=["status", "agent"], name="agents_task_status"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.agent} {self.status}"
+
     @property
     def public_id(self) -> str:
         return f"{TASK_ID_PREFIX}{self.id}"
-
-    def __str__(self) -> str:
-        return f"{self.public_id} {self.agent} {self.status}"
 
 
 REMINDER_ID_PREFIX = "rem_"
@@ -166,12 +166,12 @@ class Reminder(models.Model):
             )
         ]
 
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.status} {self.due_at:%Y-%m-%d %H:%M}"
+
     @property
     def public_id(self) -> str:
         return f"{REMINDER_ID_PREFIX}{self.id}"
-
-    def __str__(self) -> str:
-        return f"{self.public_id} {self.status} {self.due_at:%Y-%m-%d %H:%M}"
 
 
 class Event(models.Model):
@@ -204,9 +204,9 @@ class Event(models.Model):
         ]
         indexes = [models.Index(fields=["user", "starts_at"], name="agents_event_when")]
 
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.title[:40]}"
+
     @property
     def public_id(self) -> str:
         return f"{EVENT_ID_PREFIX}{self.id}"
-
-    def __str__(self) -> str:
-        return f"{self.public_id} {self.title[:40]}"

@@ -49,7 +49,7 @@ AGENT_TYPES: dict[str, AgentType] = {
             description="Finds dates and events in a text or in your memories,"
             " keeps them as events, exports a calendar (.ics).",
             risk="low",
-            permissions=("memory.read", "memory.write"),
+            permissions=("memory.read",),  # events are its own store, not memory
             tiers=ALL_TIERS,
             default_timeout=60,
             max_timeout=300,
@@ -58,9 +58,10 @@ AGENT_TYPES: dict[str, AgentType] = {
         AgentType(
             name="researcher",
             description="Multi-query research over your own memories and"
-            " documents, with citations.",
+            " documents, with citations; keeps the digest in your short-term"
+            " memory when you ask (params.save).",
             risk="medium",
-            permissions=("memory.read",),
+            permissions=("memory.read", "memory.write"),
             tiers=ALL_TIERS,
             default_timeout=60,
             max_timeout=300,

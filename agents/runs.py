@@ -121,7 +121,9 @@ class Run:
         found = gateway.recall(
             user=self.user, query=query, limit=limit, ctx=self.ctx, grant=self.grant
         )
-        gateway.record_reads(ctx=self.ctx, user=self.user, reader=self.reader, used=found)
+        gateway.record_reads(
+            ctx=self.ctx, user=self.user, reader=self.reader, used=found
+        )
         self._current().reads.extend(
             {"memory_id": r.memory_id, "tier": r.tier, "query": query[:200]}
             for r in found

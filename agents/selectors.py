@@ -75,13 +75,15 @@ def _owned(model: type[Any], prefix: str, user: User, public_id: str, what: str)
     try:
         if not public_id.startswith(prefix):
             raise ValueError
-        return model.objects.get(pk=uuid.UUID(public_id.removeprefix(prefix)), user=user)
+        return model.objects.get(
+            pk=uuid.UUID(public_id.removeprefix(prefix)), user=user
+        )
     except (ValueError, model.DoesNotExist):
         raise NotFound(f"No {what} {public_id[:64]}.") from None
 
 
 def task_get(*, user: User, task_id: str) -> AgentTask:
-    return _owned(AgentTask, TASK_ID_PREFIX, user, task_id, "agent task")  # type: ignore[no-any-return]
+    return _owned(AgentTask, TASK_ID_PREFIX, user, task_id, "agent task")
 
 
 def tasks_for(
@@ -97,7 +99,7 @@ def tasks_for(
 
 
 def reminder_get(*, user: User, reminder_id: str) -> Reminder:
-    return _owned(Reminder, REMINDER_ID_PREFIX, user, reminder_id, "reminder")  # type: ignore[no-any-return]
+    return _owned(Reminder, REMINDER_ID_PREFIX, user, reminder_id, "reminder")
 
 
 def reminders_for(*, user: User, status: str | None = None) -> QuerySet[Reminder]:
@@ -109,7 +111,7 @@ def reminders_for(*, user: User, status: str | None = None) -> QuerySet[Reminder
 
 
 def event_get(*, user: User, event_id: str) -> Event:
-    return _owned(Event, EVENT_ID_PREFIX, user, event_id, "event")  # type: ignore[no-any-return]
+    return _owned(Event, EVENT_ID_PREFIX, user, event_id, "event")
 
 
 def events_for(*, user: User) -> QuerySet[Event]:

@@ -82,7 +82,9 @@ class ReminderListApi(APIView):
 class ReminderDetailApi(APIView):
     @extend_schema(responses={200: ReminderOutput, **error_responses(404)})
     def get(self, request: Request, reminder_id: str) -> Response:
-        rem = selectors.reminder_get(user=current_user(request), reminder_id=reminder_id)
+        rem = selectors.reminder_get(
+            user=current_user(request), reminder_id=reminder_id
+        )
         return Response(reminder_out(rem))
 
 
@@ -97,7 +99,9 @@ class ReminderCancelApi(APIView):
         },
     )
     def post(self, request: Request, reminder_id: str) -> Response:
-        rem = selectors.reminder_get(user=current_user(request), reminder_id=reminder_id)
+        rem = selectors.reminder_get(
+            user=current_user(request), reminder_id=reminder_id
+        )
         rem = reminder_services.reminder_cancel(
             ctx=context_from_request(request), reminder=rem
         )
@@ -111,7 +115,7 @@ class EventOutput(serializers.Serializer[Any]):
     starts_at = serializers.DateTimeField()
     ends_at = serializers.DateTimeField(allow_null=True)
     all_day = serializers.BooleanField()
-    source = serializers.ChoiceField(choices=Event.Source.choices)
+    source = serializers.ChoiceField(choices=Event.Source.choices)  # type: ignore[assignment]
     memory_id = serializers.CharField(allow_null=True, help_text="found in")
     task_id = serializers.CharField(allow_null=True)
 

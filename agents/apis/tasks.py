@@ -19,7 +19,9 @@ from kimberly.api.schema import error_responses
 from kimberly.api.serializers import StrictInput, documented_json, iso_time, parse
 from kimberly.context import context_from_request, current_user
 
-STATUS_HELP = "queued | running | succeeded | failed | cancelled | timed_out | previewed"
+STATUS_HELP = (
+    "queued | running | succeeded | failed | cancelled | timed_out | previewed"
+)
 
 
 class TaskParams(StrictInput):
@@ -43,12 +45,12 @@ class TaskParams(StrictInput):
         max_length=190_000,
         help_text="scheduler: an .ics file's text to import",
     )
-    source = serializers.ChoiceField(
+    source = serializers.ChoiceField(  # type: ignore[assignment]
         choices=["auto", "text", "memories", "ics"],
         required=False,
         help_text="scheduler: where to look for dates",
     )
-    save = serializers.BooleanField(
+    save = serializers.BooleanField(  # type: ignore[assignment]
         required=False, help_text="researcher: keep the digest in short-term memory"
     )
 
@@ -93,7 +95,9 @@ class TaskOutput(serializers.Serializer[Any]):
     timeout = serializers.IntegerField(help_text="seconds")
     attempts = serializers.IntegerField()
     result = serializers.DictField(allow_null=True)
-    error = serializers.DictField(allow_null=True, help_text="{code, message, details?}")
+    error = serializers.DictField(
+        allow_null=True, help_text="{code, message, details?}"
+    )
     planned_writes = serializers.ListField(
         child=serializers.DictField(), help_text="a preview's plan: {kind, summary}"
     )
@@ -115,7 +119,9 @@ def task_out(t: AgentTask, *, full: bool = True) -> dict[str, Any]:
         "attempts": t.attempts,
         "result": t.result,
         "error": t.error or None,
-        "planned_writes": [{"kind": w["kind"], "summary": w["summary"]} for w in t.plan],
+        "planned_writes": [
+            {"kind": w["kind"], "summary": w["summary"]} for w in t.plan
+        ],
         "trace": t.trace if full else [],
         "created_at": iso_time(t.created_at),
         "started_at": iso_time(t.started_at),

@@ -90,7 +90,11 @@ def run(run: Run) -> dict[str, Any]:
         with run.step("plan"):
             run.write(
                 "memory.write",
-                {"content": text[:4000], "tags": ["research"], "tier": gateway.Tier.SHORT_TERM},
+                {
+                    "content": text[:4000],
+                    "tags": ["research"],
+                    "tier": gateway.Tier.SHORT_TERM,
+                },
                 "Keep this research digest in your short-term memory.",
             )
     return {

@@ -46,7 +46,9 @@ def _plan(run: Run, event: IcsEvent, source: str, memory_id: str | None) -> None
         "source": source,
         "memory_id": memory_id.removeprefix("mem_") if memory_id else None,
     }
-    run.write("event.create", payload, f"{event.title[:80]} on {event.starts_at:%Y-%m-%d}")
+    run.write(
+        "event.create", payload, f"{event.title[:80]} on {event.starts_at:%Y-%m-%d}"
+    )
 
 
 def _found(found: FoundDate, *ref: str) -> IcsEvent:

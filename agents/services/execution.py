@@ -64,7 +64,7 @@ def _claim(pk: uuid.UUID, claim: uuid.UUID) -> AgentTask | None:
     return task
 
 
-def _err(code: str, message: str) -> dict[str, str]:
+def _err(code: str, message: str) -> dict[str, Any]:
     return {"code": code, "message": message}
 
 
@@ -116,15 +116,17 @@ def _execute(task: AgentTask) -> str:
             error=_err("timed_out", f"Stopped at its time limit of {task.timeout} s."),
         )
     except ApplicationError as exc:
-        error = {**_err(exc.code, exc.message), "details": exc.details}
+        error: dict[str, Any] = {**_err(exc.code, exc.message), "details": exc.details}
         status = Status.TIMED_OUT if isinstance(exc, TaskTimedOut) else Status.FAILED
         return _finish(task, run, status, error=error)
     except Exception as exc:
         logger.exception("agent task %s failed", task.public_id)
         if agent.idempotent and task.attempts < settings.AGENT_TASK_MAX_ATTEMPTS:
             return _retry(task, run)
-        error = _err("internal_error", f"The {agent.name} agent failed: {type(exc).__name__}.")
-        return _finish(task, run, Status.FAILED, error=error)
+        failed = _err(
+            "internal_error", f"The {agent.name} agent failed: {type(exc).__name__}."
+        )
+        return _finish(task, run, Status.FAILED, error=failed)
 
 
 def _owned(task: AgentTask) -> AgentTask | None:
@@ -166,7 +168,9 @@ def _finish(
 def _apply(row: AgentTask, run: Run, writes: list[Write]) -> list[dict[str, Any]]:
     ctx = agent_context(row.agent, row)
     with run.step("apply", writes=len(writes)) as step:
-        out = [APPLIERS[w.kind](ctx, row, run.user, run.grant, w.payload) for w in writes]
+        out = [
+            APPLIERS[w.kind](ctx, row, run.user, run.grant, w.payload) for w in writes
+        ]
         step.detail["applied"] = len(out)
     step.writes = [
         {"kind": w.kind, "summary": w.summary, "applied": True} for w in writes
@@ -221,4 +225,3 @@ def sweep_tasks() -> dict[str, int]:
     )
     sent = sum(dispatch(u) for u in users)
     return {"timed_out": timed_out, "dispatched": sent}
-

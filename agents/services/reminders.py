@@ -109,13 +109,14 @@ def _deliver_one(pk: uuid.UUID) -> int:
 def _send_webhook(pk: uuid.UUID, countdown: int = 0) -> None:
     from agents.tasks import deliver_reminder_webhook
 
-    deliver_reminder_webhook.apply_async(args=[str(pk)], countdown=countdown)
+    deliver_reminder_webhook.apply_async(args=(str(pk),), countdown=countdown)
 
 
 def webhook_attempt(*, reminder_id: str) -> str:
     """One attempt at the user's webhook; schedules the next with backoff, up to
     AGENT_WEBHOOK_MAX_ATTEMPTS. Returns the reminder's webhook state."""
     from agents import webhooks  # TEMP until merged
+
     with transaction.atomic():
         rem = (
             Reminder.objects.select_for_update()

@@ -46,7 +46,9 @@ class QueueFull(RateLimited):
 def _enabled_or_409(agent: AgentType, user: User) -> None:
     state = agent_state(name=agent.name, user=user)
     assert state is not None
-    if not state.operator_enabled or agent.name in getattr(settings, "AGENT_DENY_TYPES", ()):
+    if not state.operator_enabled or agent.name in getattr(
+        settings, "AGENT_DENY_TYPES", ()
+    ):
         raise AgentDisabled(
             f"The {agent.name} agent is turned off by the operator.",
             details={"agent": agent.name, "by": "operator"},
@@ -160,8 +162,13 @@ def dispatch(user_id: Any) -> int:
         now = timezone.now()
         for pk, _, claim in sends:
             AgentTask.objects.filter(pk=pk).update(dispatched_at=now, claim=claim)
-        transaction.on_commit(lambda: [send(*s) for s in sends])
+        transaction.on_commit(lambda: _send_all(sends))
     return len(sends)
+
+
+def _send_all(sends: list[tuple[uuid.UUID, int, uuid.UUID]]) -> None:
+    for pk, timeout, claim in sends:
+        send(pk, timeout, claim)
 
 
 def send(pk: uuid.UUID, timeout: int, claim: uuid.UUID) -> None:
@@ -170,10 +177,13 @@ def send(pk: uuid.UUID, timeout: int, claim: uuid.UUID) -> None:
 
     # Never past the deployment's caps (kimberly.celery: a rollout's grace).
     soft = min(timeout, settings.CELERY_TASK_SOFT_TIME_LIMIT)
-    hard = min(timeout + settings.AGENT_HARD_LIMIT_GRACE_SECONDS, settings.CELERY_TASK_TIME_LIMIT)
+    hard = min(
+        timeout + settings.AGENT_HARD_LIMIT_GRACE_SECONDS,
+        settings.CELERY_TASK_TIME_LIMIT,
+    )
     try:
         run_task.apply_async(
-            args=[str(pk), str(claim)],
+            args=(str(pk), str(claim)),
             task_id=str(claim),
             soft_time_limit=soft,
             time_limit=max(hard, soft + 1),

@@ -53,10 +53,10 @@ def _start(args: list[str], log: Path, **env: str) -> subprocess.Popen[bytes]:
 def purge() -> None:
     """Drop every message waiting on the agents queue (a test's leftovers)."""
     with celery_app.connection_for_write() as conn:
-        conn.default_channel.queue_purge(settings.AGENT_QUEUE)
+        conn.default_channel.queue_purge(settings.AGENT_QUEUE)  # type: ignore[attr-defined]
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:
         proc.wait(timeout=20)
@@ -65,29 +65,35 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-@pytest.fixture(scope="module")
-def agents_worker(
-    django_db_setup: None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[subprocess.Popen[bytes]]:
+def start_worker(log_dir: Path, **env: str) -> subprocess.Popen[bytes]:
     """A prefork worker consuming only the agents queue, with more processes
     than a user may use, so the per-user limit is what holds tasks back."""
-    purge()
-    log = tmp_path_factory.mktemp("agents-worker") / "worker.log"
+    name = f"agents-test-{os.getpid()}-{time.monotonic_ns()}@localhost"
     proc = _start(
         [
             "worker",
             *("-Q", settings.AGENT_QUEUE, "--pool", "prefork", "--concurrency", "5"),
             *("--without-mingle", "--without-gossip", "--loglevel", "INFO"),
-            *("--hostname", f"agents-test-{os.getpid()}@%h"),
+            *("--hostname", name),
         ],
-        log,
+        log_dir / "worker.log",
+        **env,
     )
     deadline = time.monotonic() + 60
-    while not celery_app.control.ping(timeout=0.5):
-        assert proc.poll() is None, log.read_text()[-3000:]
+    while not celery_app.control.ping(destination=[name], timeout=0.5):
+        assert proc.poll() is None, (log_dir / "worker.log").read_text()[-3000:]
         assert time.monotonic() < deadline, "the agents worker did not start"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def agents_worker(
+    django_db_setup: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[subprocess.Popen[bytes]]:
+    purge()
+    proc = start_worker(tmp_path_factory.mktemp("agents-worker"))
     yield proc
-    _stop(proc)
+    stop(proc)
     purge()
 
 
@@ -105,7 +111,7 @@ def beat(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
         AGENT_SWEEP_SECONDS="1",
     )
     yield proc
-    _stop(proc)
+    stop(proc)
 
 
 def wait_for(
@@ -123,7 +129,7 @@ def wait_for(
 def wait_status(task_id: str, *statuses: str, timeout: float = 60) -> AgentTask:
     """The task, once it is in one of `statuses`."""
     pk = task_id.removeprefix("tsk_")
-    return wait_for(  # type: ignore[no-any-return]
+    return wait_for(
         lambda: AgentTask.objects.filter(pk=pk, status__in=statuses).first(),
         timeout=timeout,
         what=f"{task_id} to be {'/'.join(statuses)}",

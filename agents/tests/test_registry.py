@@ -38,7 +38,8 @@ def test_the_four_agent_types_are_listed_with_risk_permissions_and_state(
         ["code.exec"],
         False,
     )
-    assert agents["researcher"]["permissions"] == ["memory.read"]
+    assert agents["researcher"]["permissions"] == ["memory.read", "memory.write"]
+    assert agents["scheduler"]["permissions"] == ["memory.read"]
     assert all(a["enabled"] for a in agents.values())
     assert (coder["default_timeout"], coder["max_timeout"]) == (60, 300)
 

@@ -4,11 +4,9 @@ routing, preview then commit, switches, the queue limit, cancel, personas."""
 from __future__ import annotations
 
 import pytest
-from django.core.management import call_command
 
-from agents.models import AgentTask, Reminder
-from agents.services.tasks import dispatch
-from agents.tests.conftest import purge, wait_status
+from agents.models import Reminder
+from agents.tests.conftest import wait_status
 from audit.models import AuditEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -35,30 +33,6 @@ def test_a_routed_reminder_runs_on_the_worker_and_is_kept(alice_api, agents_work
     assert reminders[0]["task_id"] == t["task_id"]
 
 
-def test_nothing_fits_is_400_and_nothing_is_kept(alice_api):
-    r = alice_api.post("/v1/agents/tasks", {"task": "hum a tune"}, format="json")
-    assert r.status_code == 400
-    assert r.json()["error"] == "no_agent_fits"
-    assert not AgentTask.objects.exists()
-
-
-def test_bad_params_are_400_before_anything_is_queued(alice_api):
-    r = alice_api.post(
-        "/v1/agents/tasks",
-        {"agent": "reminder", "task": "remind me to stretch"},
-        format="json",
-    )
-    assert r.status_code == 400
-    assert r.json()["error"] == "no_time_found"
-    r = alice_api.post(
-        "/v1/agents/tasks",
-        {"task": "remind me at 9", "params": {"timeout": 301}},
-        format="json",
-    )
-    assert r.status_code == 400
-    assert not AgentTask.objects.exists()
-
-
 def test_preview_plans_without_applying_and_commit_applies_the_plan(
     alice, alice_api, agents_worker
 ):
@@ -78,58 +52,6 @@ def test_preview_plans_without_applying_and_commit_applies_the_plan(
     again = alice_api.post(f"/v1/agents/tasks/{t['task_id']}/commit")
     assert again.status_code == 409 and again.json()["error"] == "not_previewed"
     assert AuditEvent.objects.filter(action="agent.task_commit").count() == 1
-
-
-def test_a_disabled_agent_is_409_and_its_waiting_tasks_are_cancelled(alice_api):
-    waiting = _submit(alice_api, agent="reminder", task="remind me at 9 to stretch")
-    call_command("agent", "disable", "reminder", "--reason", "incident 42")
-    assert AgentTask.objects.get(pk=waiting["task_id"][4:]).status == "cancelled"
-    r = alice_api.post("/v1/agents/tasks", {"task": "remind me at 9"}, format="json")
-    assert r.status_code == 409
-    assert r.json()["details"] == {"agent": "reminder", "by": "operator"}
-    call_command("agent", "enable", "reminder")
-    _submit(alice_api, task="remind me at 9 to stretch")
-    alice_api.put("/v1/agents/reminder", {"enabled": False}, format="json")
-    r = alice_api.post("/v1/agents/tasks", {"task": "remind me at 9"}, format="json")
-    assert r.status_code == 409 and r.json()["details"]["by"] == "user"
-    purge()
-
-
-def test_the_101st_waiting_task_is_429_agent_queue_full(alice, alice_api, settings):
-    settings.AGENT_MAX_RUNNING = 0  # nothing is handed to a worker: all wait
-    AgentTask.objects.bulk_create(
-        AgentTask(user=alice, agent="reminder", task="remind me at 9", timeout=60)
-        for _ in range(99)
-    )
-    _submit(alice_api, task="remind me at 9 to stretch")
-    r = alice_api.post("/v1/agents/tasks", {"task": "remind me at 9"}, format="json")
-    assert r.status_code == 429
-    assert r.json()["error"] == "agent_queue_full"
-    assert r.headers["Retry-After"]
-    assert AgentTask.objects.filter(user=alice).count() == 100
-
-
-def test_only_three_of_a_users_tasks_are_handed_to_workers_at_once(alice, settings):
-    rows = AgentTask.objects.bulk_create(
-        AgentTask(user=alice, agent="reminder", task="remind me at 9", timeout=60)
-        for _ in range(5)
-    )
-    assert dispatch(alice.pk) == 3
-    assert dispatch(alice.pk) == 0  # the first three still hold the slots
-    AgentTask.objects.filter(pk=rows[0].pk).update(status="succeeded")
-    assert dispatch(alice.pk) == 1
-    handed = AgentTask.objects.filter(dispatched_at__isnull=False)
-    assert sorted(t.pk for t in handed) == sorted(r.pk for r in rows[:4])
-    purge()
-
-
-def test_cancel_a_waiting_task_and_not_a_finished_one(alice_api, settings):
-    settings.AGENT_MAX_RUNNING = 0
-    t = _submit(alice_api, task="remind me at 9 to stretch")
-    r = alice_api.post(f"/v1/agents/tasks/{t['task_id']}/cancel")
-    assert r.status_code == 200 and r.json()["status"] == "cancelled"
-    r = alice_api.post(f"/v1/agents/tasks/{t['task_id']}/cancel")
-    assert r.status_code == 409 and r.json()["error"] == "task_finished"
 
 
 def test_bob_sees_none_of_alices_tasks_reminders_or_events(

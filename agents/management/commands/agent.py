@@ -79,7 +79,9 @@ class Command(BaseCommand):
         user = User.objects.filter(email__iexact=email).first()
         if user is None:
             raise CommandError(f"No user {email}.")
-        self.stdout.write(f"{'task':<41}{'agent':<12}{'status':<11}{'created':<22}error")
+        self.stdout.write(
+            f"{'task':<41}{'agent':<12}{'status':<11}{'created':<22}error"
+        )
         for t in selectors.tasks_for(user=user)[:limit]:
             error = (t.error or {}).get("code", "")
             self.stdout.write(
