@@ -40,6 +40,7 @@ class SandboxProcess:
         self.stopped_as: str | None = None  # the outcome of our own kill, if any
         self.escalate_at: float | None = None  # then kill bwrap outside too
         self.truncated = False
+        self.init_cpu = 0.0  # seconds, of the PID 1 we reaped ourselves
         self.wait: tuple[int, int, resource.struct_rusage] | None = None
 
     def collect(self, should_stop: Callable[[], bool] | None) -> SandboxResult:
@@ -86,7 +87,9 @@ class SandboxProcess:
         give_up = time.monotonic() + 1.0
         while self.child_pid and time.monotonic() < give_up:
             try:
-                if os.waitpid(self.child_pid, os.WNOHANG)[0]:
+                pid, _, rusage = os.wait4(self.child_pid, os.WNOHANG)
+                if pid:  # it waited for the snippet: the snippet's CPU is in here
+                    self.init_cpu = rusage.ru_utime + rusage.ru_stime
                     return
             except ChildProcessError:
                 return  # bwrap outside reaped it: it ended first
@@ -152,7 +155,7 @@ class SandboxProcess:
                 "The sandbox did not start.", details={"stderr": stderr[-2000:]}
             )
         exit_status, sig = _decode(status)
-        cpu_ms = int((rusage.ru_utime + rusage.ru_stime) * 1000)
+        cpu_ms = int((rusage.ru_utime + rusage.ru_stime + self.init_cpu) * 1000)
         outcome = self.stopped_as or _outcome(
             exit_status, sig, stderr, cpu_ms, self.limits
         )
