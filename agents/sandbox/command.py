@@ -21,6 +21,9 @@ _ENV = {
     "LANG": "C.UTF-8",
     "PYTHONDONTWRITEBYTECODE": "1",
     "PYTHONIOENCODING": "utf-8",
+    # glibc reserves 64 MiB of address space per thread's malloc arena: without
+    # a cap, RLIMIT_AS would allow only a handful of threads.
+    "MALLOC_ARENA_MAX": "2",
 }
 # -c runner: reports "started" on the status fd, closes it, then runs the snippet
 # as __main__ with the runner's own frame cut from tracebacks.
