@@ -51,6 +51,7 @@ class SandboxProcess:
         sel.register(self.info_r, selectors.EVENT_READ, "info")
         sel.register(self.status_r, selectors.EVENT_READ, "status")
         deadline = self.started + self.limits.wall_seconds
+        next_stop_check = 0.0
         drain_until = 0.0  # once reaped: the pipes' last bytes, a second at most
         try:
             while self.wait is None or (
@@ -59,11 +60,14 @@ class SandboxProcess:
                 for key, _ in sel.select(timeout=0.1):
                     self._read(sel, key.fd, str(key.data))
                 if self.wait is None:
+                    now = time.monotonic()
                     if self.stopped_as is None:
-                        if time.monotonic() >= deadline:
+                        if now >= deadline:
                             self._kill("timeout")
-                        elif should_stop is not None and should_stop():
-                            self._kill("cancelled")
+                        elif should_stop is not None and now >= next_stop_check:
+                            next_stop_check = now + 0.1  # it may cost a query
+                            if should_stop():
+                                self._kill("cancelled")
                     elif self.escalate_at and time.monotonic() >= self.escalate_at:
                         self._kill_group()
                     self._poll()
