@@ -21,6 +21,19 @@ WORKDIR /app
 # not part of the runtime environment, but build args are recorded in the image
 # history: never put credentials in it.
 ARG PIP_EXTRA_INDEX_URL
+
+# bubblewrap: the coder agent's sandbox (agents/sandbox/), which runs the image's
+# own /usr/local/bin/python3.11 with no network in unprivileged user namespaces.
+# The runtime must allow them for uid 10001: the kernel (user.max_user_namespaces
+# > 0), seccomp (Docker's and containerd's default profiles refuse unshare/clone of
+# namespaces without CAP_SYS_ADMIN: a profile that allows them, or unconfined),
+# AppArmor (Ubuntu 23.10+ hosts restrict unprivileged user namespaces: a profile
+# for bwrap, or unconfined) and a /proc it may mount again (Docker masks paths of
+# /proc: --security-opt systempaths=unconfined; Kubernetes: procMount Unmasked).
+# Fly's Firecracker VMs need none of this. `sandbox_check()` says what fails.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends bubblewrap \
+    && rm -rf /var/lib/apt/lists/*
 COPY requirements.txt ./
 RUN pip install -r requirements.txt
 

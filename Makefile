@@ -18,7 +18,12 @@ $(STAMP): requirements.txt | $(PY)
 	$(PY) -m pip install --quiet -r requirements.txt
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
+# The coder agent's sandbox (agents/sandbox/) needs bubblewrap and a Python under
+# /usr; installed here when missing (as root; otherwise say what is missing).
 install: $(STAMP)
+	@command -v bwrap >/dev/null && { [ -x /usr/bin/python3 ] || [ -x /usr/local/bin/python3 ]; } \
+	  || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq bubblewrap python3; } \
+	  || { echo "make: the coder's sandbox needs: apt-get install bubblewrap python3" >&2; exit 1; }
 
 run: install
 	$(RUNTIME) ./scripts/serve.sh

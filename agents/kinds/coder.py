@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 
 from agents import metrics
-from agents.policy import check_code
+from agents.policy import check_coder_code
 from agents.runs import Run, TaskTimedOut
 from agents.sandbox import run_python, sandbox_limits
 from audit.services import audit_record
@@ -22,7 +21,14 @@ from users.models import User
 # the program's own time-out is what a user sees.
 MARGIN_SECONDS = 2.0
 # What each sandbox outcome makes of the task (ok and error: the program ran).
-FAILED_OUTCOMES = ("cpu_limit", "memory_limit", "output_limit", "file_limit", "killed")
+FAILED_OUTCOMES = (
+    "cpu_limit",
+    "memory_limit",
+    "output_limit",
+    "file_limit",
+    "killed",
+    "cancelled",  # the task says cancelled already; this result is not kept
+)
 
 
 class SandboxViolation(ApplicationError):
@@ -37,11 +43,7 @@ class SandboxTimeout(TaskTimedOut):
 
 def _policy(*, ctx: Context, user: User, agent: str, code: str) -> None:
     """Refuse code the operator's policy denies: audited, counted, 403."""
-    violations = check_code(
-        code,
-        deny_modules=settings.AGENT_CODER_DENY_MODULES,
-        deny_calls=settings.AGENT_CODER_DENY_CALLS,
-    )
+    violations = check_coder_code(code)  # 400 invalid_code / code_too_large
     if not violations:
         return
     found = [{"rule": v.rule, "detail": v.detail, "line": v.line} for v in violations]

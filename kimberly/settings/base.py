@@ -388,7 +388,7 @@ MEDITATION_STALE_MINUTES = env_int("MEDITATION_STALE_MINUTES", 90)
 MEDITATION_RECORDS_DAYS = env_int("MEDITATION_RECORDS_DAYS", 14)
 
 # --- Chat, object storage and static files, imports: their own modules -------------
-from kimberly.settings.agent_tasks import *  # noqa: E402, F403
+from kimberly.settings.agents import *  # noqa: E402, F403
 from kimberly.settings.chat import *  # noqa: E402, F403
 from kimberly.settings.imports import *  # noqa: E402, F403
 from kimberly.settings.storage import *  # noqa: E402, F403

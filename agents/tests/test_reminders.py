@@ -1,0 +1,65 @@
+"""Reminders delivered by real beat scans into short-term memory (and to the
+user's webhook, signed, with retries), listed and cancelled through the API."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+from agents.models import Reminder
+from agents.tests.conftest import wait_for, wait_status
+from audit.models import AuditEvent
+from memory.models import MemoryItem
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _reminder(api, text: str) -> Reminder:
+    r = api.post("/v1/agents/tasks", {"task": text}, format="json")
+    assert r.status_code == 202, r.content
+    done = wait_status(r.json()["task_id"], "succeeded", "failed")
+    assert done.status == "succeeded", done.error
+    return Reminder.objects.get(task=done)
+
+
+def test_a_reminder_due_in_the_past_is_delivered_by_the_next_scan(
+    alice, alice_api, agents_worker, beat
+):
+    rem = _reminder(alice_api, "remind me to call mom tomorrow at 9")
+    later = _reminder(alice_api, "remind me to renew the passport tomorrow at 10")
+    Reminder.objects.filter(pk=rem.pk).update(
+        due_at=timezone.now() - dt.timedelta(minutes=5)
+    )
+    delivered = wait_for(
+        lambda: Reminder.objects.filter(pk=rem.pk, status="delivered").first(),
+        timeout=30,
+        what="the scan to deliver the reminder",
+    )
+    item = MemoryItem.objects.get(pk=delivered.memory_id)
+    assert (item.user_id, item.tier, item.source) == (alice.pk, "short-term", "agent")
+    assert item.content == "Reminder: call mom" and item.tags == ["reminder"]
+    create = AuditEvent.objects.get(action="memory.create", target_id=item.public_id)
+    assert create.actor_id == f"reminder:tsk_{rem.task_id}"
+    shown = alice_api.get(f"/v1/agents/reminders/{rem.public_id}").json()
+    assert shown["status"] == "delivered" and shown["memory_id"] == item.public_id
+    assert shown["webhook"] == "none"
+    # Not yet due: still waiting; delivered once, not again by later scans.
+    assert Reminder.objects.get(pk=later.pk).status == "pending"
+    assert MemoryItem.objects.filter(user=alice, tier="short-term").count() == 1
+
+
+def test_a_cancelled_reminder_is_never_delivered(alice, alice_api, agents_worker):
+    rem = _reminder(alice_api, "remind me to call mom tomorrow at 9")
+    r = alice_api.post(f"/v1/agents/reminders/{rem.public_id}/cancel")
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    Reminder.objects.filter(pk=rem.pk).update(due_at=timezone.now())
+    from agents.services.reminders import deliver_due
+
+    assert deliver_due() == 0
+    assert not MemoryItem.objects.filter(user=alice).exists()
+    again = alice_api.post(f"/v1/agents/reminders/{rem.public_id}/cancel")
+    assert again.status_code == 409 and again.json()["error"] == "reminder_not_pending"
+    listed = alice_api.get("/v1/agents/reminders?status=cancelled").json()["items"]
+    assert [x["id"] for x in listed] == [rem.public_id]
