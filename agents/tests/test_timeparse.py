@@ -213,7 +213,9 @@ def test_no_time_is_no_time_found(text):
     assert caught.value.status == 400
 
 
-@pytest.mark.parametrize("name", ["Mars/Olympus", "", "../etc/passwd", "europe/berlin"])
+@pytest.mark.parametrize(
+    "name", ["Mars/Olympus", "", "../etc/passwd", "europe/berlin", "localtime"]
+)
 def test_an_unknown_time_zone_is_refused(name):
     with pytest.raises(BadRequest) as caught:
         parse_reminder("remind me at 9", tz=name, now=NOW)
