@@ -135,7 +135,8 @@ class _Mention:
 
 @lru_cache(maxsize=1)
 def _zone_names() -> frozenset[str]:
-    return frozenset(available_timezones())
+    # "localtime" is the server's own zone and "Factory" no zone at all.
+    return frozenset(available_timezones()) - {"localtime", "Factory"}
 
 
 def validate_time_zone(name: str) -> str:

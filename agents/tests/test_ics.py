@@ -8,6 +8,7 @@ import pytest
 from icalendar import Calendar
 
 from agents.ics import PRODID, IcsEvent, calendar_ics, parse_ics
+from agents.tests.local_zone import process_time_zone
 from kimberly.api.errors import BadRequest
 
 EVENTS = [
@@ -107,7 +108,9 @@ END:VCALENDAR
 
 
 def test_import_reads_tzid_floating_and_date_values():
-    standup, lunch, holiday = parse_ics(HAND_WRITTEN)
+    # a floating time must not be read in the process's local zone
+    with process_time_zone("America/New_York"):
+        standup, lunch, holiday = parse_ics(HAND_WRITTEN)
 
     # 09:00 CEST (the day after the change to summer time) is 07:00 UTC.
     assert standup == IcsEvent(
