@@ -90,8 +90,7 @@ class UserSettingsOutput(UserOutput):
     # stored secret; the view adds it from the service's answer.
     webhook_secret = serializers.CharField(
         source="new_webhook_secret",
-        required=False,
-        read_only=True,
+        required=False,  # not read_only: the schema would then list it as required
         help_text="the key that signs webhook events; only in the answer that made"
         " it (a new webhook_url, or rotate_webhook_secret), never shown again",
     )
