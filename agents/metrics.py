@@ -54,3 +54,12 @@ class AgentQueueCollector:
         for agent, n in depth.items():
             gauge.add_metric([agent], n)
         yield gauge
+
+
+webhook_deliveries = Counter(
+    "kimberly_agent_webhook_deliveries",
+    "Webhook delivery attempts by result (ok: a 2xx answer; failed: any other"
+    " answer, a timeout or a network error; refused: a destination the policy"
+    " forbids, never contacted).",
+    ["result"],
+)

@@ -5,12 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import shared_task
+from billiard.exceptions import TimeLimitExceeded
+from celery import Task, shared_task
 
 from agents.services import execution, reminders
 
 
-@shared_task(name="agents.tasks.run_task", acks_late=True)
+class _Execution(Task):
+    def on_failure(self, exc: Exception, task_id: str, args: Any, *_: Any) -> None:
+        """Called in the worker's main process when the hard limit killed the
+        child (the soft limit raised inside it, but something swallowed it)."""
+        if isinstance(exc, TimeLimitExceeded):
+            execution.task_killed(task_id=args[0], claim=args[1])
+
+
+@shared_task(name="agents.tasks.run_task", acks_late=True, base=_Execution)
 def run_task(task_id: str, claim: str) -> str:
     """One execution of an agent task (its time limits come with the message)."""
     return execution.task_execute(task_id=task_id, claim=claim)

@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from billiard.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from memory import metrics
@@ -93,6 +94,8 @@ def embed_texts(texts: list[str]) -> np.ndarray[Any, np.dtype[np.float32]]:
             convert_to_numpy=True,
             show_progress_bar=False,
         )
+    except SoftTimeLimitExceeded:
+        raise  # a task's time is up: not an embedding failure to fall back from
     except Exception as exc:
         metrics.embedding_calls.labels(result="error").inc()
         raise EmbeddingUnavailable(f"embedding failed: {exc}") from exc

@@ -129,7 +129,9 @@ def _recalled(item: MemoryItem, relevance: float, final: float, why: str) -> Rec
         final=round(final, 6),
         why=why,
         attachment_id=(
-            f"{ATTACHMENT_ID_PREFIX}{item.attachment_id}" if item.attachment_id else None
+            f"{ATTACHMENT_ID_PREFIX}{item.attachment_id}"
+            if item.attachment_id
+            else None
         ),
         attachment_offset=item.attachment_offset,
     )

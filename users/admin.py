@@ -15,6 +15,9 @@ class UserAdmin(BaseUserAdmin):
         "date_joined",
     ]
     search_fields = ["email"]
+    # Set by the user through PUT /v1/user, which checks them (an IANA zone; a
+    # URL the webhook policy allows); an operator may look, not bypass that.
+    readonly_fields = ["time_zone", "webhook_url"]
     list_filter = ["is_active", "is_staff", "embedding_enabled"]
     fieldsets = (
         (None, {"fields": ("email", "password")}),
@@ -25,6 +28,8 @@ class UserAdmin(BaseUserAdmin):
                     "embedding_enabled",
                     "consent_telemetry",
                     "memory_auto_accept",
+                    "time_zone",
+                    "webhook_url",
                 )
             },
         ),

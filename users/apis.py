@@ -77,7 +77,26 @@ class UserOutput(serializers.ModelSerializer):
             "consent_telemetry",
             "memory_auto_accept",
             "meditation_weights",
+            "time_zone",
+            "webhook_url",
         ]
+
+
+class UserSettingsOutput(UserOutput):
+    """What PUT /v1/user answers: the user, and the webhook secret when this
+    change made one."""
+
+    # The source is no attribute of User: serializing a user never shows the
+    # stored secret; the view adds it from the service's answer.
+    webhook_secret = serializers.CharField(
+        source="new_webhook_secret",
+        required=False,  # not read_only: the schema would then list it as required
+        help_text="the key that signs webhook events; only in the answer that made"
+        " it (a new webhook_url, or rotate_webhook_secret), never shown again",
+    )
+
+    class Meta(UserOutput.Meta):
+        fields = [*UserOutput.Meta.fields, "webhook_secret"]
 
 
 class MeditationWeightsInput(StrictInput):
@@ -99,17 +118,43 @@ class UserApi(APIView):
             required=False,
             help_text="each from 0 to 1, not all 0; stored scaled to sum 1",
         )
+        time_zone = serializers.CharField(
+            max_length=64, required=False, help_text="IANA name, e.g. Europe/Paris"
+        )
+        webhook_url = serializers.CharField(
+            max_length=2000,
+            required=False,
+            allow_blank=True,
+            help_text="https URL that receives signed agent events (reminders);"
+            " empty removes the webhook. A new URL answers with a new webhook_secret.",
+        )
+        rotate_webhook_secret = serializers.BooleanField(
+            required=False, help_text="true: a new webhook_secret, in the answer"
+        )
 
     @extend_schema(responses={200: UserOutput})
     def get(self, request: Request) -> Response:
         return Response(UserOutput(request.user).data)
 
-    @extend_schema(request=UserSettingsInput, responses={200: UserOutput})
+    @extend_schema(
+        request=UserSettingsInput,
+        responses={
+            200: UserSettingsOutput,
+            **error_responses(
+                400,
+                e400="validation_error, invalid_time_zone, invalid_webhook_url or"
+                " webhook_destination_refused",
+            ),
+        },
+    )
     def put(self, request: Request) -> Response:
         data = parse(self.UserSettingsInput, request.data)
-        user = services.user_update_settings(
+        change = services.user_update_settings(
             ctx=context_from_request(request),
             user=current_user(request),
             **data,
         )
-        return Response(UserOutput(user).data)
+        body = UserOutput(change.user).data
+        if change.webhook_secret:
+            body["webhook_secret"] = change.webhook_secret
+        return Response(body)

@@ -67,6 +67,16 @@ class User(AbstractBaseUser, PermissionsMixin):
     memory_auto_accept = models.BooleanField(default=False)
     # Meditation weights (normalized, summing to 1); empty = the system default.
     meditation_weights = models.JSONField(null=True, blank=True)
+    # IANA name; the reminder agent reads "tomorrow at 9" in it.
+    time_zone = models.CharField(max_length=64, default="UTC")
+    # Where the agents POST signed events (reminders); blank: nowhere.
+    webhook_url = models.CharField(max_length=2000, blank=True, default="")
+    # The HMAC key of those events: made when a URL is set (and on request), shown
+    # to the user once, in that answer; cleared with the URL. Kept in clear
+    # because signing needs it.
+    webhook_secret = models.CharField(
+        max_length=64, blank=True, default="", editable=False
+    )
 
     objects = UserManager()
 

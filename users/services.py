@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
+import zoneinfo
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth import authenticate
@@ -13,8 +17,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from knox.models import AuthToken
 
+from agents.webhooks import InvalidWebhookUrl, WebhookRefused, check_destination
 from audit.services import audit_record
-from kimberly.api.errors import ApplicationError, ValidationFailed
+from kimberly.api.errors import ApplicationError, ValidationFailed, invalid_field
 from kimberly.api.ratelimit import rate_limit_hit
 from kimberly.context import Actor, Context, RequestMeta
 from users import metrics
@@ -121,6 +126,15 @@ def user_login(*, email: str, password: str, meta: RequestMeta) -> IssuedToken:
     return issued
 
 
+@dataclass(frozen=True)
+class SettingsChange:
+    """The user after a settings change, and the webhook secret when this change
+    made one (the only time it is ever shown)."""
+
+    user: User
+    webhook_secret: str | None = None
+
+
 @transaction.atomic
 def user_update_settings(
     *,
@@ -130,23 +144,46 @@ def user_update_settings(
     consent_telemetry: bool | None = None,
     memory_auto_accept: bool | None = None,
     meditation_weights: Any = None,
-) -> User:
-    """Change the user's own settings; fields left as None are unchanged."""
-    changed: list[str] = []
-    flags = {
+    time_zone: str | None = None,
+    webhook_url: str | None = None,
+    rotate_webhook_secret: bool = False,
+) -> SettingsChange:
+    """Change the user's own settings; fields left as None are unchanged. A new
+    webhook URL, or rotate_webhook_secret, makes a new webhook secret; an empty
+    URL removes the webhook and its secret. Invalid input changes nothing."""
+    values: dict[str, Any] = {
         "embedding_enabled": embedding_enabled,
         "consent_telemetry": consent_telemetry,
         "memory_auto_accept": memory_auto_accept,
     }
-    for name, value in flags.items():
-        if value is not None and value != getattr(user, name):
-            setattr(user, name, value)
-            changed.append(name)
+    if time_zone is not None:
+        values["time_zone"] = _checked_time_zone(time_zone)
+    if webhook_url is not None:
+        values["webhook_url"] = _checked_webhook_url(webhook_url)
     if meditation_weights is not None:
         from users.preferences import normalize_weights
 
-        user.meditation_weights = normalize_weights(meditation_weights)
-        changed.append("meditation_weights")
+        values["meditation_weights"] = normalize_weights(meditation_weights)
+    url = values.get("webhook_url", user.webhook_url)
+    if rotate_webhook_secret and not url:
+        raise invalid_field(
+            "rotate_webhook_secret", "there is no webhook_url to sign for"
+        )
+    changed = [
+        name
+        for name, value in values.items()
+        if value is not None
+        and (value != getattr(user, name) or name == "meditation_weights")
+    ]
+    for name in changed:
+        setattr(user, name, values[name])
+    secret = None
+    if url and ("webhook_url" in changed or rotate_webhook_secret):
+        secret = user.webhook_secret = secrets.token_urlsafe(32)
+        changed.append("webhook_secret")
+    elif "webhook_url" in changed:  # removed: its secret goes with it
+        user.webhook_secret = ""
+        changed.append("webhook_secret")
     if changed:
         user.save(update_fields=changed)
         audit_record(
@@ -155,9 +192,49 @@ def user_update_settings(
             user_id=user.pk,
             target_type="user",
             target_id=str(user.pk),
-            details={name: getattr(user, name) for name in changed},
+            details={name: _audited(user, name) for name in changed},
         )
-    return user
+    return SettingsChange(user=user, webhook_secret=secret)
+
+
+def _audited(user: User, name: str) -> Any:
+    """A setting's new value as the audit log keeps it: a webhook URL by its host
+    only (its path or query often is a credential), the secret never."""
+    if name == "webhook_url":
+        return urlsplit(user.webhook_url).hostname or ""
+    if name == "webhook_secret":
+        return "generated" if user.webhook_secret else "removed"
+    return getattr(user, name)
+
+
+@cache
+def _time_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _checked_time_zone(name: str) -> str:
+    if name not in _time_zones():
+        raise invalid_field(
+            "time_zone",
+            "must be an IANA time zone name such as Europe/Paris (case matters)",
+            code="invalid_time_zone",
+        )
+    return name
+
+
+def _checked_webhook_url(url: str) -> str:
+    """'' (no webhook) or a URL the agents' webhook policy allows now; the policy
+    is checked again at every delivery."""
+    if not url:
+        return ""
+    try:
+        check_destination(url, allow_private=settings.AGENT_WEBHOOK_ALLOW_PRIVATE)
+    except (InvalidWebhookUrl, WebhookRefused) as exc:
+        raise type(exc)(
+            f"webhook_url: {exc.message}",
+            details={"fields": {"webhook_url": [exc.message]}},
+        ) from None
+    return url
 
 
 def auth_tokens_purge_expired() -> int:

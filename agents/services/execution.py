@@ -190,6 +190,27 @@ def _retry(task: AgentTask, run: Run) -> str:
     return Status.QUEUED
 
 
+KILLED = "Killed at its hard time limit (the soft limit did not end it)."
+
+
+def task_killed(*, task_id: str, claim: str) -> bool:
+    """The worker killed an execution at its hard time limit: the task is
+    timed_out (if this execution still held it) and the user's next one goes."""
+    with transaction.atomic():
+        row = (
+            AgentTask.objects.select_for_update()
+            .filter(
+                pk=uuid.UUID(task_id), claim=uuid.UUID(claim), status=Status.RUNNING
+            )
+            .first()
+        )
+        if row is None:
+            return False
+        _set(row, Status.TIMED_OUT, error=_err("timed_out", KILLED))
+    dispatch(row.user_id)
+    return True
+
+
 def sweep_tasks() -> dict[str, int]:
     """Beat: end tasks whose execution outlived its hard limit (the worker was
     killed or lost; never retried from here), and hand over again the queued
@@ -210,7 +231,7 @@ def sweep_tasks() -> dict[str, int]:
                 _set(
                     row,
                     Status.TIMED_OUT,
-                    error=_err("timed_out", "Killed at its hard time limit."),
+                    error=_err("timed_out", KILLED),
                 )
                 timed_out += 1
                 users.add(row.user_id)

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from agents import webhooks
 from agents.models import Reminder
 from agents.registry import AGENT_TYPES
 from audit.services import audit_record
@@ -115,7 +116,6 @@ def _send_webhook(pk: uuid.UUID, countdown: int = 0) -> None:
 def webhook_attempt(*, reminder_id: str) -> str:
     """One attempt at the user's webhook; schedules the next with backoff, up to
     AGENT_WEBHOOK_MAX_ATTEMPTS. Returns the reminder's webhook state."""
-    from agents import webhooks  # TEMP until merged
 
     with transaction.atomic():
         rem = (
@@ -150,11 +150,17 @@ def webhook_attempt(*, reminder_id: str) -> str:
                 rem.webhook, rem.webhook_error = Reminder.Webhook.DELIVERED, ""
             else:
                 rem.webhook_error = outcome.error[:500]
-                delays = webhooks.retry_delays(settings.AGENT_WEBHOOK_MAX_ATTEMPTS)
-                if rem.webhook_attempts >= settings.AGENT_WEBHOOK_MAX_ATTEMPTS:
-                    rem.webhook = Reminder.Webhook.FAILED
-                else:
-                    delay = delays[min(rem.webhook_attempts - 1, len(delays) - 1)]
-                    transaction.on_commit(lambda: _send_webhook(rem.pk, delay))
+                _retry_or_fail(rem, retryable=outcome.retryable)
         rem.save(update_fields=["webhook", "webhook_attempts", "webhook_error"])
     return rem.webhook
+
+
+def _retry_or_fail(rem: Reminder, *, retryable: bool) -> None:
+    attempts = settings.AGENT_WEBHOOK_MAX_ATTEMPTS
+    if not retryable or rem.webhook_attempts >= attempts:
+        rem.webhook = Reminder.Webhook.FAILED
+        return
+    delays = webhooks.retry_delays(attempts, settings.AGENT_WEBHOOK_RETRY_BASE_SECONDS)
+    delay = delays[min(rem.webhook_attempts - 1, len(delays) - 1)]
+    pk = rem.pk
+    transaction.on_commit(lambda: _send_webhook(pk, delay))

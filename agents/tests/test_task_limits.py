@@ -96,3 +96,43 @@ def test_cancel_a_waiting_task_and_not_a_finished_one(alice_api, settings):
     assert r.status_code == 200 and r.json()["status"] == "cancelled"
     r = alice_api.post(f"/v1/agents/tasks/{t['task_id']}/cancel")
     assert r.status_code == 409 and r.json()["error"] == "task_finished"
+
+
+def test_the_sweep_ends_an_execution_past_its_hard_limit_and_resends_lost_ones(
+    alice, settings
+):
+    import datetime as dt
+    import uuid
+
+    from django.utils import timezone
+
+    from agents.services.execution import sweep_tasks, task_killed
+
+    settings.AGENT_MAX_RUNNING = 1
+    old = timezone.now() - dt.timedelta(seconds=60 + 25)
+    stuck = AgentTask.objects.create(
+        user=alice,
+        agent="reminder",
+        task="remind me at 9",
+        timeout=60,
+        status="running",
+        started_at=old,
+        claim=uuid.uuid4(),
+    )
+    lost = AgentTask.objects.create(
+        user=alice,
+        agent="reminder",
+        task="remind me at 9",
+        timeout=60,
+        dispatched_at=timezone.now() - dt.timedelta(hours=1),
+        claim=uuid.uuid4(),
+    )
+    assert sweep_tasks() == {"timed_out": 1, "dispatched": 1}
+    stuck.refresh_from_db()
+    assert stuck.status == "timed_out" and stuck.error["code"] == "timed_out"
+    lost.refresh_from_db()
+    assert lost.dispatched_at is not None and lost.dispatched_at > old
+    assert lost.status == "queued"
+    # A killed execution's report counts only while it still holds the task.
+    assert not task_killed(task_id=str(stuck.pk), claim=str(stuck.claim))
+    purge()

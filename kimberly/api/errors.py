@@ -35,11 +35,14 @@ class ValidationFailed(ApplicationError):
     status = 400
 
 
-def invalid_field(field: str, message: str) -> ValidationFailed:
-    """A 400 that names one field. The offending value is never echoed back: it
-    may be huge, private, or not even encodable (a lone surrogate)."""
+def invalid_field(
+    field: str, message: str, *, code: str | None = None
+) -> ValidationFailed:
+    """A 400 that names one field (code `validation_error` unless given). The
+    offending value is never echoed back: it may be huge, private, or not even
+    encodable (a lone surrogate)."""
     return ValidationFailed(
-        f"{field}: {message}", details={"fields": {field: [message]}}
+        f"{field}: {message}", details={"fields": {field: [message]}}, code=code
     )
 
 

@@ -392,6 +392,7 @@ from kimberly.settings.agents import *  # noqa: E402, F403
 from kimberly.settings.chat import *  # noqa: E402, F403
 from kimberly.settings.imports import *  # noqa: E402, F403
 from kimberly.settings.storage import *  # noqa: E402, F403
+from kimberly.settings.webhooks import *  # noqa: E402, F403
 
 # --- I18N ----------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
