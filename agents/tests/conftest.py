@@ -9,8 +9,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +137,71 @@ def wait_status(task_id: str, *statuses: str, timeout: float = 60) -> AgentTask:
         timeout=timeout,
         what=f"{task_id} to be {'/'.join(statuses)}",
     )
+
+
+# --- A webhook receiver on a loopback port ------------------------------------
+
+
+@dataclass
+class Hit:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    port: int
+    hits: list[Hit] = field(default_factory=list)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.port}{path}"
+
+    def paths(self) -> list[str]:
+        return [hit.path for hit in self.hits]
+
+
+def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", 0))
+            body = self.rfile.read(length)
+            receiver.hits.append(Hit(self.path, dict(self.headers.items()), body))
+            if self.path == "/slow":
+                receiver.release.wait(10)
+            if self.path == "/drip":  # a byte of the answer every 0.2 s
+                for byte in b"HTTP/1.1 200 OK\r\nX-Padding: " + b"x" * 40:
+                    if receiver.release.wait(0.2):
+                        return
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                return
+            flaky = self.path == "/flaky" and receiver.paths().count("/flaky") == 1
+            if self.path == "/fail" or flaky:  # /flaky fails only the first time
+                self.send_response(500)
+            elif self.path == "/redirect":
+                self.send_response(302)
+                self.send_header("Location", receiver.url("/landing"))
+            else:
+                self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    state = Receiver(port=server.server_address[1])
+    server.RequestHandlerClass = _handler(state)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    state.release.set()
+    server.shutdown()
+    server.server_close()

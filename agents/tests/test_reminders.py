@@ -4,12 +4,14 @@ user's webhook, signed, with retries), listed and cancelled through the API."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from django.utils import timezone
 
 from agents.models import Reminder
 from agents.tests.conftest import wait_for, wait_status
+from agents.webhooks import verify
 from audit.models import AuditEvent
 from memory.models import MemoryItem
 
@@ -63,3 +65,35 @@ def test_a_cancelled_reminder_is_never_delivered(alice, alice_api, agents_worker
     assert again.status_code == 409 and again.json()["error"] == "reminder_not_pending"
     listed = alice_api.get("/v1/agents/reminders?status=cancelled").json()["items"]
     assert [x["id"] for x in listed] == [rem.public_id]
+
+
+def test_a_due_reminder_is_posted_to_the_users_webhook_signed_with_retries(
+    alice, alice_api, agents_worker, receiver, settings
+):
+    settings.AGENT_WEBHOOK_ALLOW_PRIVATE = True  # the receiver is on loopback
+    r = alice_api.put(
+        "/v1/user", {"webhook_url": receiver.url("/flaky")}, format="json"
+    )
+    assert r.status_code == 200, r.content
+    secret = r.json()["webhook_secret"]
+    rem = _reminder(alice_api, "remind me to call mom tomorrow at 9")
+    Reminder.objects.filter(pk=rem.pk).update(due_at=timezone.now())
+    from agents.services.reminders import deliver_due
+
+    assert deliver_due() == 1
+    done = wait_for(
+        lambda: Reminder.objects.filter(pk=rem.pk, webhook="delivered").first(),
+        timeout=30,
+        what="the webhook to be delivered after a retry",
+    )
+    assert done.webhook_attempts == 2 and receiver.paths() == ["/flaky", "/flaky"]
+    hit = receiver.hits[-1]
+    assert verify(
+        secret,
+        hit.body,
+        timestamp=hit.headers["X-Kimberly-Timestamp"],
+        signature=hit.headers["X-Kimberly-Signature"],
+    )
+    body = json.loads(hit.body)
+    assert body["reminder_id"] == rem.public_id and body["what"] == "call mom"
+    assert body["memory_id"] == f"mem_{done.memory_id}"

@@ -19,11 +19,16 @@ def _submit(api, status=202, **body):
 
 
 def test_a_routed_reminder_runs_on_the_worker_and_is_kept(alice_api, agents_worker):
+    tz = {"time_zone": "America/New_York"}
+    assert alice_api.put("/v1/user", tz, format="json").status_code == 200
     t = _submit(alice_api, task="Remind me to call mom tomorrow at 9")
     assert (t["agent"], t["status"], t["routed"]) == ("reminder", "queued", True)
     wait_status(t["task_id"], "succeeded")
     body = alice_api.get(f"/v1/agents/tasks/{t['task_id']}").json()
     assert body["result"]["what"] == "call mom"
+    # 9 in the morning where alice lives (EST in December), kept in UTC.
+    assert body["result"]["due_local"].endswith("T09:00:00-05:00")
+    assert body["result"]["due_at"].endswith("T14:00:00Z")
     assert [s["step"] for s in body["trace"]] == ["parse", "plan", "apply"]
     assert all(s["duration_ms"] >= 0 for s in body["trace"])
     (applied,) = body["result"]["applied"]
