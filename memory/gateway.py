@@ -1,15 +1,21 @@
-"""The one door through which chat (and agents) read and write a user's memory.
+"""The one door through which chat and agents read and write a user's memory.
 
 Nothing outside `memory/` that acts for the user on its own (a chat reply, an
 agent task) touches memory tables or services except through here, so every
 such read and write is checked and recorded in one place:
 
+- every call carries a `Grant` (permissions and tiers: an agent's come from its
+  type, chat acts for the user); what it does not allow is 403
+  `permission_denied` and a `memory.access_denied` audit event;
 - reads never return archived items, other users' items, or sensitive items (no
-  consent ledger yet: sensitive items never go to a model);
-- each memory read into a model call is an audit event (`memory.read`, with the
-  reader's kind and reference, e.g. the assistant message id) in the user's
-  hash chain, and a read-provenance record (`GET /v1/memory/{id}/accesses`);
-- writes are the ordinary quota-checked memory writes, made for the user.
+  consent ledger yet: sensitive items never go to a model or an agent);
+- each memory read is an audit event (`memory.read`, with the reader's kind and
+  reference: the assistant message id, or the agent and its task id, marked
+  `preview` for a preview's reads) in the user's hash chain, and a
+  read-provenance record (`GET /v1/memory/{id}/accesses`);
+- writes are the ordinary quota-checked memory writes, made for the user and
+  audited with the caller's actor. A preview checks a planned write with
+  `authorize` and makes none (agents/runs.py keeps the plan).
 """
 
 from __future__ import annotations

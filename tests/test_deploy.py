@@ -32,7 +32,11 @@ def _in(address: str, cidrs: str) -> bool:
 
 def test_worker_and_beat_pods_are_scraped_on_their_metrics_port():
     port = int(_config()["WORKER_METRICS_PORT"])
-    for name in ("worker-deployment.yaml", "beat-deployment.yaml"):
+    for name in (
+        "worker-deployment.yaml",
+        "agents-worker-deployment.yaml",
+        "beat-deployment.yaml",
+    ):
         pod = _k8s(name)["spec"]["template"]
         annotations = pod["metadata"]["annotations"]
         assert annotations["prometheus.io/scrape"] == "true", name
@@ -45,7 +49,7 @@ def test_fly_scrapes_worker_and_beat_and_the_image_exposes_the_port():
     fly = _fly()
     port = int(fly["env"]["WORKER_METRICS_PORT"])
     scraped = {g for m in fly["metrics"] if m["port"] == port for g in m["processes"]}
-    assert {"worker", "beat"} <= scraped
+    assert {"worker", "agents", "beat"} <= scraped
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(rf"^EXPOSE .*\b{port}\b", dockerfile, re.M)
     assert "WORKER_METRICS_ADDR=0.0.0.0" in dockerfile
@@ -80,3 +84,24 @@ def test_a_shutdown_waits_longer_than_any_task_may_run():
     assert int(fly["env"]["CELERY_TASK_SOFT_TIME_LIMIT"]) < int(
         fly["env"]["CELERY_TASK_TIME_LIMIT"]
     )
+
+
+def test_agent_tasks_have_their_own_workers_and_the_default_ones_do_not_take_them():
+    def queues(args: list[str]) -> str:
+        return args[args.index("-Q") + 1]
+
+    def container(name: str) -> list[str]:
+        (c,) = _k8s(name)["spec"]["template"]["spec"]["containers"]
+        return list(c["args"])
+
+    assert queues(container("worker-deployment.yaml")) == "celery"
+    assert queues(container("agents-worker-deployment.yaml")) == "agents"
+    fly = _fly()["processes"]
+    assert queues(fly["worker"].split()) == "celery"
+    assert queues(fly["agents"].split()) == "agents"
+    procfile = dict(
+        line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines()
+    )
+    assert queues(procfile["worker"].split()) == "celery"
+    assert queues(procfile["agents"].split()) == "agents"
+    assert "agents-worker-deployment.yaml" in (K8S / "kustomization.yaml").read_text()

@@ -96,6 +96,7 @@ def test_every_periodic_task_can_be_published_to_the_real_broker():
     """What beat does on schedule: a task whose options Celery rejects never runs."""
     from django.conf import settings
 
+    import agents.tasks  # noqa: F401
     import memory.tasks  # noqa: F401
     import users.tasks  # noqa: F401
 

@@ -54,9 +54,10 @@ class AgentListApi(APIView):
     """GET /v1/agents: every agent type, its risk, permissions and state."""
 
     @extend_schema(
+        operation_id="agents_list",
         responses={
             200: inline_serializer("AgentList", {"items": AgentOutput(many=True)})
-        }
+        },
     )
     def get(self, request: Request) -> Response:
         states = selectors.agent_states(user=current_user(request))

@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents import selectors
+from agents.kinds.scheduler import SOURCES
 from agents.models import AgentTask
 from agents.registry import AGENT_TYPES
 from agents.services import tasks as task_services
@@ -46,7 +47,7 @@ class TaskParams(StrictInput):
         help_text="scheduler: an .ics file's text to import",
     )
     source = serializers.ChoiceField(  # type: ignore[assignment]
-        choices=["auto", "text", "memories", "ics"],
+        choices=list(SOURCES),
         required=False,
         help_text="scheduler: where to look for dates",
     )
@@ -167,7 +168,7 @@ class TaskListApi(APIView):
     )
     def post(self, request: Request) -> Response:
         data = parse(TaskInput, request.data)
-        params = parse(TaskParams, data.get("params") or {})
+        params = parse(TaskParams, data["params"]) if "params" in data else {}
         task = task_services.task_submit(
             ctx=context_from_request(request),
             user=current_user(request),

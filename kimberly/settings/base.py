@@ -303,6 +303,11 @@ SPECTACULAR_SETTINGS = {
         "AttachmentTypeEnum": "memory.attachments.extract.KIND_NAMES",
         "AttachmentStatusEnum": "memory.attachments.selectors.STATUSES",
         "MeditationStatusEnum": "memory.models.MeditationRun.State",
+        "AgentTaskStatusEnum": "agents.models.AgentTask.Status",
+        "ReminderStatusEnum": "agents.models.Reminder.Status",
+        "ReminderWebhookEnum": "agents.models.Reminder.Webhook",
+        "EventSourceEnum": "agents.models.Event.Source",
+        "SchedulerSourceEnum": "agents.kinds.scheduler.SOURCES",
     },
 }
 
