@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from agents.models import AgentTask
 from agents.registry import AgentType
+from agents.violations import record_violation
 from kimberly.api.errors import ApplicationError
 from kimberly.api.serializers import iso_time
 from kimberly.context import Actor, Context
@@ -118,9 +119,10 @@ class Run:
     def recall(self, query: str, limit: int) -> list[gateway.Recalled]:
         """The user's memories for `query` through the gateway (403 without
         memory.read), each read audited and listed in the current step."""
-        found = gateway.recall(
-            user=self.user, query=query, limit=limit, ctx=self.ctx, grant=self.grant
-        )
+        with self._refused():
+            found = gateway.recall(
+                user=self.user, query=query, limit=limit, ctx=self.ctx, grant=self.grant
+            )
         gateway.record_reads(
             ctx=self.ctx, user=self.user, reader=self.reader, used=found
         )
@@ -134,16 +136,32 @@ class Run:
         """Plan a change. A memory write is checked against the grant now, so a
         preview refuses what the run would refuse."""
         if kind == "memory.write":
-            gateway.authorize(
-                ctx=self.ctx,
-                user=self.user,
-                grant=self.grant,
-                permission="memory.write",
-                tier=payload.get("tier", gateway.Tier.SHORT_TERM),
-            )
+            with self._refused():
+                gateway.authorize(
+                    ctx=self.ctx,
+                    user=self.user,
+                    grant=self.grant,
+                    permission="memory.write",
+                    tier=payload.get("tier", gateway.Tier.SHORT_TERM),
+                )
         write = Write(kind, payload, summary[:500])
         self.writes.append(write)
         self._current().writes.append({"kind": kind, "summary": write.summary})
+
+    @contextmanager
+    def _refused(self) -> Iterator[None]:
+        """A memory access the agent's grant lacks is a capability violation."""
+        try:
+            yield
+        except gateway.PermissionDenied as exc:
+            record_violation(
+                ctx=self.ctx,
+                user=self.user,
+                agent=self.agent.name,
+                rule="capability",
+                details={**exc.details, "task": self.task.public_id},
+            )
+            raise
 
     def trace(self) -> list[dict[str, Any]]:
         return [s.as_json() for s in self.steps]

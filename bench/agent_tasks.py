@@ -126,8 +126,9 @@ def main() -> None:
         users = [signed_up(stack.base, f"agents{i}") for i in range(args.users)]
         for c in users:
             for fact in FACTS:
-                status, _, _ = c.call("POST", "/v1/memory", {"content": fact})
-                assert status == 201
+                body = {"type": "long-term", "content": fact}
+                status, got, _ = c.call("POST", "/v1/memory", body)
+                assert status == 201, got
         # Warm-up: each agents process loads the embedding model on its first query.
         warm = [_post(users[0], {"task": QUESTIONS[0]}) for _ in range(3)]
         _wait(db_url, warm, 300)

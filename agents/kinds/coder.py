@@ -6,13 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
-
-from agents import metrics
 from agents.policy import check_coder_code
 from agents.runs import Run, TaskTimedOut
 from agents.sandbox import run_python, sandbox_limits
-from audit.services import audit_record
+from agents.violations import record_violation
 from kimberly.api.errors import ApplicationError, invalid_field
 from kimberly.context import Context
 from users.models import User
@@ -47,16 +44,9 @@ def _policy(*, ctx: Context, user: User, agent: str, code: str) -> None:
     if not violations:
         return
     found = [{"rule": v.rule, "detail": v.detail, "line": v.line} for v in violations]
-    with transaction.atomic():
-        audit_record(
-            ctx=ctx,
-            action="agent.sandbox_violation",
-            user_id=user.pk,
-            target_type="agent",
-            target_id=agent,
-            details={"violations": found[:20]},
-        )
-    metrics.sandbox_violations.labels(agent=agent).inc()
+    record_violation(
+        ctx=ctx, user=user, agent=agent, rule="code", details={"violations": found[:20]}
+    )
     raise SandboxViolation(
         f"The code policy refuses this program: {violations[0].detail}.",
         details={"violations": found[:20]},

@@ -50,7 +50,11 @@ def _claim(pk: uuid.UUID, claim: uuid.UUID) -> AgentTask | None:
         agent = agent_type(task.agent)
         assert agent is not None
         state = agent_state(name=task.agent, user=task.user)
-        if state is None or not state.enabled:
+        if (
+            state is None
+            or not state.enabled
+            or task.agent in settings.AGENT_DENY_TYPES
+        ):
             _set(task, Status.CANCELLED, error=_err("agent_disabled", "Turned off."))
             return None
         if redelivered and (

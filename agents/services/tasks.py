@@ -24,6 +24,7 @@ from agents.models import AgentTask
 from agents.registry import AgentType
 from agents.selectors import agent_state
 from agents.services.switches import known_agent
+from agents.violations import record_violation
 from audit.services import audit_record
 from kimberly.api.errors import ApplicationError, Conflict, RateLimited, invalid_field
 from kimberly.context import Context
@@ -43,12 +44,21 @@ class QueueFull(RateLimited):
     code = "agent_queue_full"
 
 
-def _enabled_or_409(agent: AgentType, user: User) -> None:
+def _enabled_or_409(agent: AgentType, user: User, ctx: Context | None = None) -> None:
+    """409 agent_disabled unless the type may run for `user`; a type on the
+    deny list is also recorded as a violation (when a request asked for it)."""
     state = agent_state(name=agent.name, user=user)
     assert state is not None
-    if not state.operator_enabled or agent.name in getattr(
-        settings, "AGENT_DENY_TYPES", ()
-    ):
+    if agent.name in settings.AGENT_DENY_TYPES:
+        if ctx is not None:
+            record_violation(
+                ctx=ctx, user=user, agent=agent.name, rule="deny_list", details={}
+            )
+        raise AgentDisabled(
+            f"The {agent.name} agent is on the operator's deny list.",
+            details={"agent": agent.name, "by": "operator"},
+        )
+    if not state.operator_enabled:
         raise AgentDisabled(
             f"The {agent.name} agent is turned off by the operator.",
             details={"agent": agent.name, "by": "operator"},
@@ -90,7 +100,7 @@ def task_submit(
     params = dict(params or {})
     _check_params(params)
     chosen = known_agent(agent) if agent else routing.route(task, params)
-    _enabled_or_409(chosen, user)
+    _enabled_or_409(chosen, user, ctx)
     timeout = _timeout(chosen, params.pop("timeout", None))
     from agents.kinds import validate  # each agent checks its own params
 
@@ -239,7 +249,7 @@ def task_commit(*, ctx: Context, user: User, task: AgentTask) -> AgentTask:
     """Apply a previewed task: queued again, to apply exactly the planned writes
     (or, for an agent whose work is an action, to run it)."""
     agent = known_agent(task.agent)
-    _enabled_or_409(agent, user)
+    _enabled_or_409(agent, user, ctx)
     with transaction.atomic():
         row = AgentTask.objects.select_for_update().get(pk=task.pk)
         if row.status != Status.PREVIEWED:

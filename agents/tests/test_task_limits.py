@@ -136,3 +136,62 @@ def test_the_sweep_ends_an_execution_past_its_hard_limit_and_resends_lost_ones(
     # A killed execution's report counts only while it still holds the task.
     assert not task_killed(task_id=str(stuck.pk), claim=str(stuck.claim))
     purge()
+
+
+def test_a_denied_type_is_refused_recorded_and_counted(alice, alice_api, settings):
+    from agents import metrics
+    from audit.models import AuditEvent
+
+    settings.AGENT_DENY_TYPES = ["coder"]
+    before = metrics.sandbox_violations.labels(agent="coder")._value.get()
+    r = alice_api.post(
+        "/v1/agents/tasks",
+        {"task": "run", "agent": "coder", "params": {"code": "print(1)"}},
+        format="json",
+    )
+    assert r.status_code == 409 and r.json()["error"] == "agent_disabled"
+    event = AuditEvent.objects.get(action="agent.sandbox_violation")
+    assert event.details["rule"] == "deny_list" and event.user_id == alice.pk
+    assert metrics.sandbox_violations.labels(agent="coder")._value.get() == before + 1
+    assert not AgentTask.objects.exists()
+
+
+def test_an_agent_reaching_past_its_grant_is_refused_and_recorded(alice):
+    from agents.registry import AGENT_TYPES
+    from agents.runs import Run
+    from audit.models import AuditEvent
+    from memory.gateway import PermissionDenied
+
+    task = AgentTask.objects.create(
+        user=alice, agent="coder", task="run", timeout=60, status="running"
+    )
+    run = Run(task=task, agent=AGENT_TYPES["coder"], user=alice)
+    with pytest.raises(PermissionDenied):
+        run.recall("anything", 5)
+    with pytest.raises(PermissionDenied):
+        run.write("memory.write", {"content": "x", "tier": "short-term"}, "x")
+    assert run.writes == []
+    violations = AuditEvent.objects.filter(action="agent.sandbox_violation")
+    assert [v.details["permission"] for v in violations.order_by("seq")] == [
+        "memory.read",
+        "memory.write",
+    ]
+    assert AuditEvent.objects.filter(action="memory.access_denied").count() == 2
+    assert violations.order_by("seq")[0].actor_id == f"coder:{task.public_id}"
+
+
+def test_cli_lists_a_users_tasks(alice, settings, capsys):
+    settings.AGENT_MAX_RUNNING = 0
+    AgentTask.objects.create(
+        user=alice,
+        agent="reminder",
+        task="remind me at 9",
+        timeout=60,
+        status="failed",
+        error={"code": "no_time_found"},
+    )
+    call_command("agent", "tasks", "--user", alice.email)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:4] == ["task", "agent", "status", "created"]
+    assert out[1].split()[1:3] == ["reminder", "failed"]
+    assert out[1].split()[-1] == "no_time_found"

@@ -63,8 +63,11 @@ def test_bob_sees_none_of_alices_tasks_reminders_or_events(
     alice_api, bob_api, agents_worker
 ):
     t = _submit(alice_api, task="remind me to call mom tomorrow at 9")
+    s = _submit(alice_api, agent="scheduler", task="Dentist on March 3 2027 at 10am")
     wait_status(t["task_id"], "succeeded")
+    wait_status(s["task_id"], "succeeded")
     rem = alice_api.get("/v1/agents/reminders").json()["items"][0]["id"]
+    assert len(alice_api.get("/v1/agents/events").json()["items"]) == 1
     for path in (
         f"/v1/agents/tasks/{t['task_id']}",
         f"/v1/agents/reminders/{rem}",
@@ -78,5 +81,6 @@ def test_bob_sees_none_of_alices_tasks_reminders_or_events(
         assert bob_api.post(path).status_code == 404, path
     assert bob_api.get("/v1/agents/tasks").json()["items"] == []
     assert bob_api.get("/v1/agents/reminders").json()["items"] == []
+    assert bob_api.get("/v1/agents/events").json()["items"] == []
     assert b"BEGIN:VEVENT" not in bob_api.get("/v1/agents/calendar.ics").content
     assert alice_api.get(f"/v1/agents/reminders/{rem}").status_code == 200

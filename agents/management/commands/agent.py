@@ -9,7 +9,6 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from agents import selectors, services
 from agents.registry import AGENT_TYPES
 from kimberly.api.errors import ApplicationError
-from kimberly.api.serializers import iso_time
 from kimberly.context import Actor, Context
 from users.models import User
 
@@ -86,5 +85,5 @@ class Command(BaseCommand):
             error = (t.error or {}).get("code", "")
             self.stdout.write(
                 f"{t.public_id:<41}{t.agent:<12}{t.status:<11}"
-                f"{iso_time(t.created_at):<22}{error}"
+                f"{t.created_at:%Y-%m-%dT%H:%M:%SZ}  {error}"
             )
