@@ -30,13 +30,14 @@ CELERY = str(Path(sys.executable).parent / "celery")
 
 def _env(**extra: str) -> dict[str, str]:
     base_url = settings.DATABASE_URL.rsplit("/", 1)[0]
+    # Unset, not empty: prometheus_client goes multiprocess if the name exists.
+    inherited = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     return {
-        **os.environ,
+        **inherited,
         "DJANGO_SETTINGS_MODULE": "kimberly.settings.test",
         "DATABASE_URL": f"{base_url}/{connection.settings_dict['NAME']}",
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "EMBEDDING_WARMUP": "0",
-        "PROMETHEUS_MULTIPROC_DIR": "",
         "AGENT_WEBHOOK_ALLOW_PRIVATE": "1",
         "AGENT_WEBHOOK_RETRY_BASE_SECONDS": "1",
         **extra,
