@@ -155,6 +155,9 @@ class Reminder(models.Model):
         max_length=16, choices=Webhook.choices, default=Webhook.NONE
     )
     webhook_attempts = models.PositiveSmallIntegerField(default=0)
+    # When the next attempt is due; the scan sends it again if its message is
+    # lost (an attempt carries its number, so a repeat of one is dropped).
+    webhook_next_at = models.DateTimeField(null=True, blank=True)
     webhook_error = models.CharField(max_length=500, blank=True)
 
     class Meta:
@@ -163,7 +166,12 @@ class Reminder(models.Model):
                 fields=["due_at"],
                 name="agents_reminder_due",
                 condition=models.Q(status="pending"),
-            )
+            ),
+            models.Index(
+                fields=["webhook_next_at"],
+                name="agents_reminder_webhook_due",
+                condition=models.Q(webhook="pending"),
+            ),
         ]
 
     def __str__(self) -> str:

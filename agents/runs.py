@@ -27,6 +27,8 @@ from kimberly.context import Actor, Context
 from memory import gateway
 from users.models import User
 
+STOP_CHECK_SECONDS = 0.5
+
 
 class TaskTimedOut(ApplicationError):
     """Raised by an agent whose work ran out of time (the task ends timed_out)."""
@@ -92,6 +94,19 @@ class Run:
         )
         self.steps: list[Step] = []
         self.writes: list[Write] = []
+        self._checked, self._stopped = time.monotonic(), False
+
+    def stopped(self) -> bool:
+        """Whether the task was cancelled (or timed out by the sweep) meanwhile:
+        this execution no longer holds it. Asks PostgreSQL at most every
+        STOP_CHECK_SECONDS; for loops that may run long (the sandbox)."""
+        now = time.monotonic()
+        if now - self._checked >= STOP_CHECK_SECONDS:
+            self._checked = now
+            self._stopped = not AgentTask.objects.filter(
+                pk=self.task.pk, claim=self.task.claim, status=AgentTask.Status.RUNNING
+            ).exists()
+        return self._stopped
 
     @property
     def time_zone(self) -> str:

@@ -37,6 +37,6 @@ def deliver_due_reminders() -> int:
 
 
 @shared_task(name="agents.tasks.deliver_reminder_webhook", acks_late=True)
-def deliver_reminder_webhook(reminder_id: str) -> str:
+def deliver_reminder_webhook(reminder_id: str, attempt: int) -> str:
     """One signed POST to the user's webhook (the next attempt is scheduled by it)."""
-    return reminders.webhook_attempt(reminder_id=reminder_id)
+    return reminders.webhook_attempt(reminder_id=reminder_id, attempt=attempt)

@@ -73,6 +73,7 @@ class DeliveryResult:
     ok: bool
     error: str
     retryable: bool = False
+    refused: bool = False  # the destination policy refused it: never contacted
 
 
 @dataclass(frozen=True)
@@ -340,22 +341,25 @@ def deliver(
     *,
     allow_private: bool,
     timeout: float,
+    delivery_id: str = "",
 ) -> DeliveryResult:
     """POST `payload` as signed JSON to `url` once, within `timeout` seconds in all;
     ok only for a 2xx answer. Never raises for what the receiver or the network
-    does: every failure is a result with its reason."""
+    does: every failure is a result with its reason. `delivery_id` (the same
+    for every attempt of one delivery) lets a receiver drop a repeat."""
     try:
         dest = _destination(url, allow_private=allow_private)
     except WebhookUnresolved as exc:
         return _counted(DeliveryResult(None, False, exc.message, retryable=True))
     except (InvalidWebhookUrl, WebhookRefused) as exc:
         metrics.webhook_deliveries.labels(result="refused").inc()
-        return DeliveryResult(None, False, f"refused: {exc.message}")
+        return DeliveryResult(None, False, f"refused: {exc.message}", refused=True)
     body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
     headers = {
         "Host": dest.authority,
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
+        **({"X-Kimberly-Delivery": delivery_id} if delivery_id else {}),
         **signature_headers(secret, body, timestamp=int(time.time())),
     }
     try:

@@ -69,7 +69,7 @@ def run(run: Run) -> dict[str, Any]:
     if run.preview:
         return {"will_run": True, "policy": "allowed", "limits": limits.__dict__}
     with run.step("sandbox", limits=limits.__dict__) as step:
-        res = run_python(code, limits)
+        res = run_python(code, limits, should_stop=run.stopped)
         step.detail.update(outcome=res.outcome, startup_ms=res.startup_ms)
     result = {
         "outcome": res.outcome,

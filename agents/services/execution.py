@@ -25,7 +25,7 @@ from agents.models import AgentTask
 from agents.registry import agent_type
 from agents.runs import Run, TaskTimedOut, Write, agent_context
 from agents.selectors import agent_state
-from agents.services.tasks import dispatch
+from agents.services.tasks import dispatch, send
 from kimberly.api.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -239,14 +239,29 @@ def sweep_tasks() -> dict[str, int]:
                 )
                 timed_out += 1
                 users.add(row.user_id)
-    stale = now - timedelta(seconds=settings.AGENT_DISPATCH_STALE_SECONDS)
-    resent = AgentTask.objects.filter(status=Status.QUEUED, dispatched_at__lt=stale)
-    users |= set(resent.values_list("user_id", flat=True))
-    resent.update(dispatched_at=None, claim=None)
+    resent = _resend_stale(now)
     users |= set(
         AgentTask.objects.filter(status=Status.QUEUED, dispatched_at__isnull=True)
         .values_list("user_id", flat=True)
         .distinct()
     )
     sent = sum(dispatch(u) for u in users)
-    return {"timed_out": timed_out, "dispatched": sent}
+    return {"timed_out": timed_out, "dispatched": sent, "resent": resent}
+
+
+def _resend_stale(now: Any) -> int:
+    """Send again, under the same claim, the tasks handed to the broker long ago
+    and not started: a message lost in the broker. One still waiting in a long
+    queue keeps its place; the copy only makes sure one arrives."""
+    stale = now - timedelta(seconds=settings.AGENT_DISPATCH_STALE_SECONDS)
+    rows = list(
+        AgentTask.objects.filter(status=Status.QUEUED, dispatched_at__lt=stale)
+        .exclude(claim=None)
+        .values_list("pk", "timeout", "claim")[:1000]
+    )
+    for pk, timeout, claim in rows:
+        if claim and AgentTask.objects.filter(
+            pk=pk, claim=claim, status=Status.QUEUED
+        ).update(dispatched_at=now):
+            send(pk, timeout, claim)
+    return len(rows)

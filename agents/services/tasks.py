@@ -182,7 +182,9 @@ def _send_all(sends: list[tuple[uuid.UUID, int, uuid.UUID]]) -> None:
 
 
 def send(pk: uuid.UUID, timeout: int, claim: uuid.UUID) -> None:
-    """Publish one execution; its claim is the Celery task id (cancel revokes it)."""
+    """Publish one execution; its claim is the Celery task id. Sent again (by
+    the sweep) with the same claim, the first copy to arrive runs it and any
+    other finds it taken."""
     from agents.tasks import run_task
 
     # Never past the deployment's caps (kimberly.celery: a rollout's grace).
@@ -199,12 +201,18 @@ def send(pk: uuid.UUID, timeout: int, claim: uuid.UUID) -> None:
             time_limit=max(hard, soft + 1),
         )
     except KombuOperationalError:
-        # Accepted already: the sweep sends it again once the broker is back.
+        # Accepted already: it waits, not holding a slot, until the next
+        # dispatch (the sweep's, or when another of the user's tasks ends).
         logger.warning("broker unavailable; agent task %s stays queued", pk)
+        AgentTask.objects.filter(pk=pk, claim=claim, status=Status.QUEUED).update(
+            dispatched_at=None, claim=None
+        )
 
 
 def task_cancel(*, ctx: Context, task: AgentTask) -> AgentTask:
-    """Cancel a waiting, running or previewed task (409 `task_finished` after)."""
+    """Cancel a waiting, running or previewed task (409 `task_finished` after).
+    A running execution finds it out at its next check (the coder's sandbox
+    within STOP_CHECK_SECONDS) and ends without writing anything."""
     with transaction.atomic():
         row = AgentTask.objects.select_for_update().get(pk=task.pk)
         if row.status not in (Status.QUEUED, Status.RUNNING, Status.PREVIEWED):
@@ -213,7 +221,7 @@ def task_cancel(*, ctx: Context, task: AgentTask) -> AgentTask:
                 code="task_finished",
                 details={"status": row.status},
             )
-        was, claim = row.status, row.claim
+        was = row.status
         row.status, row.finished_at = Status.CANCELLED, timezone.now()
         row.error = {"code": "cancelled", "message": "Cancelled by you."}
         row.save(update_fields=["status", "finished_at", "error"])
@@ -225,24 +233,11 @@ def task_cancel(*, ctx: Context, task: AgentTask) -> AgentTask:
             target_id=row.public_id,
             details={"was": was},
         )
-    if was == Status.RUNNING and claim is not None:
-        _interrupt(claim)
     dispatch(row.user_id)
     from agents import metrics
 
     metrics.tasks.labels(agent=row.agent, status=Status.CANCELLED).inc()
     return row
-
-
-def _interrupt(claim: uuid.UUID) -> None:
-    """Stop a running execution: SIGUSR1 raises the soft time limit inside it, so
-    it ends its sandbox and finds the task no longer its own."""
-    from kimberly.celery import app
-
-    try:
-        app.control.revoke(str(claim), terminate=True, signal="SIGUSR1")
-    except KombuOperationalError:
-        logger.warning("broker unavailable; cancelled task %s runs to its end", claim)
 
 
 def task_commit(*, ctx: Context, user: User, task: AgentTask) -> AgentTask:

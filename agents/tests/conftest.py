@@ -54,10 +54,14 @@ def _start(args: list[str], log: Path, **env: str) -> subprocess.Popen[bytes]:
     )
 
 
+QUEUES = (settings.AGENT_QUEUE, "celery")  # task runs; scans and webhooks
+
+
 def purge() -> None:
-    """Drop every message waiting on the agents queue (a test's leftovers)."""
+    """Drop every message waiting on the test workers' queues (leftovers)."""
     with celery_app.connection_for_write() as conn:
-        conn.default_channel.queue_purge(settings.AGENT_QUEUE)  # type: ignore[attr-defined]
+        for queue in QUEUES:
+            conn.default_channel.queue_purge(queue)  # type: ignore[attr-defined]
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -70,13 +74,14 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def start_worker(log_dir: Path, **env: str) -> subprocess.Popen[bytes]:
-    """A prefork worker consuming only the agents queue, with more processes
-    than a user may use, so the per-user limit is what holds tasks back."""
+    """A prefork worker of the agents queue (and of the default one, for the
+    reminder scans and webhook deliveries), with more processes than a user may
+    use, so the per-user limit is what holds tasks back."""
     name = f"agents-test-{os.getpid()}-{time.monotonic_ns()}@localhost"
     proc = _start(
         [
             "worker",
-            *("-Q", settings.AGENT_QUEUE, "--pool", "prefork", "--concurrency", "5"),
+            *("-Q", ",".join(QUEUES), "--pool", "prefork", "--concurrency", "5"),
             *("--without-mingle", "--without-gossip", "--loglevel", "INFO"),
             *("--hostname", name),
         ],

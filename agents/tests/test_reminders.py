@@ -97,3 +97,51 @@ def test_a_due_reminder_is_posted_to_the_users_webhook_signed_with_retries(
     body = json.loads(hit.body)
     assert body["reminder_id"] == rem.public_id and body["what"] == "call mom"
     assert body["memory_id"] == f"mem_{done.memory_id}"
+
+
+def _delivered(user, **fields) -> Reminder:
+    return Reminder.objects.create(
+        user=user,
+        what="call mom",
+        due_at=timezone.now(),
+        time_zone="UTC",
+        status="delivered",
+        webhook="pending",
+        **fields,
+    )
+
+
+def test_a_repeated_attempt_is_dropped_and_a_refused_destination_is_never_retried(
+    alice, receiver, settings
+):
+    from agents.services.reminders import webhook_attempt
+
+    settings.AGENT_WEBHOOK_ALLOW_PRIVATE = True
+    alice.webhook_url, alice.webhook_secret = receiver.url("/ok"), "s3cret"
+    alice.save()
+    rem = _delivered(alice)
+    assert webhook_attempt(reminder_id=str(rem.pk), attempt=1) == "delivered"
+    assert webhook_attempt(reminder_id=str(rem.pk), attempt=1) == "skipped"
+    assert receiver.paths() == ["/ok"]
+    assert receiver.hits[0].headers["X-Kimberly-Delivery"] == rem.public_id
+
+    settings.AGENT_WEBHOOK_ALLOW_PRIVATE = False  # loopback over http: refused
+    other = _delivered(alice)
+    assert webhook_attempt(reminder_id=str(other.pk), attempt=1) == "refused"
+    assert receiver.paths() == ["/ok"]  # never contacted
+
+
+def test_a_webhook_attempt_whose_message_was_lost_is_sent_again_by_the_scan(
+    alice, receiver, agents_worker, settings
+):
+    from agents.services.reminders import deliver_due
+
+    alice.webhook_url, alice.webhook_secret = receiver.url("/ok"), "s3cret"
+    alice.save()
+    rem = _delivered(alice, webhook_next_at=timezone.now() - dt.timedelta(minutes=10))
+    assert deliver_due() == 0
+    wait_for(
+        lambda: Reminder.objects.filter(pk=rem.pk, webhook="delivered").exists(),
+        what="the lost attempt to be made",
+    )
+    assert receiver.paths() == ["/ok"]

@@ -127,12 +127,13 @@ def test_the_sweep_ends_an_execution_past_its_hard_limit_and_resends_lost_ones(
         dispatched_at=timezone.now() - dt.timedelta(hours=1),
         claim=uuid.uuid4(),
     )
-    assert sweep_tasks() == {"timed_out": 1, "dispatched": 1}
+    assert sweep_tasks() == {"timed_out": 1, "dispatched": 0, "resent": 1}
     stuck.refresh_from_db()
     assert stuck.status == "timed_out" and stuck.error["code"] == "timed_out"
+    claim = lost.claim
     lost.refresh_from_db()
     assert lost.dispatched_at is not None and lost.dispatched_at > old
-    assert lost.status == "queued"
+    assert (lost.status, lost.claim) == ("queued", claim)  # same claim: one runs
     # A killed execution's report counts only while it still holds the task.
     assert not task_killed(task_id=str(stuck.pk), claim=str(stuck.claim))
     purge()

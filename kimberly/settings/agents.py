@@ -19,8 +19,9 @@ AGENT_HARD_LIMIT_GRACE_SECONDS = env_int("AGENT_HARD_LIMIT_GRACE_SECONDS", 10)
 AGENT_TASK_MAX_ATTEMPTS = env_int("AGENT_TASK_MAX_ATTEMPTS", 3)
 AGENT_TASK_TEXT_MAX_CHARS = env_int("AGENT_TASK_TEXT_MAX_CHARS", 4000)
 AGENT_PARAMS_MAX_BYTES = env_int("AGENT_PARAMS_MAX_BYTES", 200_000)
-# A task handed to the broker but not started this long after is sent again
-# (its earlier message, if it ever arrives, no longer carries the task's claim).
+# A task handed to the broker but not started this long after is sent again,
+# under the same claim (whichever copy arrives first runs it; the other finds it
+# taken), in case its message was lost in the broker.
 AGENT_DISPATCH_STALE_SECONDS = env_int("AGENT_DISPATCH_STALE_SECONDS", 600)
 AGENT_SWEEP_SECONDS = env_float("AGENT_SWEEP_SECONDS", 60.0)
 # Due reminders are delivered by a scan this often.
@@ -28,10 +29,12 @@ AGENT_REMINDER_SCAN_SECONDS = env_float("AGENT_REMINDER_SCAN_SECONDS", 30.0)
 # How many memories each of the researcher's sub-queries reads.
 AGENT_RESEARCH_PER_QUERY = env_int("AGENT_RESEARCH_PER_QUERY", 5)
 
-# Agent tasks run on their own queue and worker (Procfile `agents`), so a burst
-# of them never starves embedding or meditation on the default queue.
+# Agent task executions run on their own queue and worker (Procfile `agents`),
+# so a burst of them never starves embedding or meditation; the scans (due
+# reminders, the sweep) and webhook deliveries stay on the default queue, so a
+# worker full of long agent tasks never holds them back.
 AGENT_QUEUE = "agents"
-CELERY_TASK_ROUTES = {"agents.tasks.*": {"queue": AGENT_QUEUE}}
+CELERY_TASK_ROUTES = {"agents.tasks.run_task": {"queue": AGENT_QUEUE}}
 # Events one .ics import may hold.
 AGENT_ICS_MAX_EVENTS = env_int("AGENT_ICS_MAX_EVENTS", 1000)
 
