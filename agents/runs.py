@@ -142,7 +142,12 @@ class Run:
             ctx=self.ctx, user=self.user, reader=self.reader, used=found
         )
         self._current().reads.extend(
-            {"memory_id": r.memory_id, "tier": r.tier, "query": query[:200]}
+            {
+                "memory_id": r.memory_id,
+                "tier": r.tier,
+                "query": query[:200],
+                "digest": gateway.content_digest(r.content),
+            }
             for r in found
         )
         return found

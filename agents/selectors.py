@@ -24,6 +24,7 @@ from agents.models import (
 )
 from agents.registry import AGENT_TYPES, AgentType
 from kimberly.api.errors import NotFound
+from memory import gateway
 from users.models import User
 
 
@@ -157,4 +158,23 @@ def agent_stats(*, name: str) -> AgentStats:
         failed_last_hour=finished.get("failed", 0),
         timed_out_last_hour=finished.get("timed_out", 0),
         p95_seconds=round(float(p95), 3) if p95 is not None else None,
+    )
+
+
+def stale_reads(task: AgentTask) -> list[str]:
+    """The memories a task read that it may no longer use: deleted, archived,
+    made sensitive, or edited since (their digest changed). A preview whose
+    reads went stale cannot be committed, and a result built on them is
+    withheld, as chat withholds a reply that used them."""
+    read: dict[uuid.UUID, str] = {}
+    for step in task.trace:
+        for r in step.get("reads", []):
+            read[uuid.UUID(r["memory_id"].removeprefix("mem_"))] = r.get("digest", "")
+    if not read:
+        return []
+    states = gateway.memory_states(user=task.user, item_ids=list(read))
+    return sorted(
+        f"mem_{pk}"
+        for pk, digest in read.items()
+        if not states[pk].shareable or states[pk].digest != digest
     )

@@ -212,7 +212,9 @@ def record_reads(
     user_id = user.pk
     entries = [(r.item_id, r.final) for r in used]
     transaction.on_commit(
-        lambda: log_retrieval(user_id, reader.ref, entries, kind=reader.kind)
+        lambda: log_retrieval(
+            user_id, reader.ref, entries, kind=reader.kind, counted=not reader.preview
+        )
     )
 
 

@@ -95,12 +95,19 @@ class TaskOutput(serializers.Serializer[Any]):
     preview = serializers.BooleanField()
     timeout = serializers.IntegerField(help_text="seconds")
     attempts = serializers.IntegerField()
-    result = serializers.DictField(allow_null=True)
+    result = serializers.DictField(
+        allow_null=True, help_text="in GET /v1/agents/tasks/{id}; null in the list"
+    )
     error = serializers.DictField(
         allow_null=True, help_text="{code, message, details?}"
     )
     planned_writes = serializers.ListField(
         child=serializers.DictField(), help_text="a preview's plan: {kind, summary}"
+    )
+    stale_memories = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="memories it read that changed or went since: the result is"
+        " withheld and a preview cannot be committed",
     )
     trace = StepSchema(many=True)
     created_at = serializers.DateTimeField()
@@ -108,7 +115,15 @@ class TaskOutput(serializers.Serializer[Any]):
     finished_at = serializers.DateTimeField(allow_null=True)
 
 
+WITHHELD = {"withheld": True, "reason": "memories it used have changed or are gone"}
+
+
 def task_out(t: AgentTask, *, full: bool = True) -> dict[str, Any]:
+    """A task as the API shows it. The list (`full=False`) leaves out the result
+    and the trace. A result built on memories that have since been deleted,
+    archived, made sensitive or edited is withheld, like its planned writes."""
+    stale = selectors.stale_reads(t) if full else []
+    plan = [{"kind": w["kind"], "summary": w["summary"]} for w in t.plan]
     out: dict[str, Any] = {
         "task_id": t.public_id,
         "agent": t.agent,
@@ -118,11 +133,10 @@ def task_out(t: AgentTask, *, full: bool = True) -> dict[str, Any]:
         "preview": t.preview,
         "timeout": t.timeout,
         "attempts": t.attempts,
-        "result": t.result,
+        "result": (WITHHELD if stale else t.result) if full else None,
         "error": t.error or None,
-        "planned_writes": [
-            {"kind": w["kind"], "summary": w["summary"]} for w in t.plan
-        ],
+        "planned_writes": [{**w, "summary": ""} for w in plan] if stale else plan,
+        "stale_memories": stale,
         "trace": t.trace if full else [],
         "created_at": iso_time(t.created_at),
         "started_at": iso_time(t.started_at),

@@ -25,7 +25,7 @@ from agents.models import AgentTask
 from agents.registry import agent_type
 from agents.runs import Run, TaskTimedOut, Write, agent_context
 from agents.selectors import agent_state
-from agents.services.tasks import dispatch, send
+from agents.services.tasks import check_plan_fresh, dispatch, send
 from kimberly.api.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def _execute(task: AgentTask) -> str:
     try:
         if task.mode == Mode.COMMIT and not agent.rerun_on_commit:
             with run.step("commit", planned_writes=len(task.plan)):
-                pass
+                check_plan_fresh(task)  # again: a memory may have changed since
             result, writes = task.result or {}, [Write(**w) for w in task.plan]
         else:
             result = run_agent(run)

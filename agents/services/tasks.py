@@ -22,7 +22,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from agents import routing
 from agents.models import AgentTask
 from agents.registry import AgentType
-from agents.selectors import agent_state
+from agents.selectors import agent_state, stale_reads
 from agents.services.switches import known_agent
 from agents.violations import record_violation
 from audit.services import audit_record
@@ -107,14 +107,7 @@ def task_submit(
     validate(chosen.name, ctx=ctx, user=user, task=task, params=params)
     with transaction.atomic():
         _lock(user.pk)
-        waiting = AgentTask.objects.filter(user=user, status=Status.QUEUED).count()
-        if waiting >= settings.AGENT_MAX_QUEUED:
-            raise QueueFull(
-                f"{waiting} of your agent tasks are waiting already; the limit is "
-                f"{settings.AGENT_MAX_QUEUED}.",
-                retry_after=max(chosen.default_timeout // 2, 5),
-                details={"queued": waiting, "limit": settings.AGENT_MAX_QUEUED},
-            ) from None
+        _queue_room_or_429(user, chosen)
         row = AgentTask.objects.create(
             user=user,
             agent=chosen.name,
@@ -135,6 +128,34 @@ def task_submit(
         )
     dispatch(user.pk)
     return row
+
+
+class PlanStale(Conflict):
+    code = "plan_stale"
+
+
+def check_plan_fresh(task: AgentTask) -> None:
+    """409 plan_stale when a memory the preview read has changed or gone since."""
+    stale = stale_reads(task)
+    if stale:
+        raise PlanStale(
+            "Memories this preview read have changed or are gone since; preview"
+            " the task again.",
+            details={"memories": stale},
+        )
+
+
+def _queue_room_or_429(user: User, agent: AgentType) -> None:
+    """429 agent_queue_full when AGENT_MAX_QUEUED of the user's tasks wait (call
+    under the user's dispatch lock)."""
+    waiting = AgentTask.objects.filter(user=user, status=Status.QUEUED).count()
+    if waiting >= settings.AGENT_MAX_QUEUED:
+        raise QueueFull(
+            f"{waiting} of your agent tasks are waiting already; the limit is "
+            f"{settings.AGENT_MAX_QUEUED}.",
+            retry_after=max(agent.default_timeout // 2, 5),
+            details={"queued": waiting, "limit": settings.AGENT_MAX_QUEUED},
+        )
 
 
 def _lock(user_id: Any) -> None:
@@ -253,10 +274,21 @@ def task_commit(*, ctx: Context, user: User, task: AgentTask) -> AgentTask:
                 code="not_previewed",
                 details={"status": row.status},
             )
+        check_plan_fresh(row)
+        _lock(user.pk)
+        _queue_room_or_429(user, agent)
         row.status, row.mode = Status.QUEUED, AgentTask.Mode.COMMIT
         row.dispatched_at = row.claim = row.finished_at = None
+        row.attempts = 0  # the preview's executions do not use up the commit's
         row.save(
-            update_fields=["status", "mode", "dispatched_at", "claim", "finished_at"]
+            update_fields=[
+                "status",
+                "mode",
+                "dispatched_at",
+                "claim",
+                "finished_at",
+                "attempts",
+            ]
         )
         audit_record(
             ctx=ctx,

@@ -73,7 +73,13 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def start_worker(log_dir: Path, **env: str) -> subprocess.Popen[bytes]:
+@dataclass
+class Worker:
+    proc: subprocess.Popen[bytes]
+    name: str  # its Celery hostname
+
+
+def start_worker(log_dir: Path, **env: str) -> Worker:
     """A prefork worker of the agents queue (and of the default one, for the
     reminder scans and webhook deliveries), with more processes than a user may
     use, so the per-user limit is what holds tasks back."""
@@ -92,18 +98,37 @@ def start_worker(log_dir: Path, **env: str) -> subprocess.Popen[bytes]:
     while not celery_app.control.ping(destination=[name], timeout=0.5):
         assert proc.poll() is None, (log_dir / "worker.log").read_text()[-3000:]
         assert time.monotonic() < deadline, "the agents worker did not start"
-    return proc
+    return Worker(proc, name)
 
 
 @pytest.fixture(scope="module")
-def agents_worker(
+def _worker_process(
     django_db_setup: None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[subprocess.Popen[bytes]]:
+) -> Iterator[Worker]:
     purge()
-    proc = start_worker(tmp_path_factory.mktemp("agents-worker"))
-    yield proc
-    stop(proc)
+    worker = start_worker(tmp_path_factory.mktemp("agents-worker"))
+    yield worker
+    stop(worker.proc)
     purge()
+
+
+@pytest.fixture
+def agents_worker(_worker_process: Worker, transactional_db: None) -> Iterator[Worker]:
+    """The module's worker, settled after each test before the database is
+    flushed: what is still queued is dropped, what is running may finish (a
+    TRUNCATE must not meet a worker's open transaction)."""
+    yield _worker_process
+    settle(_worker_process.name)
+
+
+def settle(name: str, timeout: float = 60) -> None:
+    purge()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        active = celery_app.control.inspect(destination=[name], timeout=1).active()
+        if active is not None and not any(active.values()):
+            return
+        time.sleep(0.2)
 
 
 @pytest.fixture

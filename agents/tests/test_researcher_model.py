@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agents.tests.conftest import purge, start_worker, stop, wait_status
+from agents.tests.conftest import purge, settle, start_worker, stop, wait_status
 from memory.constants import Tier
 from memory.tests.factories import memory_for
 from tests.standins.openai_server import Behaviour
@@ -17,9 +17,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def model_worker(llm_server, tmp_path) -> Iterator[None]:
+def model_worker(llm_server, tmp_path, transactional_db) -> Iterator[None]:
     purge()
-    proc = start_worker(
+    worker = start_worker(
         tmp_path,
         LLM_BASE_URL=llm_server.base_url,
         LLM_MODEL="standin-model",
@@ -28,7 +28,8 @@ def model_worker(llm_server, tmp_path) -> Iterator[None]:
         EMBEDDING_PROVIDER="disabled",  # no model load eating the short timeouts
     )
     yield
-    stop(proc)
+    settle(worker.name)
+    stop(worker.proc)
     purge()
 
 

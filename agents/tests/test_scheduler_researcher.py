@@ -152,3 +152,33 @@ def test_a_research_preview_plans_the_save_and_commit_makes_it(
     assert "lapsang" in saved.content
     create = AuditEvent.objects.get(action="memory.create", target_id=saved.public_id)
     assert create.actor_id == f"researcher:{done['task_id']}"
+
+
+def test_a_preview_whose_memory_changed_cannot_be_committed_and_is_withheld(
+    alice, alice_api, agents_worker
+):
+    from memory.models import MemoryItem as Item
+
+    pin = memory_for(alice, "The Lisbon bank PIN is 4711", tier=Tier.PERMANENT)
+    done = _run(
+        alice_api,
+        agent="researcher",
+        task="what is the Lisbon bank PIN",
+        params={"save": True},
+        preview=True,
+    )
+    assert done["status"] == "previewed" and done["stale_memories"] == []
+    assert "4711" in done["result"]["digest"]
+    assert alice_api.delete(f"/v1/memory/{pin.public_id}").status_code == 204
+    shown = alice_api.get(f"/v1/agents/tasks/{done['task_id']}").json()
+    assert shown["stale_memories"] == [pin.public_id]
+    assert shown["result"]["withheld"] is True
+    assert "4711" not in str(shown["result"]) + str(shown["planned_writes"])
+    before = Item.objects.filter(user=alice).count()
+    r = alice_api.post(f"/v1/agents/tasks/{done['task_id']}/commit")
+    assert r.status_code == 409 and r.json()["error"] == "plan_stale"
+    assert r.json()["details"]["memories"] == [pin.public_id]
+    assert Item.objects.filter(user=alice).count() == before
+    assert alice_api.get(f"/v1/agents/tasks/{done['task_id']}").json()["status"] == (
+        "previewed"
+    )

@@ -27,14 +27,18 @@ def log_retrieval(
     hits: list[tuple[uuid.UUID, float]],
     *,
     kind: str = "query",
+    counted: bool = True,
 ) -> None:
     """Queue provenance of one read: (item id, final score) best first, by `kind`
-    (query, chat, agent) and `request_id` (the request, message or task)."""
+    (query, chat, agent) and `request_id` (the request, message or task). An
+    uncounted read (a preview's) is on record but is not a use of the memory:
+    it leaves access_count and last_seen_at, which meditation scores, alone."""
     entry = json.dumps(
         {
             "u": str(user_id),
             "r": request_id[:64],
             "k": kind,
+            "c": int(counted),
             "t": time.time(),
             "h": [
                 [str(item_id), rank, round(final, 6)]
@@ -74,8 +78,9 @@ def flush_retrieval_log(max_entries: int = 20000) -> int:
                     created_at=at,
                 )
             )
-            count, last = seen.get(iid, (0, 0.0))
-            seen[iid] = (count + 1, max(last, entry["t"]))
+            if entry.get("c", 1):
+                count, last = seen.get(iid, (0, 0.0))
+                seen[iid] = (count + 1, max(last, entry["t"]))
     try:
         _write_retrievals(records, seen)
     except Exception:
@@ -88,12 +93,13 @@ def _write_retrievals(
     records: list[RetrievalRecord], seen: dict[uuid.UUID, tuple[int, float]]
 ) -> None:
     ids = sorted(seen)
+    recorded = sorted({r.item_id for r in records} | set(seen))
     with transaction.atomic():
         # Lock in id order, like every other multi-row writer of items, so this
         # batch update cannot deadlock with a user's bulk action.
         live = set(
             MemoryItem.objects.select_for_update()
-            .filter(pk__in=ids)
+            .filter(pk__in=recorded)
             .order_by("pk")
             .values_list("pk", flat=True)
         )
