@@ -19,7 +19,8 @@ class AgentTaskAdmin(ReadOnlyAdminMixin, admin.ModelAdmin[AgentTask]):
     list_display = ["id", "user", "agent", "status", "created_at", "finished_at"]
     list_filter = ["agent", "status"]
     search_fields = ["id", "user__email"]
-    # The task text and params are the user's words; the trace shows what ran.
+    # The task's text, params, result and the words in its trace and plan are
+    # the user's (and their memories'); the admin shows what ran, not what it said.
     fields = [
         "id",
         "user",
@@ -30,13 +31,33 @@ class AgentTaskAdmin(ReadOnlyAdminMixin, admin.ModelAdmin[AgentTask]):
         "preview",
         "timeout",
         "attempts",
-        "error",
-        "trace",
-        "plan",
+        "error_code",
+        "steps",
+        "planned",
         "created_at",
         "started_at",
         "finished_at",
     ]
+    readonly_fields = ["error_code", "steps", "planned"]
+
+    @admin.display(description="error")
+    def error_code(self, task: AgentTask) -> str:
+        return str((task.error or {}).get("code", ""))
+
+    @admin.display(description="trace")
+    def steps(self, task: AgentTask) -> str:
+        """Each step: name, duration, the memory ids it read, how many writes."""
+        return "\n".join(
+            f"{s['step']} {s.get('duration_ms', 0)} ms"
+            f" reads={[r['memory_id'] for r in s.get('reads', [])]}"
+            f" writes={len(s.get('writes', []))}"
+            + (f" error={s['error']}" if s.get("error") else "")
+            for s in task.trace
+        )
+
+    @admin.display(description="plan")
+    def planned(self, task: AgentTask) -> str:
+        return ", ".join(w["kind"] for w in task.plan)
 
 
 @admin.register(Reminder)

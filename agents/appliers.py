@@ -10,8 +10,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from django.utils import timezone
+
 from agents.models import AgentTask, Event, Reminder
 from audit.services import audit_record
+from kimberly.api.errors import BadRequest
 from kimberly.context import Context
 from memory import gateway
 from users.models import User
@@ -24,12 +27,16 @@ Applier = Callable[
 def _reminder(
     ctx: Context, task: AgentTask, user: User, grant: gateway.Grant, p: dict[str, Any]
 ) -> dict[str, Any]:
+    due_at = datetime.fromisoformat(p["due_at"])
+    if due_at <= timezone.now():  # a preview committed after its time
+        raise BadRequest(
+            f"The reminder was due at {p['due_at']}, which has passed; give the"
+            " task again with a time ahead.",
+            code="time_in_past",
+            details={"due_at": p["due_at"]},
+        )
     reminder = Reminder.objects.create(
-        user=user,
-        task=task,
-        what=p["what"],
-        due_at=datetime.fromisoformat(p["due_at"]),
-        time_zone=p["time_zone"],
+        user=user, task=task, what=p["what"], due_at=due_at, time_zone=p["time_zone"]
     )
     audit_record(
         ctx=ctx,

@@ -124,6 +124,13 @@ def _imported(component: Component) -> IcsEvent | None:
     return IcsEvent(uid, title, starts_at, ends_at, all_day, description)
 
 
+def _safely_imported(component: Component) -> IcsEvent | None:
+    try:
+        return _imported(component)
+    except (OverflowError, ValueError):  # a date or duration out of range
+        return None
+
+
 def parse_ics(data: bytes, *, max_events: int = 1000) -> list[IcsEvent]:
     """The VEVENTs of an .ics file; VEVENTs without a usable DTSTART are skipped.
     400 invalid_ics when it is not a calendar or has no event, too_many_events
@@ -142,7 +149,7 @@ def parse_ics(data: bytes, *, max_events: int = 1000) -> list[IcsEvent]:
             code="too_many_events",
             details={"events": len(components), "max_events": max_events},
         )
-    events = [e for e in (_imported(c) for c in components) if e is not None]
+    events = [e for e in (_safely_imported(c) for c in components) if e is not None]
     if not events:
         raise _invalid("The calendar has no event with a start date.")
     return events

@@ -317,14 +317,21 @@ def parse_reminder(text: str, *, tz: str, now: datetime) -> ParsedReminder:
     now_local = _local_now(now, zone)
     prefix = _REMIND_PREFIX_RE.match(text)
     body = text[prefix.end() :] if prefix else text
-    mentions = _mentions(body, zone, now_local)
+    try:
+        mentions = _mentions(body, zone, now_local)
+        due, used = _reminder_due(mentions, zone, now_local) if mentions else (now, [])
+    except (OverflowError, ValueError):  # a year 9999 that UTC cannot hold, ...
+        raise BadRequest(
+            "The date in the reminder is out of range; say when, for example "
+            "'tomorrow at 9'.",
+            code="no_time_found",
+        ) from None
     if not mentions:
         raise BadRequest(
             "Found no date or time in the reminder; say when, for example "
             "'tomorrow at 9', 'on Friday at 3pm' or 'in 2 hours'.",
             code="no_time_found",
         )
-    due, used = _reminder_due(mentions, zone, now_local)
     spans = sorted((m.start, m.end) for m in used)
     phrase = " ".join(body[s:e] for s, e in spans)[:MAX_PHRASE_CHARS]
     if due <= now_local:
@@ -376,14 +383,25 @@ def _found(
     return FoundDate(phrase, day, all_day=True, title=title)
 
 
+# dateparser's search slows down on long texts; a longer one is read this far.
+MAX_FIND_CHARS = 20_000
+
+
 def find_dates(text: str, *, tz: str, now: datetime) -> list[FoundDate]:
-    """Every date or event mentioned in `text`, in order, each titled by the
-    sentence (or clause) around it without the date phrase."""
+    """Every date or event mentioned in `text` (its first MAX_FIND_CHARS), in
+    order, each titled by the sentence (or clause) around it without the date
+    phrase; a sentence whose date is out of range is skipped."""
     zone = ZoneInfo(validate_time_zone(tz))
     now_local = _local_now(now, zone)
     found: list[FoundDate] = []
-    for sentence in _SENTENCE_SPLIT_RE.split(text):
-        mentions = _mentions(sentence, zone, now_local)
-        for mention, bounds in zip(mentions, _clauses(sentence, mentions), strict=True):
-            found.append(_found(sentence, mention, bounds, now_local))
+    for sentence in _SENTENCE_SPLIT_RE.split(text[:MAX_FIND_CHARS]):
+        try:
+            mentions = _mentions(sentence, zone, now_local)
+            clauses = _clauses(sentence, mentions)
+            found += [
+                _found(sentence, mention, bounds, now_local)
+                for mention, bounds in zip(mentions, clauses, strict=True)
+            ]
+        except (OverflowError, ValueError):  # a date out of range: not an event
+            continue
     return found

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -34,8 +35,7 @@ class TaskParams(StrictInput):
     code = serializers.CharField(
         required=False,
         trim_whitespace=False,
-        max_length=100_000,
-        help_text="coder: the Python program",
+        help_text="coder: the Python program (at most AGENT_CODER_MAX_CODE_CHARS)",
     )
     text = serializers.CharField(
         required=False, max_length=20_000, help_text="scheduler: a text to read"
@@ -62,7 +62,9 @@ class TaskInput(StrictInput):
         required=False,
         help_text="without it the agent is chosen from the task's text",
     )
-    task = serializers.CharField(max_length=4000, help_text="what to do, in words")
+    task = serializers.CharField(
+        max_length=settings.AGENT_TASK_TEXT_MAX_CHARS, help_text="what to do, in words"
+    )
     params = documented_json(TaskParams, required=False)
     preview = serializers.BooleanField(
         default=False,

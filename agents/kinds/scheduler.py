@@ -28,6 +28,8 @@ def validate(*, ctx: Context, user: User, task: str, params: dict[str, Any]) -> 
     for key in ("text", "ics"):
         if key in params and not isinstance(params[key], str):
             raise invalid_field(f"params.{key}", "must be a string")
+    if source == "ics" and "ics" not in params:
+        raise invalid_field("params.ics", "is needed with source ics")
     if "ics" in params:
         parse_ics(params["ics"].encode(), max_events=settings.AGENT_ICS_MAX_EVENTS)
 

@@ -196,3 +196,34 @@ def test_cli_lists_a_users_tasks(alice, settings, capsys):
     assert out[0].split()[:4] == ["task", "agent", "status", "created"]
     assert out[1].split()[1:3] == ["reminder", "failed"]
     assert out[1].split()[-1] == "no_time_found"
+
+
+def test_the_admin_shows_what_ran_and_not_what_it_said(admin_client, alice):
+    task = AgentTask.objects.create(
+        user=alice,
+        agent="researcher",
+        task="what is my secret PIN",
+        timeout=60,
+        status="succeeded",
+        result={"digest": "PIN 4711"},
+        trace=[
+            {
+                "step": "search",
+                "duration_ms": 12,
+                "reads": [{"memory_id": "mem_x", "query": "secret PIN"}],
+                "writes": [{"kind": "memory.write", "summary": "PIN 4711"}],
+                "detail": {"query": "secret PIN"},
+            }
+        ],
+        plan=[
+            {"kind": "memory.write", "payload": {"content": "PIN 4711"}, "summary": "s"}
+        ],
+    )
+    page = admin_client.get(f"/admin/agents/agenttask/{task.pk}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "search 12 ms" in html and "mem_x" in html and "memory.write" in html
+    assert "PIN" not in html
+    assert admin_client.get("/admin/agents/agenttask/").status_code == 200
+    assert admin_client.get("/admin/agents/reminder/").status_code == 200
+    assert admin_client.get("/admin/agents/event/").status_code == 200

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents.models import Reminder
+from agents.models import AgentTask, Reminder
 from agents.tests.conftest import wait_status
 from audit.models import AuditEvent
 
@@ -84,3 +84,27 @@ def test_bob_sees_none_of_alices_tasks_reminders_or_events(
     assert bob_api.get("/v1/agents/events").json()["items"] == []
     assert b"BEGIN:VEVENT" not in bob_api.get("/v1/agents/calendar.ics").content
     assert alice_api.get(f"/v1/agents/reminders/{rem}").status_code == 200
+
+
+def test_a_reminder_preview_committed_after_its_time_fails_and_keeps_nothing(
+    alice, alice_api, agents_worker
+):
+    t = _submit(alice_api, task="remind me to stretch at 18:00", preview=True)
+    done = wait_status(t["task_id"], "previewed")
+    plan = done.plan
+    plan[0]["payload"]["due_at"] = "2020-01-01T00:00:00+00:00"  # time has passed
+    AgentTask.objects.filter(pk=done.pk).update(plan=plan)
+    assert alice_api.post(f"/v1/agents/tasks/{t['task_id']}/commit").status_code == 202
+    failed = wait_status(t["task_id"], "failed")
+    assert failed.error["code"] == "time_in_past"
+    assert not Reminder.objects.exists()
+
+
+def test_an_ics_import_without_the_file_is_400(alice_api):
+    r = alice_api.post(
+        "/v1/agents/tasks",
+        {"agent": "scheduler", "task": "import", "params": {"source": "ics"}},
+        format="json",
+    )
+    assert r.status_code == 400
+    assert not AgentTask.objects.exists()

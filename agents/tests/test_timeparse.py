@@ -284,3 +284,32 @@ def test_a_title_is_at_most_200_characters():
 
     assert len(found.title) <= 200
     assert found.phrase == "on Friday"
+
+
+def test_dates_out_of_range_are_a_clear_400_or_skipped_never_a_crash():
+    from agents.ics import parse_ics
+    from agents.timeparse import find_dates, parse_reminder
+    from kimberly.api.errors import BadRequest
+
+    now = datetime(2026, 12, 2, 14, 0, tzinfo=UTC)
+    with pytest.raises(BadRequest) as exc:
+        parse_reminder(
+            "remind me to pay rent on 9999-12-31 at 23:00",
+            tz="America/New_York",
+            now=now,
+        )
+    assert exc.value.code == "no_time_found"
+    found = find_dates(
+        "Rent on 9999-12-31 at 23:00. Dentist on March 3 2027 at 10am.",
+        tz="America/New_York",
+        now=now,
+    )
+    assert [f.title for f in found] == ["Dentist"]
+    ics = (
+        b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\n"
+        b"BEGIN:VEVENT\r\nUID:a\r\nSUMMARY:Far\r\n"
+        b"DTSTART;TZID=America/New_York:99991231T230000\r\nEND:VEVENT\r\n"
+        b"BEGIN:VEVENT\r\nUID:b\r\nSUMMARY:Near\r\nDTSTART:20270303T100000Z\r\n"
+        b"END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    assert [e.title for e in parse_ics(ics)] == ["Near"]
