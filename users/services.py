@@ -17,11 +17,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from knox.models import AuthToken
 
-from agents.webhooks import InvalidWebhookUrl, WebhookRefused, check_destination
 from audit.services import audit_record
 from kimberly.api.errors import ApplicationError, ValidationFailed, invalid_field
 from kimberly.api.ratelimit import rate_limit_hit
 from kimberly.context import Actor, Context, RequestMeta
+from kimberly.destinations import InvalidWebhookUrl, WebhookRefused, check_destination
 from users import metrics
 from users.models import User, normalize_email
 

@@ -16,15 +16,12 @@ import pytest
 from prometheus_client import REGISTRY
 
 from agents import webhooks
-from agents.webhooks import (
+from agents.webhooks import deliver, retry_delays, sign, verify
+from kimberly.destinations import (
     InvalidWebhookUrl,
     WebhookRefused,
     WebhookUnresolved,
     check_destination,
-    deliver,
-    retry_delays,
-    sign,
-    verify,
 )
 
 SECRET = "s3cret-of-alice"
