@@ -21,6 +21,7 @@ v1: list[URLPattern | URLResolver] = [
     path("", include("audit.urls")),
     path("", include("chat.urls")),
     path("", include("agents.urls")),
+    path("", include("privacy.urls")),
     # Unknown routes under /v1 answer JSON 404, whatever the method (without the
     # exemption an unknown DELETE got CSRF's HTML 403).
     re_path(r"^.*$", csrf_exempt(json_404)),

@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "chat",
     "agents",
     "billing",
+    "privacy",
 ]
 
 MIDDLEWARE = [
