@@ -172,7 +172,9 @@ def stale_reads(task: AgentTask) -> list[str]:
             read[uuid.UUID(r["memory_id"].removeprefix("mem_"))] = r.get("digest", "")
     if not read:
         return []
-    states = gateway.memory_states(user=task.user, item_ids=list(read))
+    agent = AGENT_TYPES[task.agent]
+    grant = gateway.Grant(frozenset(agent.permissions), agent.tiers)
+    states = gateway.memory_states(user=task.user, item_ids=list(read), grant=grant)
     return sorted(
         f"mem_{pk}"
         for pk, digest in read.items()

@@ -251,7 +251,8 @@ class TranscriptApi(APIView):
 class UsedMemoryOutput(ContextOutput):
     rank = serializers.IntegerField()
     status = serializers.ChoiceField(
-        choices=["active", "archived", "deleted"], help_text="where it stands now"
+        choices=["active", "archived", "hidden", "deleted"],
+        help_text="where it stands now (hidden: its consent was withdrawn)",
     )
     edited = serializers.BooleanField(help_text="changed since the reply used it")
 

@@ -93,7 +93,7 @@ class UsedMemory:
     """A memory that went into a reply, with where it stands now."""
 
     used: MessageContext
-    status: str  # active | archived | deleted
+    status: str  # active | archived | hidden | deleted
     edited: bool  # its content changed since the reply used it
 
 

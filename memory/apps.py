@@ -15,3 +15,8 @@ class MemoryConfig(AppConfig):
         hooks.register_warmup(embeddings.warm_up)
         hooks.register_store_collector(MemoryStoreCollector())
         hooks.register_store_collector(EmbeddingBacklogCollector())
+
+        from memory.services.consent import sensitive_consent_changed
+        from users import consents
+
+        consents.on_change(consents.Purpose.SENSITIVE_MEMORY, sensitive_consent_changed)

@@ -7,8 +7,9 @@ such read and write is checked and recorded in one place:
 - every call carries a `Grant` (permissions and tiers: an agent's come from its
   type, chat acts for the user); what it does not allow is 403
   `permission_denied` and a `memory.access_denied` audit event;
-- reads never return archived items, other users' items, or sensitive items (no
-  consent ledger yet: sensitive items never go to a model or an agent);
+- reads never return archived items, other users' items, items whose consent
+  was withdrawn, or sensitive items unless the user granted the reader's
+  purpose (users.consents: model_context for chat, agent_access for agents);
 - each memory read is an audit event (`memory.read`, with the reader's kind and
   reference: the assistant message id, or the agent and its task id, marked
   `preview` for a preview's reads) in the user's hash chain, and a
@@ -38,6 +39,7 @@ from memory.models import MemoryItem, MemoryProposal
 from memory.retrieval import MAX_QUERY_CHARS, QueryFilters, memory_query, prefiltered
 from memory.retrieval.provenance import log_retrieval
 from memory.services.proposals import proposals_create, proposals_withdraw
+from users import consents
 from users.models import User
 
 # The latest session entries always offered as context, matching or not: they
@@ -53,9 +55,19 @@ class Grant:
 
     permissions: frozenset[str]
     tiers: tuple[str, ...]
+    # The consent that lets this caller read sensitive items (users.consents):
+    # model_context for chat (they go to a model), agent_access for agents.
+    sensitive_purpose: str = consents.Purpose.AGENT_ACCESS
+
+    def may_read_sensitive(self, user: User) -> bool:
+        return consents.has_consent(user, self.sensitive_purpose)
 
 
-CHAT_GRANT = Grant(frozenset({"memory.read", "memory.write"}), tuple(Tier.values))
+CHAT_GRANT = Grant(
+    frozenset({"memory.read", "memory.write"}),
+    tuple(Tier.values),
+    sensitive_purpose=consents.Purpose.MODEL_CONTEXT,
+)
 
 
 class PermissionDenied(ApplicationError):
@@ -152,8 +164,9 @@ def recall(
     grant: Grant = CHAT_GRANT,
 ) -> list[Recalled]:
     """The user's memories for `query`, best first: one hybrid retrieval, then the
-    latest session entries not already chosen; never sensitive, never archived,
-    only of the tiers `grant` allows (403 without `memory.read`)."""
+    latest session entries not already chosen; never archived, sensitive only
+    with the grant's consent (model_context, agent_access), only of the tiers
+    `grant` allows (403 without `memory.read`)."""
     if "memory.read" not in grant.permissions:
         authorize(
             ctx=ctx or Context(Actor.system("gateway")),
@@ -164,16 +177,21 @@ def recall(
         )
     # One allowed tier is a pre-filter; several are filtered after ranking.
     tier = grant.tiers[0] if len(grant.tiers) == 1 else "any"
-    return [r for r in _recall(user, query, limit, tier) if r.tier in grant.tiers]
+    filters = QueryFilters(include_sensitive=grant.may_read_sensitive(user))
+    return [
+        r for r in _recall(user, query, limit, tier, filters) if r.tier in grant.tiers
+    ]
 
 
-def _recall(user: User, query: str, limit: int, tier: str) -> list[Recalled]:
+def _recall(
+    user: User, query: str, limit: int, tier: str, filters: QueryFilters
+) -> list[Recalled]:
     result = memory_query(
         user=user,
         tier=tier,
         query=query[:MAX_QUERY_CHARS],
         top_k=limit,
-        filters=QueryFilters(include_sensitive=False),
+        filters=filters,
         log=False,  # what is used is recorded by record_reads, once
     )
     ranked = [_recalled(h.item, h.relevance, h.final, h.why) for h in result.hits]
@@ -184,7 +202,7 @@ def _recall(user: User, query: str, limit: int, tier: str) -> list[Recalled]:
     if missing:
         # Re-read from PostgreSQL through the pre-filter: Redis may be stale, and
         # a sensitive or archived item must not slip in through the session.
-        rows = prefiltered(user, Tier.SHORT_TERM, QueryFilters()).in_bulk(missing)
+        rows = prefiltered(user, Tier.SHORT_TERM, filters).in_bulk(missing)
         ranked += [
             _recalled(rows[i], 0.0, 0.0, "in your current session")
             for i in missing
@@ -225,25 +243,36 @@ def content_digest(content: str) -> str:
 
 @dataclass(frozen=True)
 class MemoryState:
-    status: str  # active | archived | deleted
+    status: str  # active | archived | hidden (consent withdrawn) | deleted
     digest: str | None  # content_digest of its content now; None when deleted
     sensitive: bool = False
+    sensitive_ok: bool = False  # the reader's consent covers sensitive items
 
     @property
     def shareable(self) -> bool:
-        """May still go to a model: active and not sensitive."""
-        return self.status == Status.ACTIVE and not self.sensitive
+        """May still go where it went: active, visible, and not sensitive unless
+        the reader's consent covers it."""
+        return self.status == Status.ACTIVE and (
+            not self.sensitive or self.sensitive_ok
+        )
 
 
 def memory_states(
-    *, user: User, item_ids: list[uuid.UUID]
+    *, user: User, item_ids: list[uuid.UUID], grant: Grant = CHAT_GRANT
 ) -> dict[uuid.UUID, MemoryState]:
-    """Where each of the user's memories stands now (deleted when gone)."""
+    """Where each of the user's memories stands now for `grant`'s reader
+    (deleted when gone; hidden when its consent was withdrawn)."""
+    sensitive_ok = grant.may_read_sensitive(user)
     rows = {
-        pk: MemoryState(status, content_digest(content), sensitive)
-        for pk, status, content, sensitive in MemoryItem.objects.filter(
+        pk: MemoryState(
+            status if consent else "hidden",
+            content_digest(content),
+            sensitive,
+            sensitive_ok,
+        )
+        for pk, status, content, sensitive, consent in MemoryItem.objects.filter(
             user=user, pk__in=item_ids
-        ).values_list("pk", "status", "content", "sensitive")
+        ).values_list("pk", "status", "content", "sensitive", "consent")
     }
     return {i: rows.get(i, MemoryState("deleted", None)) for i in item_ids}
 

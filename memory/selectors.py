@@ -95,8 +95,9 @@ def filter_items(
 
 
 def memory_list(*, user: User, filters: MemoryFilters) -> QuerySet[MemoryItem]:
-    """The user's items matching the filters (status "all" for both)."""
-    qs = MemoryItem.objects.filter(user=user)
+    """The user's items matching the filters (status "all" for both); hidden
+    sensitive items (consent withdrawn, waiting to be purged) are left out."""
+    qs = MemoryItem.objects.filter(user=user, consent=True)
     if filters.status != "all":
         qs = qs.filter(status=filters.status)
     if filters.q:

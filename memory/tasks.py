@@ -156,3 +156,11 @@ def delete_attachment_object(key: str) -> None:
 def requeue_stale_imports() -> int:
     """Send again imports no worker holds; delete files finished imports left."""
     return import_upkeep.memory_imports_requeue_stale()
+
+
+@shared_task(name="memory.tasks.purge_withdrawn_sensitive")
+def purge_withdrawn_sensitive() -> int:
+    """Delete sensitive items whose consent was withdrawn past the grace period."""
+    from memory.services.consent import purge_withdrawn_sensitive as purge
+
+    return purge()

@@ -97,3 +97,40 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def __str__(self) -> str:
         return self.email
+
+
+class Consent(models.Model):
+    """One grant of consent for one purpose, and its withdrawal (the ledger: a
+    new grant after a withdrawal is a new row, so the history stays)."""
+
+    class Purpose(models.TextChoices):
+        SENSITIVE_MEMORY = "sensitive_memory"  # keep sensitive items at all
+        MODEL_CONTEXT = "model_context"  # send sensitive items to a model runner
+        AGENT_ACCESS = "agent_access"  # let agents read sensitive items
+        TELEMETRY = "telemetry"
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="consents")
+    purpose = models.CharField(max_length=32, choices=Purpose.choices)
+    granted_at = models.DateTimeField(default=timezone.now)
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+    source = models.CharField(max_length=16, help_text="api, settings, admin, ...")
+    withdrawn_source = models.CharField(max_length=16, blank=True)
+
+    class Meta:
+        constraints = [
+            # At most one standing grant per purpose.
+            models.UniqueConstraint(
+                fields=["user", "purpose"],
+                condition=models.Q(withdrawn_at__isnull=True),
+                name="users_consent_one_standing",
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["user", "purpose", "-granted_at"], name="users_consent_when"
+            )
+        ]
+
+    def __str__(self) -> str:
+        state = "withdrawn" if self.withdrawn_at else "granted"
+        return f"{self.user_id} {self.purpose} {state}"

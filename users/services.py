@@ -22,7 +22,7 @@ from kimberly.api.errors import ApplicationError, ValidationFailed, invalid_fiel
 from kimberly.api.ratelimit import rate_limit_hit
 from kimberly.context import Actor, Context, RequestMeta
 from kimberly.destinations import InvalidWebhookUrl, WebhookRefused, check_destination
-from users import metrics
+from users import consents, metrics
 from users.models import User, normalize_email
 
 
@@ -153,7 +153,6 @@ def user_update_settings(
     URL removes the webhook and its secret. Invalid input changes nothing."""
     values: dict[str, Any] = {
         "embedding_enabled": embedding_enabled,
-        "consent_telemetry": consent_telemetry,
         "memory_auto_accept": memory_auto_accept,
     }
     if time_zone is not None:
@@ -184,6 +183,13 @@ def user_update_settings(
     elif "webhook_url" in changed:  # removed: its secret goes with it
         user.webhook_secret = ""
         changed.append("webhook_secret")
+    if consent_telemetry is not None:  # the ledger's, the flag follows it
+        change = (
+            consents.consent_grant if consent_telemetry else consents.consent_withdraw
+        )
+        change(
+            ctx=ctx, user=user, purpose=consents.Purpose.TELEMETRY, source="settings"
+        )
     if changed:
         user.save(update_fields=changed)
         audit_record(

@@ -20,7 +20,7 @@ from chat.transcripts import transcript_key
 from kimberly import storage
 from memory.models import MemoryProposal
 from memory.services.proposals import proposals_create
-from memory.tests.factories import ctx_for, memory_for
+from memory.tests.factories import ctx_for, grant, memory_for
 from tests.standins.openai_server import Behaviour
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -118,6 +118,7 @@ def test_sending_again_after_a_failure_keeps_the_roles_alternating(
 def test_a_reply_that_used_a_now_sensitive_memory_is_not_sent_again(
     alice: Any, alice_api: Any, with_llm: Any
 ) -> None:
+    grant(alice, "sensitive_memory")
     item = memory_for(alice, "My bank PIN is 4321")
     with_llm.script(Behaviour(reply="Your PIN is 4321."), then=Behaviour(reply="ok"))
     conv = _chat(alice_api, "What is my PIN?").json()["conversation_id"]

@@ -221,6 +221,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "memory.tasks.requeue_stale_imports",
         "schedule": _cron("CRON_IMPORT_REQUEUE", "*/10 * * * *"),
     },
+    "purge-withdrawn-sensitive": {
+        "task": "memory.tasks.purge_withdrawn_sensitive",
+        "schedule": _cron("CRON_PURGE_WITHDRAWN_SENSITIVE", "41 * * * *"),
+    },
     "purge-idempotency-keys": {
         "task": "memory.tasks.purge_idempotency_keys",
         "schedule": _cron("CRON_PURGE_IDEMPOTENCY_KEYS", "27 * * * *"),
@@ -313,6 +317,9 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Memory --------------------------------------------------------------------
+# After the user withdraws sensitive_memory, their sensitive items are hidden at
+# once and deleted this much later (unless they grant it again first).
+CONSENT_PURGE_GRACE_HOURS = env_int("CONSENT_PURGE_GRACE_HOURS", 72)
 # Default quota per tier in bytes (a plan or an operator override wins); writes may
 # burst to QUOTA_HARD_LIMIT_RATIO x quota, meditation archives back under it.
 MEMORY_QUOTA_DEFAULTS = {

@@ -41,9 +41,10 @@ class QueryFilters:
 
 
 def prefiltered(user: User, tier: str, filters: QueryFilters) -> QuerySet[MemoryItem]:
-    """Only what may ever be returned: the user's active items matching the filters."""
+    """Only what may ever be returned: the user's active items matching the
+    filters, never one whose consent was withdrawn (`consent` False)."""
     qs = filter_items(
-        MemoryItem.objects.filter(user=user, status=Status.ACTIVE),
+        MemoryItem.objects.filter(user=user, status=Status.ACTIVE, consent=True),
         tier=None if tier == "any" else tier,
         tags=filters.tags,
         tags_mode=filters.tags_mode,

@@ -29,6 +29,7 @@ from memory.models import IdempotencyKey, MemoryItem
 from memory.quotas import QuotaExceeded, quota_adjust
 from memory.sentiment import sentiment_strength
 from memory.services.changes import after_commit_sync
+from users import consents
 from users.models import User
 
 
@@ -99,6 +100,8 @@ def new_item(
 ) -> MemoryItem:
     """An unsaved item of valid content and canonical metadata, sized and scored
     for sentiment: the one place a new memory's columns are filled in."""
+    if meta["sensitive"]:
+        consents.require(user, consents.Purpose.SENSITIVE_MEMORY, "A sensitive memory")
     when = created_at or timezone.now()
     item = MemoryItem(
         id=item_id or uuid.uuid4(),

@@ -35,6 +35,7 @@ from memory.services.changes import (
     record_change,
     version_row,
 )
+from users import consents
 from users.models import User
 
 
@@ -69,6 +70,8 @@ def memory_update(
     new_meta = (
         validate_metadata(metadata, base=old_meta) if metadata is not None else old_meta
     )
+    if new_meta["sensitive"] and not old_meta["sensitive"]:
+        consents.require(user, consents.Purpose.SENSITIVE_MEMORY, "A sensitive memory")
     changed = []
     if new_content is not None and new_content != item.content:
         changed.append("content")
@@ -92,6 +95,10 @@ def memory_update(
     if "content" in changed:
         indexing.memory_drop_vectors(items=[item])
     apply_metadata(item, new_meta)
+    # A sensitive item stands on the user's consent; any other needs none.
+    item.consent = not new_meta["sensitive"] or consents.has_consent(
+        user, consents.Purpose.SENSITIVE_MEMORY
+    )
     item.tier = target_tier
     item.size_bytes = new_size
     item.version += 1

@@ -81,7 +81,7 @@ def memory_lifecycle(
 def memory_delete(*, ctx: Context, user: User, memory_id: str) -> None:
     """Delete an item and its history; its bytes leave the quota; an audit tombstone stays."""
     item = locked_item(user, memory_id)
-    _delete_locked(ctx, user, [item])
+    delete_locked(ctx, user, [item])
     audit_record(
         ctx=ctx,
         action="memory.delete",
@@ -92,7 +92,9 @@ def memory_delete(*, ctx: Context, user: User, memory_id: str) -> None:
     )
 
 
-def _delete_locked(ctx: Context, user: User, items: list[MemoryItem]) -> None:
+def delete_locked(ctx: Context, user: User, items: list[MemoryItem]) -> None:
+    """Delete `items` (locked by the caller) and their history; the quota gives
+    their bytes back and the session forgets them. The caller audits."""
     deltas: dict[str, int] = defaultdict(int)
     for item in items:
         if item.status == Status.ACTIVE:
@@ -146,7 +148,7 @@ def memory_bulk(
         )
     changed: list[MemoryItem] = []
     if action == "delete":
-        _delete_locked(ctx, user, items)
+        delete_locked(ctx, user, items)
         changed = items
     elif action in LIFECYCLE_ACTIONS:
         deltas: dict[str, int] = defaultdict(int)

@@ -13,6 +13,7 @@ from memory.constants import Status, Tier
 from memory.metadata import MetadataPatch
 from memory.models import MemoryItem, Quota
 from memory.services import memory_create, memory_lifecycle
+from users import consents
 from users.models import User
 
 
@@ -30,7 +31,10 @@ def memory_for(
     archived: bool = False,
     protected: bool = False,
 ) -> MemoryItem:
-    """Store one memory of `user` through the create service (quota-checked)."""
+    """Store one memory of `user` through the create service (quota-checked); a
+    sensitive one with the user's consent to keep it (granted here)."""
+    if (metadata or {}).get("sensitive"):
+        grant(user, consents.Purpose.SENSITIVE_MEMORY)
     item = memory_create(
         ctx=ctx_for(user), user=user, tier=tier, content=content, metadata=metadata
     ).item
@@ -43,6 +47,14 @@ def memory_for(
             ctx=ctx_for(user), user=user, memory_id=item.public_id, action="archive"
         )
     return item
+
+
+def grant(user: User, *purposes: str) -> None:
+    """The user consents to `purposes` (as through POST /v1/user/consents)."""
+    for purpose in purposes:
+        consents.consent_grant(
+            ctx=ctx_for(user), user=user, purpose=purpose, source="api"
+        )
 
 
 def used_bytes(user: User) -> dict[str, int]:

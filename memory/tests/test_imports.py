@@ -18,7 +18,7 @@ from memory import tasks
 from memory.imports import services as import_services
 from memory.models import MemoryImport, MemoryItem
 from memory.tests.chatgpt_export import chatgpt_export
-from memory.tests.factories import assert_usage_is_exact, memory_for, used_bytes
+from memory.tests.factories import assert_usage_is_exact, grant, memory_for, used_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -114,6 +114,7 @@ def test_a_json_list_keeps_its_original_times(alice_api, alice):
 
 
 def test_a_json_record_may_set_its_tier_metadata_and_external_id(alice_api, alice):
+    grant(alice, "sensitive_memory")
     records = [
         {
             "content": "Passport number is in the blue folder",

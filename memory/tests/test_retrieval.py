@@ -18,6 +18,7 @@ from kimberly.context import Actor, Context
 from memory import embeddings, indexing, retrieval, services
 from memory.metadata import MetadataPatch
 from memory.models import MemoryEmbedding, MemoryItem, RetrievalRecord
+from memory.tests.factories import grant
 
 pytestmark = pytest.mark.django_db
 
@@ -155,6 +156,7 @@ def test_archived_memories_never_come_back(alice_api, alice):
 
 
 def test_sensitive_memories_need_include_sensitive(alice_api, alice):
+    grant(alice, "sensitive_memory")
     item = _store(alice, "My bank PIN hint is the dog's birthday", sensitive=True)
     _embed(item)
     assert _query(alice_api, "bank PIN").json()["results"] == []

@@ -1,0 +1,83 @@
+"""What the consent ledger (users.consents) means for stored memories.
+
+Without `sensitive_memory` no sensitive item is stored (create and edit ask
+`consents.require`). When it is withdrawn, the user's sensitive items are
+hidden at once (`consent` False: no list, query, chat or agent sees them) and,
+unless it is granted again first, purged CONSENT_PURGE_GRACE_HOURS later with
+an audit event each; granted again in time, they come back.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from audit.services import EventSpec, audit_record, audit_record_many
+from kimberly.context import Actor, Context
+from memory.models import MemoryItem
+from memory.services.lifecycle import delete_locked
+from users import consents
+from users.models import User
+
+
+def sensitive_consent_changed(ctx: Context, user: User, granted: bool) -> None:
+    """Hide (withdrawn) or show again (granted) the user's sensitive items; in
+    the transaction of the consent change."""
+    n = MemoryItem.objects.filter(
+        user=user, sensitive=True, consent=not granted
+    ).update(consent=granted)
+    if n:
+        audit_record(
+            ctx=ctx,
+            action="memory.consent_restore" if granted else "memory.consent_hide",
+            user_id=user.pk,
+            target_type="memory",
+            details={"items": n},
+        )
+
+
+def purge_withdrawn_sensitive() -> int:
+    """Beat: delete the hidden sensitive items of users whose withdrawal of
+    sensitive_memory is older than the grace period; returns how many."""
+    cutoff = timezone.now() - timedelta(hours=settings.CONSENT_PURGE_GRACE_HOURS)
+    purged = 0
+    user_ids = (
+        MemoryItem.objects.filter(sensitive=True, consent=False)
+        .values_list("user_id", flat=True)
+        .distinct()
+    )
+    for user in User.objects.filter(pk__in=list(user_ids)):
+        since = consents.withdrawn_since(user, consents.Purpose.SENSITIVE_MEMORY)
+        if since is not None and since <= cutoff:
+            purged += _purge(user, since)
+    return purged
+
+
+@transaction.atomic
+def _purge(user: User, since: object) -> int:
+    items = list(
+        MemoryItem.objects.select_for_update()
+        .filter(user=user, sensitive=True, consent=False)
+        .order_by("pk")
+    )
+    if not items:
+        return 0
+    ctx = Context(Actor.system("consent"))
+    delete_locked(ctx, user, items)
+    audit_record_many(
+        ctx=ctx,
+        user_id=user.pk,
+        events=[
+            EventSpec(
+                "memory.purge",
+                "memory",
+                item.public_id,
+                {"reason": "consent_withdrawn", "tier": item.tier},
+            )
+            for item in items
+        ],
+    )
+    return len(items)
