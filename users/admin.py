@@ -1,7 +1,8 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
-from users.models import User
+from kimberly.admin_views import ReadOnlyAdminMixin
+from users.models import Consent, User
 
 
 @admin.register(User)
@@ -50,3 +51,12 @@ class UserAdmin(BaseUserAdmin):
     add_fieldsets = (
         (None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),
     )
+
+
+@admin.register(Consent)
+class ConsentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin[Consent]):
+    """The ledger, read-only: a consent is the user's to give and withdraw."""
+
+    list_display = ["user", "purpose", "granted_at", "withdrawn_at", "source"]
+    list_filter = ["purpose"]
+    search_fields = ["user__email"]
