@@ -134,3 +134,27 @@ class Consent(models.Model):
     def __str__(self) -> str:
         state = "withdrawn" if self.withdrawn_at else "granted"
         return f"{self.user_id} {self.purpose} {state}"
+
+
+class DataKey(models.Model):
+    """A user's data key (AES-256), kept only wrapped by a key-encryption key of
+    the KMS (users/keys.py). Ciphertext names the version it was sealed with;
+    destroying the key (erasure) makes every copy of that ciphertext, backups
+    included, unreadable."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="data_keys")
+    version = models.PositiveIntegerField()
+    wrapped = models.BinaryField()
+    kek_id = models.CharField(max_length=255, help_text="provider:key that wraps it")
+    created_at = models.DateTimeField(default=timezone.now)
+    rewrapped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "version"], name="users_datakey_version"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} v{self.version} ({self.kek_id})"

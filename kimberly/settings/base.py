@@ -404,6 +404,7 @@ MEDITATION_RECORDS_DAYS = env_int("MEDITATION_RECORDS_DAYS", 14)
 from kimberly.settings.agents import *  # noqa: E402, F403
 from kimberly.settings.chat import *  # noqa: E402, F403
 from kimberly.settings.imports import *  # noqa: E402, F403
+from kimberly.settings.keys import *  # noqa: E402, F403
 from kimberly.settings.storage import *  # noqa: E402, F403
 from kimberly.settings.webhooks import *  # noqa: E402, F403
 
