@@ -238,6 +238,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "memory.tasks.prune_retrieval_records",
         "schedule": _cron("CRON_PRUNE_RETRIEVAL_RECORDS", "37 1 * * *"),
     },
+    "privacy-expire-exports": {
+        "task": "privacy.tasks.expire_exports",
+        "schedule": _cron("CRON_EXPORT_EXPIRE", "41 * * * *"),
+    },
 }
 
 # --- Auth ----------------------------------------------------------------------
@@ -397,6 +401,7 @@ MEDITATION_RECORDS_DAYS = env_int("MEDITATION_RECORDS_DAYS", 14)
 from kimberly.settings.agents import *  # noqa: E402, F403
 from kimberly.settings.chat import *  # noqa: E402, F403
 from kimberly.settings.imports import *  # noqa: E402, F403
+from kimberly.settings.privacy import *  # noqa: E402, F403
 from kimberly.settings.storage import *  # noqa: E402, F403
 from kimberly.settings.webhooks import *  # noqa: E402, F403
 
