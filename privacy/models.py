@@ -1,1 +1,3 @@
 """Models of the privacy app, one module per concept (imported here for Django)."""
+
+from privacy.erasure.models import Deletion  # noqa: F401

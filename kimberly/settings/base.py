@@ -396,6 +396,7 @@ MEDITATION_RECORDS_DAYS = env_int("MEDITATION_RECORDS_DAYS", 14)
 # --- Chat, object storage and static files, imports: their own modules -------------
 from kimberly.settings.agents import *  # noqa: E402, F403
 from kimberly.settings.chat import *  # noqa: E402, F403
+from kimberly.settings.erasure import *  # noqa: E402, F403
 from kimberly.settings.imports import *  # noqa: E402, F403
 from kimberly.settings.storage import *  # noqa: E402, F403
 from kimberly.settings.webhooks import *  # noqa: E402, F403

@@ -1,0 +1,3 @@
+"""Celery tasks of the privacy app (autodiscovered), one module per concept."""
+
+from privacy.erasure.tasks import erase_account  # noqa: F401
