@@ -243,3 +243,21 @@ def check() -> dict[str, object]:
         "ok": True,
         "ms": round((time.perf_counter() - started) * 1000, 1),
     }
+
+
+def count_prefix(prefix: str) -> int:
+    """How many objects are under `prefix` (a probe: lists, reads no object)."""
+    if not prefix.endswith("/") or len(_segments(prefix[:-1], "prefix")) < 2:
+        raise ValueError(f"count_prefix needs a prefix like 'users/<id>/': {prefix!r}")
+    storage = _storage()
+    client = storage.connection.meta.client
+    count = 0
+    with _errors(prefix):
+        pages = client.get_paginator("list_objects_v2").paginate(
+            Bucket=storage.bucket_name,
+            Prefix=_name(prefix),
+            PaginationConfig={"PageSize": _BATCH},
+        )
+        for page in pages:
+            count += int(page.get("KeyCount", len(page.get("Contents", []))))
+    return count

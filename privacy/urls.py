@@ -1,8 +1,8 @@
 from django.urls import URLPattern, URLResolver, path
 
+from privacy.erasure import apis as erasure_apis
 from privacy.exports import apis as exports
 
-# Each part adds its routes here (exports, erasure).
 urlpatterns: list[URLPattern | URLResolver] = [
     # --- exports ---
     path("user/export", exports.ExportApi.as_view(), name="user-export"),
@@ -12,4 +12,11 @@ urlpatterns: list[URLPattern | URLResolver] = [
         name="user-export-detail",
     ),
     path("user/exports", exports.ExportListApi.as_view(), name="user-exports"),
+    # --- erasure ---
+    path("user/delete", erasure_apis.DeletionApi.as_view(), name="user-delete"),
+    path(
+        "user/delete/<str:deletion_id>",
+        erasure_apis.DeletionDetailApi.as_view(),
+        name="user-delete-detail",
+    ),
 ]

@@ -20,11 +20,16 @@ from kimberly.api.errors import RateLimited
 logger = logging.getLogger(__name__)
 
 
-def rate_limit_hit(*, scope: str, ident: str, limit: int, window_seconds: int) -> None:
-    """Count one attempt for (scope, ident); raise RateLimited past `limit` per window."""
+def rate_limit_key(scope: str, ident: str) -> str:
+    """The Redis key counting (scope, ident) (also how erasure finds a user's)."""
     # Hash the identifier: keys must not carry emails or IPs in clear.
     digest = hashlib.sha256(ident.encode()).hexdigest()[:32]
-    key = f"kb:rl:{scope}:{digest}"
+    return f"kb:rl:{scope}:{digest}"
+
+
+def rate_limit_hit(*, scope: str, ident: str, limit: int, window_seconds: int) -> None:
+    """Count one attempt for (scope, ident); raise RateLimited past `limit` per window."""
+    key = rate_limit_key(scope, ident)
     try:
         pipe = get_redis_connection("default").pipeline()
         pipe.incr(key)

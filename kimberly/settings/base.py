@@ -343,6 +343,7 @@ MEDITATION_RECORDS_DAYS = env_int("MEDITATION_RECORDS_DAYS", 14)
 # --- Chat, object storage and static files, imports: their own modules -------------
 from kimberly.settings.agents import *  # noqa: E402, F403
 from kimberly.settings.chat import *  # noqa: E402, F403
+from kimberly.settings.erasure import *  # noqa: E402, F403
 from kimberly.settings.imports import *  # noqa: E402, F403
 from kimberly.settings.keys import *  # noqa: E402, F403
 from kimberly.settings.privacy import *  # noqa: E402, F403
