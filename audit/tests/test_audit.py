@@ -234,10 +234,11 @@ def test_a_settings_change_is_logged_with_the_new_values(alice_api, alice):
     items = _logs(alice_api, action="settings.change")["items"]
 
     assert len(items) == 1
-    assert items[0]["details"] == {
-        "embedding_enabled": False,
-        "consent_telemetry": True,
-    }
+    assert items[0]["details"] == {"embedding_enabled": False}
+    # Telemetry is a consent: recorded in the ledger, audited as its grant.
+    (grant,) = _logs(alice_api, action="consent.grant")["items"]
+    assert grant["target_id"] == "telemetry"
+    assert grant["details"] == {"source": "settings"}
 
 
 def test_audit_details_never_contain_memory_content(alice_api, alice):
