@@ -15,6 +15,7 @@ import pytest
 from django.contrib.auth.models import AnonymousUser
 from django.urls import URLPattern, URLResolver, get_resolver
 from django_redis import get_redis_connection
+from prometheus_client import REGISTRY
 from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
 
@@ -45,10 +46,15 @@ def test_past_the_per_user_limit_is_429_and_other_users_and_groups_are_not(
     settings, alice_api, bob_api
 ):
     _limit(settings, "memory_read", user=3, ip=100)
+    labels = {"group": "memory_read", "by": "user"}
+    before = REGISTRY.get_sample_value("kimberly_rate_limited_total", labels) or 0
     for _ in range(3):
         assert alice_api.get("/v1/memory").status_code == 200
     # any route of the group counts: a memory read, the metrics
     _assert_limited(alice_api.get("/v1/memory/metrics"), "memory_read", "user")
+    assert REGISTRY.get_sample_value("kimberly_rate_limited_total", labels) == (
+        before + 1
+    )
     # bob, from the same address, is under both of his limits
     assert bob_api.get("/v1/memory").status_code == 200
     # alice's other groups have their own counters
