@@ -13,7 +13,8 @@ from collections.abc import Callable
 from agents.sandbox.types import Limits, SandboxUnavailable
 
 SNIPPET_PATH = "/sandbox/main.py"
-TMP = "/tmp"  # noqa: S108 - the sandbox's own private tmpfs, not the host's
+# S108/B108: the sandbox's own private tmpfs, not the host's /tmp
+TMP = "/tmp"  # noqa: S108  # nosec B108
 MARKER = "kimberly-sandbox"  # in the runner's argv: tests find leftovers by it
 _ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",

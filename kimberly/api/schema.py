@@ -25,7 +25,8 @@ ERRORS: dict[int, str] = {
     409: "Conflict with the current state.",
     413: "The request body or the content is larger than the server accepts.",
     415: "The body is not application/json.",
-    429: "Rate limited or over quota; Retry-After says when to try again.",
+    429: "Rate limited (rate_limited: details.group, details.by = user or ip) or"
+    " over quota; Retry-After says when to try again.",
     502: "The model runner failed (model_runner_error); your message is kept.",
     503: "A dependency is down.",
     504: "The model runner timed out (model_runner_timeout); your message is kept.",
@@ -70,6 +71,8 @@ class KimberlyAutoSchema(AutoSchema):
                 responses[str(status)] = self._get_response_for_code(
                     error_responses(status)[status], str(status)
                 )
+        if any(operation.get("security", [])):
+            _rate_limits_documented(responses)
         self._errors_as_events(responses)
         return operation
 
@@ -140,10 +143,26 @@ def _shared_errors(operation: dict[str, Any]) -> list[int]:
     elif "query" in where:
         statuses.append(400)
     if any(operation.get("security", [])):
-        statuses.append(401)
+        statuses += [401, 429]  # 429: kimberly.api.throttle, on every one
     if "path" in where:
         statuses.append(404)
     return statuses
+
+
+RATE_LIMITED = "or rate_limited (details.group, details.by: user or ip)"
+RETRY_AFTER = {
+    "schema": {"type": "integer", "minimum": 1},
+    "description": "seconds until the limit's window ends",
+}
+
+
+def _rate_limits_documented(responses: dict[str, Any]) -> None:
+    """Every authenticated operation can be rate limited: its 429 says so (also
+    one whose own text names only its quota) and documents Retry-After."""
+    response = responses["429"]
+    if "rate_limited" not in response.get("description", ""):
+        response["description"] = f"{response['description']}; {RATE_LIMITED}"
+    response.setdefault("headers", {}).setdefault("Retry-After", RETRY_AFTER)
 
 
 class EventSerializer(serializers.Serializer[Any]):

@@ -218,6 +218,8 @@ REST_FRAMEWORK = {
         "users.authentication.BearerTokenAuthentication"
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Per user and per IP on every authenticated endpoint (settings/ratelimits.py).
+    "DEFAULT_THROTTLE_CLASSES": ["kimberly.api.throttle.ApiRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["kimberly.api.parsers.BoundedJSONParser"],
     "EXCEPTION_HANDLER": "kimberly.api.exceptions.exception_handler",
@@ -347,6 +349,7 @@ from kimberly.settings.erasure import *  # noqa: E402, F403
 from kimberly.settings.imports import *  # noqa: E402, F403
 from kimberly.settings.keys import *  # noqa: E402, F403
 from kimberly.settings.privacy import *  # noqa: E402, F403
+from kimberly.settings.ratelimits import *  # noqa: E402, F403
 from kimberly.settings.storage import *  # noqa: E402, F403
 from kimberly.settings.webhooks import *  # noqa: E402, F403
 

@@ -8,6 +8,9 @@ from memory.quotas import effective_limit_sql
 
 # Retention, decided on the runs' ScoreRecords (so a dry run decides exactly what
 # a real run would), then applied set-wise. "%%" is a literal % for format().
+# bandit B608 (SQL from strings) on these statements: only SQL fragments made in
+# code are interpolated (BATCH, effective_limit_sql: constants and the Tier
+# enum); every value is a %(name)s parameter.
 ROTATE_SQL = f"""
 UPDATE memory_scorerecord sr SET
   decision = CASE WHEN i.protected OR i.user_feedback = 'thumbs_up'
@@ -24,7 +27,7 @@ UPDATE memory_scorerecord sr SET
   FROM memory_memoryitem i, {BATCH}
  WHERE sr.run_id = b.run_id AND i.id = sr.item_id AND sr.tier = 'short-term'
    AND i.created_at < b.as_of - make_interval(hours => %(lifetime)s)
-"""
+"""  # nosec B608
 
 
 ARCHIVE_SQL = f"""
@@ -54,7 +57,7 @@ UPDATE memory_scorerecord sr SET decision = 'archive',
        reason = format('%%s is %%s bytes over its quota; archived lowest score first (%%s)',
                        r.ptier, r.over, round(sr.score::numeric, 3))
   FROM ranked r WHERE sr.id = r.id AND r.before < r.over
-"""
+"""  # nosec B608
 
 
 PURGE_SQL = f"""
@@ -66,7 +69,7 @@ SELECT b.run_id, i.id, i.tier, i.size_bytes, i.score, i.score, 'purge',
   FROM {BATCH} JOIN memory_memoryitem i ON i.user_id = b.user_id
  WHERE i.status = 'archived' AND NOT i.protected
    AND i.archived_at < b.as_of - make_interval(days => %(grace)s)
-"""
+"""  # nosec B608
 
 
 CAP_SQL = """
@@ -143,14 +146,15 @@ APPLY_SQL = [
         WHERE sr.run_id = ANY(%(runs)s) AND m.id = sr.item_id AND sr.decision <> 'purge'
           AND s.item_id = m.id AND s.version = m.version
           AND abs(m.score - sr.score) >= %(epsilon)s""",
-    # history: the state each changed item had before this run
+    # history: the state each changed item had before this run (B608: only
+    # metadata_sql's fixed SQL is interpolated; values are parameters)
     f"""INSERT INTO memory_memoryversion (item_id, version, action, actor_type, actor_id,
                                          changed_at, tier, status, protected, content, metadata)
        SELECT m.id, m.version, 'meditation.' || sr.decision, 'system', 'meditation', now(),
               m.tier, m.status, m.protected, m.content,
               {metadata_sql("m")}
          FROM memory_memoryitem m JOIN memory_scorerecord sr ON sr.item_id = m.id
-        WHERE sr.run_id = ANY(%(runs)s) AND sr.decision IN ('promote', 'expire', 'archive')""",
+        WHERE sr.run_id = ANY(%(runs)s) AND sr.decision IN ('promote', 'expire', 'archive')""",  # nosec B608
     """UPDATE memory_memoryitem m SET tier = 'long-term', version = m.version + 1,
               updated_at = now()
          FROM memory_scorerecord sr

@@ -115,9 +115,11 @@ def _unstorable(content: str) -> str:
 
 
 _COLUMNS = [f for f in MemoryItem._meta.concrete_fields if not f.generated]
+# bandit B608 (SQL from strings): {cols} are the model's columns through
+# quote_name, {rows} %s placeholders; every value is a parameter.
 _INSERT_SQL = "INSERT INTO memory_memoryitem ({cols}) VALUES {rows} " + (
     "ON CONFLICT (user_id, external_id) WHERE external_id <> '' DO NOTHING RETURNING id"
-)
+)  # nosec B608
 
 
 def _insert_new(items: Any) -> set[uuid.UUID]:

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django_redis import get_redis_connection
 
-from kimberly.api.ratelimit import rate_limit_key
+from kimberly.api.ratelimit import api_rate_limit_keys, rate_limit_key
 
 # Where each key comes from (the literal the guard test matches):
 ST_PREFIX = "kb:st:"  # memory/short_term.py: kb:st:<user_id>:{ids,items,ready}
@@ -54,10 +54,13 @@ class Subject:
 
 
 def rate_keys_of(user_id: uuid.UUID, email: str) -> list[str]:
-    """The rate-limit keys that count this user's attempts (by id or by email)."""
-    return [rate_limit_key(sc, str(user_id)) for sc in RATE_SCOPES_BY_USER_ID] + [
-        rate_limit_key(sc, email) for sc in RATE_SCOPES_BY_EMAIL
-    ]
+    """The rate-limit keys that count this user's attempts (by id or by email),
+    the API's per-user counters of every endpoint group included."""
+    return (
+        [rate_limit_key(sc, str(user_id)) for sc in RATE_SCOPES_BY_USER_ID]
+        + [rate_limit_key(sc, email) for sc in RATE_SCOPES_BY_EMAIL]
+        + api_rate_limit_keys(str(user_id))
+    )
 
 
 def _conn() -> Any:
