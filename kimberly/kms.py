@@ -116,18 +116,36 @@ def _local_keys() -> tuple[dict[str, bytes], str]:
     path = Path(settings.KMS_LOCAL_KEY_FILE)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        add_local_key(path)
+        _create_key_file(path)
     stored = json.loads(path.read_text())
     keys = {k: base64.b64decode(v) for k, v in stored.items()}
     return keys, settings.KMS_LOCAL_KEY_ID or next(reversed(keys))
 
 
+def _new_key() -> str:
+    return base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def _create_key_file(path: Path) -> None:
+    """The first key file, made once: O_EXCL, so two processes starting at the
+    same time cannot each write a different first key."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return  # another process made it; read theirs
+    with os.fdopen(fd, "w") as f:
+        json.dump({"k1": _new_key()}, f)
+
+
 def add_local_key(path: Path | None = None) -> str:
-    """Add a new KEK to the local key file (it becomes the newest); returns its id."""
+    """Add a new KEK to the local key file (it becomes the newest); returns its
+    id, one past the highest ever listed, so a removed key's id is never reused
+    for a different key."""
     path = path or Path(settings.KMS_LOCAL_KEY_FILE)
     stored = json.loads(path.read_text()) if path.exists() else {}
-    kid = f"k{len(stored) + 1}"
-    stored[kid] = base64.b64encode(secrets.token_bytes(32)).decode()
+    numbers = [int(k[1:]) for k in stored if k[:1] == "k" and k[1:].isdigit()]
+    kid = f"k{max(numbers, default=0) + 1}"
+    stored[kid] = _new_key()
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -157,8 +175,17 @@ def provider() -> KmsProvider:
 
 
 def unwrap(blob: bytes, key_id: str) -> bytes:
-    name = key_id.partition(":")[0]
-    found = providers().get(name)
-    if found is None:
-        raise ImproperlyConfigured(f"no KMS provider {name!r} for key {key_id!r}")
-    return found.unwrap(blob, key_id)
+    """Open a wrapped key. A key id this process does not know yet (another
+    process rotated to a new local key) reloads the providers once."""
+    for attempt in (1, 2):
+        name = key_id.partition(":")[0]
+        found = providers().get(name)
+        try:
+            if found is None:
+                raise ImproperlyConfigured(f"no KMS provider {name!r} for {key_id!r}")
+            return found.unwrap(blob, key_id)
+        except ImproperlyConfigured:
+            if attempt == 2:
+                raise
+            providers.cache_clear()
+    raise AssertionError("unreachable")

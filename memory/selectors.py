@@ -47,10 +47,12 @@ def parse_memory_id(raw: str) -> uuid.UUID:
 
 
 def memory_get(*, user: User, memory_id: str) -> MemoryItem:
-    """One of the user's items; another user's id is 404 like a missing one."""
+    """One of the user's items; another user's id is 404 like a missing one, and
+    so is a sensitive item hidden by a withdrawn consent (it waits to be purged;
+    PATCH or DELETE still reach it, to unmark or delete it first)."""
     pk = parse_memory_id(memory_id)
     try:
-        return MemoryItem.objects.get(pk=pk, user=user)
+        return MemoryItem.objects.get(pk=pk, user=user, consent=True)
     except MemoryItem.DoesNotExist:
         raise NotFound(f"No memory {memory_id}.") from None
 

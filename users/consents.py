@@ -33,12 +33,21 @@ class ConsentRequired(ApplicationError):
 
 
 def require(user: User, purpose: str, what: str) -> None:
-    """400 consent_required unless `purpose` is granted."""
+    """400 consent_required unless `purpose` is granted. Inside a transaction it
+    holds the user row until commit, so a withdrawal (which takes the same
+    lock) cannot slip between this check and the write that relies on it."""
+    if transaction.get_connection().in_atomic_block:
+        _lock(user)
     if not has_consent(user, purpose):
         raise ConsentRequired(
             f"{what} needs your consent to '{Purpose(purpose).value}' (POST /v1/user/consents).",
             details={"purpose": purpose},
         )
+
+
+def _lock(user: User) -> None:
+    """Hold the user's row until the transaction ends."""
+    list(User.objects.select_for_update().filter(pk=user.pk).values_list("pk"))
 
 
 def on_change(purpose: str, listener: Callable[[Context, User, bool], None]) -> None:
@@ -107,6 +116,7 @@ def withdrawn_since(user: User, purpose: str) -> datetime | None:
 def consent_grant(*, ctx: Context, user: User, purpose: str, source: str) -> bool:
     """Grant `purpose` (idempotent); True when it was not granted before."""
     purposes(purpose)
+    _lock(user)  # see require
     try:
         with transaction.atomic():
             Consent.objects.create(user=user, purpose=purpose, source=source[:16])
@@ -120,6 +130,7 @@ def consent_grant(*, ctx: Context, user: User, purpose: str, source: str) -> boo
 def consent_withdraw(*, ctx: Context, user: User, purpose: str, source: str) -> bool:
     """Withdraw `purpose` (idempotent); True when it was granted before."""
     purposes(purpose)
+    _lock(user)  # see require
     n = Consent.objects.filter(
         user=user, purpose=purpose, withdrawn_at__isnull=True
     ).update(withdrawn_at=timezone.now(), withdrawn_source=source[:16])

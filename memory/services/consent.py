@@ -13,14 +13,16 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from audit.services import EventSpec, audit_record, audit_record_many
 from kimberly.context import Actor, Context
+from memory import short_term
 from memory.models import MemoryItem
 from memory.services.lifecycle import delete_locked
 from users import consents
-from users.models import User
+from users.models import Consent, User
 
 
 def sensitive_consent_changed(ctx: Context, user: User, granted: bool) -> None:
@@ -29,6 +31,9 @@ def sensitive_consent_changed(ctx: Context, user: User, granted: bool) -> None:
     n = MemoryItem.objects.filter(
         user=user, sensitive=True, consent=not granted
     ).update(consent=granted)
+    # The session context in Redis may hold their text: rebuilt from PostgreSQL.
+    user_id = user.pk
+    transaction.on_commit(lambda: short_term.short_term_invalidate(user_id))
     if n:
         audit_record(
             ctx=ctx,
@@ -44,8 +49,19 @@ def purge_withdrawn_sensitive() -> int:
     sensitive_memory is older than the grace period; returns how many."""
     cutoff = timezone.now() - timedelta(hours=settings.CONSENT_PURGE_GRACE_HOURS)
     purged = 0
+    # Every user holding a sensitive item without a standing consent, whatever
+    # the item's flag says (a write that raced the withdrawal).
     user_ids = (
-        MemoryItem.objects.filter(sensitive=True, consent=False)
+        MemoryItem.objects.filter(sensitive=True)
+        .exclude(
+            Exists(
+                Consent.objects.filter(
+                    user=OuterRef("user"),
+                    purpose=consents.Purpose.SENSITIVE_MEMORY,
+                    withdrawn_at__isnull=True,
+                )
+            )
+        )
         .values_list("user_id", flat=True)
         .distinct()
     )
@@ -60,7 +76,7 @@ def purge_withdrawn_sensitive() -> int:
 def _purge(user: User, since: object) -> int:
     items = list(
         MemoryItem.objects.select_for_update()
-        .filter(user=user, sensitive=True, consent=False)
+        .filter(user=user, sensitive=True)
         .order_by("pk")
     )
     if not items:

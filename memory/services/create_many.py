@@ -20,6 +20,7 @@ from memory.models import MemoryItem
 from memory.quotas import quota_adjust, quota_headroom, quota_lock
 from memory.services.changes import after_commit_sync
 from memory.services.create import new_item
+from users import consents
 from users.models import User
 
 # Rows per INSERT statement: 25 columns each stays far below PostgreSQL's
@@ -61,8 +62,8 @@ def memory_create_many(
     """Store new memories in the caller's transaction, skipping duplicates.
 
     A memory whose (user, external_id) exists already is a duplicate and changes
-    nothing. Content over the size limit or not storable is refused with its
-    reason. Quota: with `all_or_nothing`, a batch that would pass a tier's hard
+    nothing. Content over the size limit or not storable, or sensitive without
+    the user's consent (`consent_required`), is refused with its reason. Quota: with `all_or_nothing`, a batch that would pass a tier's hard
     limit raises QuotaExceeded (the caller's transaction then stores nothing);
     otherwise the memories that still fit are kept, in order, and each one that
     would pass the limit is refused (`quota_exceeded`).
@@ -70,9 +71,15 @@ def memory_create_many(
     assert transaction.get_connection().in_atomic_block, "needs a transaction"
     result = ManyResult()
     candidates: list[tuple[int, MemoryItem]] = []
+    # Once per batch (new_item asks again, under the same user lock, for each
+    # sensitive one): without consent, sensitive records are refused each.
+    may_keep_sensitive = any(m.metadata["sensitive"] for m in memories) and (
+        consents.has_consent(user, consents.Purpose.SENSITIVE_MEMORY)
+    )
     for pos, memory in enumerate(memories):
         reason = _unstorable(memory.content)
-        if reason:
+        if memory.metadata["sensitive"] and not may_keep_sensitive:
+            reason = reason or consents.ConsentRequired.code
             result.refused.append((pos, reason))
             continue
         item = new_item(

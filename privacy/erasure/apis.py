@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
@@ -11,9 +12,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from kimberly.api.ratelimit import rate_limit_hit
 from kimberly.api.schema import error_responses
 from kimberly.api.serializers import QueryInput, StrictInput, parse
-from kimberly.context import context_from_request, current_user
+from kimberly.context import context_from_request, current_user, request_meta
 from privacy.erasure import selectors, services
 from privacy.erasure.models import Deletion
 
@@ -102,12 +104,19 @@ class DeletionDetailApi(APIView):
         responses={
             200: DeletionOutput,
             **error_responses(
-                400, 404, e404="No such deletion, or not this receipt token."
+                400, 404, 429, e404="No such deletion, or not this receipt token."
             ),
         },
         auth=[],
     )
     def get(self, request: Request, deletion_id: str) -> Response:
+        # No login here, so the per-user API limits do not apply: per address.
+        rate_limit_hit(
+            scope="receipt_ip",
+            ident=request_meta(request).ip,
+            limit=settings.LOGIN_RATE_PER_IP,
+            window_seconds=settings.LOGIN_RATE_WINDOW_SECONDS,
+        )
         query = parse(self.TokenQuery, request.query_params)
         deletion = selectors.deletion_get(
             deletion_id=deletion_id, receipt_token=query["receipt_token"]

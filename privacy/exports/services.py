@@ -32,6 +32,10 @@ State = DataExport.State
 STALE_MINUTES = 45
 
 
+class ExportAbandoned(Exception):
+    """The account went (or is going) while its export was being built."""
+
+
 class ExportCooldown(RateLimited):
     code = "export_cooldown"
 
@@ -129,6 +133,11 @@ def export_run(*, export_id: str) -> DataExport | None:
         return None
     try:
         _build(export)
+    except ExportAbandoned:
+        logger.info(
+            "export %s abandoned: the account is being erased", export.public_id
+        )
+        return None
     except storage.StorageUnavailable:
         # The task retries: back to queued, so a retry can claim it again.
         DataExport.objects.filter(pk=export.pk).update(status=State.QUEUED)
@@ -151,22 +160,41 @@ def _build(export: DataExport) -> None:
         writer.close(_manifest(export, counts, writer))
         size = spool.tell()
         spool.seek(0)
-        storage.put_file(key, spool, "application/zip")
+        _store(export, key, spool, size, counts)
+
+
+def _store(export: DataExport, key: str, spool: Any, size: int, counts: Counts) -> None:
+    """Upload the zip and record it, holding the user's row: an erasure (which
+    deactivates the account at once and takes the same lock) either waits and
+    then deletes the zip with the rest, or finds it never uploaded."""
+    user = export.user
     now = timezone.now()
     export.status, export.object_key, export.size_bytes = State.SUCCEEDED, key, size
     export.counts, export.parts_done, export.finished_at = counts, len(STEPS), now
     export.expires_at = now + timedelta(hours=settings.EXPORT_KEEP_HOURS)
     export.error = ""
     with transaction.atomic():
-        export.save()
-        audit_record(
-            ctx=Context(Actor.system("export")),
-            action="privacy.export_ready",
-            user_id=user.pk,
-            target_type="export",
-            target_id=export.public_id,
-            details={"format": export.format, "size_bytes": size, "counts": counts},
-        )
+        live = User.objects.select_for_update().filter(pk=user.pk, is_active=True)
+        if not live.exists() or not DataExport.objects.filter(pk=export.pk).exists():
+            raise ExportAbandoned("The account is being erased.")
+        storage.put_file(key, spool, "application/zip")
+        try:
+            export.save()
+            _audit_ready(export, user, size, counts)
+        except BaseException:
+            storage.delete(key)  # nothing points at it any more
+            raise
+
+
+def _audit_ready(export: DataExport, user: User, size: int, counts: Counts) -> None:
+    audit_record(
+        ctx=Context(Actor.system("export")),
+        action="privacy.export_ready",
+        user_id=user.pk,
+        target_type="export",
+        target_id=export.public_id,
+        details={"format": export.format, "size_bytes": size, "counts": counts},
+    )
 
 
 def _manifest(

@@ -301,3 +301,11 @@ def test_a_user_without_data_exports_empty_parts(alice):
     z = _zip(_run(alice))
     assert json.loads(z.read("memories.json")) == []
     assert len(json.loads(z.read("profile.json"))) == 1
+
+
+def test_an_export_of_an_account_being_erased_stores_nothing(alice):
+    memory_for(alice, "alice likes green tea")
+    export = services.export_request(ctx=ctx_for(alice), user=alice, fmt="json")
+    type(alice).objects.filter(pk=alice.pk).update(is_active=False)  # erasure began
+    assert services.export_run(export_id=str(export.pk)) is None
+    assert storage.delete_prefix(storage.user_prefix(alice.pk, "exports")) == 0

@@ -168,3 +168,59 @@ def test_granting_again_within_the_grace_period_brings_them_back(alice, alice_ap
     assert item.consent is True
     assert _query(alice_api, "bank PIN", filters={"include_sensitive": True}) == [PIN]
     assert purge_withdrawn_sensitive() == 0
+
+
+def test_a_hidden_item_is_not_readable_by_id_and_leaves_the_session(
+    alice, alice_api, django_capture_on_commit_callbacks
+):
+    from django_redis import get_redis_connection
+
+    from memory.short_term import short_term_context
+
+    item = memory_for(alice, PIN, tier=Tier.SHORT_TERM, metadata={"sensitive": True})
+    short_term_context(user_id=alice.pk)  # the session context, cached in Redis
+    redis = get_redis_connection("default")
+    assert redis.keys(f"kb:st:{alice.pk}:*")
+    assert alice_api.get(f"/v1/memory/{item.public_id}").status_code == 200
+    with django_capture_on_commit_callbacks(execute=True):
+        alice_api.delete("/v1/user/consents/sensitive_memory")
+    assert alice_api.get(f"/v1/memory/{item.public_id}").status_code == 404
+    assert alice_api.get(f"/v1/memory/{item.public_id}/history").status_code == 404
+    cached = b"".join(
+        str(redis.dump(k) or b"").encode() for k in redis.keys(f"kb:st:{alice.pk}:*")
+    )
+    assert b"4321" not in cached
+
+
+def test_the_purge_takes_every_sensitive_item_without_a_standing_consent(alice):
+    item = memory_for(alice, PIN, metadata={"sensitive": True})
+    Consent.objects.filter(user=alice).update(
+        withdrawn_at=timezone.now() - dt.timedelta(hours=100)
+    )  # as if a write had raced the withdrawal: the item's flag still says True
+    assert MemoryItem.objects.get(pk=item.pk).consent is True
+    assert purge_withdrawn_sensitive() == 1
+    assert not MemoryItem.objects.filter(pk=item.pk).exists()
+
+
+def test_an_import_refuses_its_sensitive_records_without_consent(alice, alice_api):
+    r = alice_api.post(
+        "/v1/memory/import",
+        {
+            "format": "json",
+            "data": [
+                {
+                    "content": "secret",
+                    "created_at": "2021-05-01T09:30:00Z",
+                    "metadata": {"sensitive": True},
+                },
+                {"content": "plain", "created_at": "2021-05-01T09:30:00Z"},
+            ],
+        },
+        format="json",
+    )
+    assert r.status_code == 201, r.json()
+    assert r.json()["imported"] == 1
+    assert [x["reason"] for x in r.json()["refusals"]] == ["consent_required"]
+    assert list(
+        MemoryItem.objects.filter(user=alice).values_list("content", flat=True)
+    ) == ["plain"]

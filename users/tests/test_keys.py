@@ -104,3 +104,17 @@ def test_keys_from_the_environment(settings, alice):
     assert DataKey.objects.get(user=alice).kek_id == "local:prod1"
     assert keys.unseal(alice, blob) == "x"
     assert not Path(settings.KMS_LOCAL_KEY_FILE).exists()  # no file needed
+
+
+def test_a_new_local_key_never_takes_the_id_of_one_removed(local_keys, alice):
+    import json as _json
+
+    keys.seal(alice, "x")  # makes the file, with k1
+    assert [kms.add_local_key(local_keys), kms.add_local_key(local_keys)] == [
+        "k2",
+        "k3",
+    ]
+    stored = _json.loads(local_keys.read_text())
+    del stored["k1"]  # an operator retires the first key
+    local_keys.write_text(_json.dumps(stored))
+    assert kms.add_local_key(local_keys) == "k4"  # not k3 again
