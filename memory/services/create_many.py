@@ -78,8 +78,9 @@ def memory_create_many(
     )
     for pos, memory in enumerate(memories):
         reason = _unstorable(memory.content)
-        if memory.metadata["sensitive"] and not may_keep_sensitive:
-            reason = reason or consents.ConsentRequired.code
+        if not reason and memory.metadata["sensitive"] and not may_keep_sensitive:
+            reason = consents.ConsentRequired.code
+        if reason:
             result.refused.append((pos, reason))
             continue
         item = new_item(
