@@ -60,7 +60,23 @@ class MemoryItemAdmin(admin.ModelAdmin[MemoryItem]):
     def get_readonly_fields(
         self, request: HttpRequest, obj: object = None
     ) -> list[str]:
-        return [f.name for f in MemoryItem._meta.fields]
+        """Metadata for everyone with access; the text only for superusers, and
+        never of a sensitive memory."""
+        # search_vector is the content's words: content too.
+        names = [
+            f.name
+            for f in MemoryItem._meta.fields
+            if f.name not in ("content", "search_vector")
+        ]
+        superuser = getattr(request.user, "is_superuser", False)
+        return [*names, "shown_content"] if superuser else names
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.get_readonly_fields(request, obj)
+
+    @admin.display(description="content")
+    def shown_content(self, obj: MemoryItem) -> str:
+        return "(sensitive: never shown here)" if obj.sensitive else obj.content
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -1329,3 +1329,54 @@ def test_admin_can_override_a_quota_but_not_its_usage(admin_client, alice):
     assert resp.status_code == 302
     quota.refresh_from_db()
     assert (quota.limit_bytes, quota.used_bytes) == (5000, used)
+
+
+def test_the_admin_never_shows_a_sensitive_memorys_text_and_audits_its_changes(
+    admin_client, alice
+):
+    from audit.models import AuditEvent
+    from memory.models import Quota
+
+    secret = memory_for(alice, "My PIN is 4321", metadata={"sensitive": True})
+    plain = memory_for(alice, "Alice likes marmalade")
+    page = admin_client.get(f"/admin/memory/memoryitem/{secret.pk}/change/")
+    assert page.status_code == 200 and b"4321" not in page.content
+    assert b"sensitive: never shown" in page.content
+    page = admin_client.get(f"/admin/memory/memoryitem/{plain.pk}/change/")
+    assert b"marmalade" in page.content  # a superuser sees plain content
+    quota = Quota.objects.get(user=alice, tier="long-term")
+    r = admin_client.post(
+        f"/admin/memory/quota/{quota.pk}/change/", {"limit_bytes": 4096}
+    )
+    assert r.status_code == 302, r.content[:500]
+    event = AuditEvent.objects.get(action="admin.change")
+    assert event.user_id == alice.pk and event.actor_type == "admin"
+    assert event.details == {"fields": ["Limit bytes"]}  # labels, never values
+
+
+@pytest.mark.parametrize(
+    ("role", "may_change_quota"), [("support", False), ("operator", True)]
+)
+def test_support_sees_metadata_only_and_operators_also_manage_quotas(
+    client, alice, role, may_change_quota
+):
+    from django.contrib.auth.models import Group
+
+    from memory.models import Quota
+    from users.models import User
+
+    staff = User.objects.create_user(
+        email=f"{role}@example.com", password="x-Pass-123456"
+    )
+    staff.is_staff = True
+    staff.save()
+    staff.groups.add(Group.objects.get(name=role))
+    client.force_login(staff)
+    plain = memory_for(alice, "Alice likes marmalade")
+    page = client.get(f"/admin/memory/memoryitem/{plain.pk}/change/")
+    assert page.status_code == 200
+    assert b"marmalade" not in page.content  # metadata, not content
+    quota = Quota.objects.get(user=alice, tier="long-term")
+    r = client.post(f"/admin/memory/quota/{quota.pk}/change/", {"limit_bytes": 4096})
+    assert (r.status_code == 302) is may_change_quota
+    assert AuditEvent.objects.filter(action="admin.change").exists() is may_change_quota
