@@ -7,6 +7,7 @@ from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from kimberly.env import env_float, env_str
+from kimberly.settings.agents import AGENT_REMINDER_SCAN_SECONDS, AGENT_SWEEP_SECONDS
 
 
 def _cron(name: str, default: str) -> crontab:
@@ -58,11 +59,11 @@ CELERY_BEAT_SCHEDULE = {
     },
     "agents-deliver-due-reminders": {
         "task": "agents.tasks.deliver_due_reminders",
-        "schedule": env_float("AGENT_REMINDER_SCAN_SECONDS", 30.0),
+        "schedule": AGENT_REMINDER_SCAN_SECONDS,
     },
     "agents-sweep-tasks": {
         "task": "agents.tasks.sweep_tasks",
-        "schedule": env_float("AGENT_SWEEP_SECONDS", 60.0),
+        "schedule": AGENT_SWEEP_SECONDS,
     },
     # before the nightly meditation, which only reads the same window anyway
     "prune-retrieval-records": {
