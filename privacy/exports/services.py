@@ -7,7 +7,7 @@ import logging
 import math
 import tempfile
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -263,4 +263,33 @@ def exports_expire() -> int:
             status=State.EXPIRED, object_key=""
         )
         done += 1
+    return done
+
+
+def exports_prune(
+    *, ctx: Context, cutoff: datetime, user_id: uuid.UUID | None = None
+) -> int:
+    """The retention policy of exports: the records of exports asked for before
+    `cutoff` (of one user, or everyone's) go, with any zip still stored; one still
+    queued or running is left to finish. Audited; returns how many."""
+    done = 0
+    due = DataExport.objects.filter(created_at__lt=cutoff).exclude(
+        status__in=[State.QUEUED, State.RUNNING]
+    )
+    if user_id is not None:
+        due = due.filter(user_id=user_id)
+    for export in due.order_by("pk").iterator():
+        if export.object_key:
+            storage.delete(export.object_key)
+        with transaction.atomic():
+            n, _ = DataExport.objects.filter(pk=export.pk).delete()
+            if n:
+                audit_record(
+                    ctx=ctx,
+                    action="export.retention",
+                    user_id=export.user_id,
+                    target_type="export",
+                    target_id=export.public_id,
+                )
+        done += n
     return done
