@@ -136,6 +136,10 @@ def test_erasure_leaves_nothing_of_alice_in_any_store_and_bob_untouched(
 ) -> None:
     sealed = _fill(alice, alice_api, api)
     _fill(bob, bob_api, api)
+    # The sensitive memory's row, as a backup would have kept it: sealed.
+    pin = MemoryItem.objects.get(user=alice, sensitive=True)
+    backup = bytes(MemoryItem.objects.values_list("sealed", flat=True).get(pk=pin.pk))
+    assert keys.unseal(alice, backup) == pin.content
     for client in (alice_api, bob_api):  # read provenance still queued in Redis
         client.post("/v1/memory/query", {"query": "lemon"}, format="json")
     before = _holdings(alice.pk)
@@ -188,6 +192,8 @@ def test_erasure_leaves_nothing_of_alice_in_any_store_and_bob_untouched(
     keys._cache.clear()  # another process, or a restored backup, has no cache
     with pytest.raises(keys.KeyUnavailable):
         keys.unseal(alice, sealed)
+    with pytest.raises(keys.KeyUnavailable):
+        keys.unseal(alice.pk, backup)
     tables = {apps.get_model(t)._meta.db_table for t in stores.user_tables()}
     assert tables - {"audit_auditevent", "privacy_deletion"} <= {n for _, n in entries}
     # Tombstones: the chain stays, ends with the erasure, and holds no content.
