@@ -103,7 +103,7 @@ def memory_list(*, user: User, filters: MemoryFilters) -> QuerySet[MemoryItem]:
     qs = MemoryItem.objects.filter(user=user, consent=True)
     if filters.status != "all":
         qs = qs.filter(status=filters.status)
-    if filters.q:
+    if filters.q:  # never matches a sealed item: its row has no text
         qs = qs.filter(content__icontains=filters.q)
     if filters.embedded is not None:
         # embedding_ref is set exactly while the item has a vector of its content
