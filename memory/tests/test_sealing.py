@@ -14,6 +14,7 @@ from django_redis import get_redis_connection
 from kimberly import kms
 from memory import gateway, indexing
 from memory.constants import Tier
+from memory.metadata import MetadataPatch
 from memory.models import MemoryEmbedding, MemoryItem, MemoryVersion
 from memory.selectors import unsealed_sensitive_count
 from memory.services import memory_revert, memory_update
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.django_db
 OLD = "The quokka vault word is tangerine"
 NEW = "The zanzibar vault word is marmalade"
 WORDS = ("quokka", "tangerine", "zanzibar", "marmalade", "vault")
-SENSITIVE = {"sensitive": True}
+SENSITIVE: MetadataPatch = {"sensitive": True}
 
 
 @pytest.fixture(autouse=True)
@@ -38,6 +39,11 @@ def _fresh_keys() -> Any:
     keys.cache_clear()
     yield
     keys.cache_clear()
+
+
+def _blob(value: bytes | memoryview | None) -> bytes:
+    assert value is not None
+    return bytes(value)
 
 
 def _plaintext_in_database(words: tuple[str, ...] = WORDS) -> dict[str, list[str]]:
@@ -195,12 +201,12 @@ def test_rotation_of_the_key_encryption_key_leaves_sealed_items_readable(
     keys.cache_clear()  # as a fresh process would
     assert alice_api.get(f"/v1/memory/{item.public_id}").json()["content"] == NEW
     after = MemoryItem.objects.filter(pk=item.pk).values_list("sealed", flat=True)[0]
-    assert bytes(after) == bytes(before)  # content was not re-encrypted
+    assert _blob(after) == _blob(before)  # content was not re-encrypted
 
 
 def test_a_sealed_blob_copied_before_erasure_no_longer_opens(alice):
     item = _sealed_item(alice)
-    copied = bytes(MemoryItem.objects.values_list("sealed", flat=True).get(pk=item.pk))
+    copied = _blob(MemoryItem.objects.values_list("sealed", flat=True).get(pk=item.pk))
     assert keys.unseal(alice, copied) == NEW
     keys.data_keys_destroy(alice)
     with pytest.raises(keys.KeyUnavailable):
@@ -298,7 +304,7 @@ def test_the_admin_shows_neither_text_nor_ciphertext_of_a_sensitive_item(alice, 
     page = client.get(f"/admin/memory/memoryitem/{item.pk}/change/")
     assert page.status_code == 200
     html = page.content.decode().lower()
-    blob = bytes(MemoryItem.objects.values_list("sealed", flat=True).get(pk=item.pk))
+    blob = _blob(MemoryItem.objects.values_list("sealed", flat=True).get(pk=item.pk))
     assert not [w for w in WORDS if w in html]
     assert "field-sealed" not in html and blob.hex() not in html
     assert "field-sensitive" in html  # the page shows the item's metadata

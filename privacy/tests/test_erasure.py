@@ -138,8 +138,9 @@ def test_erasure_leaves_nothing_of_alice_in_any_store_and_bob_untouched(
     _fill(bob, bob_api, api)
     # The sensitive memory's row, as a backup would have kept it: sealed.
     pin = MemoryItem.objects.get(user=alice, sensitive=True)
-    backup = bytes(MemoryItem.objects.values_list("sealed", flat=True).get(pk=pin.pk))
-    assert keys.unseal(alice, backup) == pin.content
+    backup = MemoryItem.objects.values_list("sealed", flat=True).get(pk=pin.pk)
+    assert backup is not None
+    assert keys.unseal(alice, bytes(backup)) == pin.content
     for client in (alice_api, bob_api):  # read provenance still queued in Redis
         client.post("/v1/memory/query", {"query": "lemon"}, format="json")
     before = _holdings(alice.pk)
@@ -193,7 +194,7 @@ def test_erasure_leaves_nothing_of_alice_in_any_store_and_bob_untouched(
     with pytest.raises(keys.KeyUnavailable):
         keys.unseal(alice, sealed)
     with pytest.raises(keys.KeyUnavailable):
-        keys.unseal(alice.pk, backup)
+        keys.unseal(alice.pk, bytes(backup))
     tables = {apps.get_model(t)._meta.db_table for t in stores.user_tables()}
     assert tables - {"audit_auditevent", "privacy_deletion"} <= {n for _, n in entries}
     # Tombstones: the chain stays, ends with the erasure, and holds no content.
