@@ -156,7 +156,8 @@ def test_archived_memories_never_come_back(alice_api, alice):
 
 
 def test_sensitive_memories_need_include_sensitive(alice_api, alice):
-    grant(alice, "sensitive_memory")
+    # sealed: found by its vector (no words), which needs model_context
+    grant(alice, "sensitive_memory", "model_context")
     item = _store(alice, "My bank PIN hint is the dog's birthday", sensitive=True)
     _embed(item)
     assert _query(alice_api, "bank PIN").json()["results"] == []
