@@ -20,6 +20,7 @@ from django.utils import timezone
 from audit.selectors import audit_verify
 from kimberly import kms
 from memory.models import MemoryItem
+from memory.selectors import unsealed_items
 from privacy.erasure.models import Deletion
 from privacy.retention import enforce, policies
 from users.models import Consent
@@ -33,16 +34,25 @@ class Check:
 
 
 def encryption_configured(user_id: uuid.UUID | None, now: datetime) -> Check:
-    """The KMS answers: a fresh key wraps and unwraps under the current KEK."""
+    """The KMS answers (a fresh key wraps and unwraps under the current KEK),
+    and every memory that should be sealed is (none waits for `./cli memory
+    seal-existing`)."""
+    unsealed = unsealed_items()
+    if user_id is not None:
+        unsealed = unsealed.filter(user_id=user_id)
+    details: dict[str, Any] = {
+        "seal_all_content": bool(settings.SEAL_ALL_CONTENT),
+        "unsealed": unsealed.count(),
+    }
     try:
         provider = kms.provider()
         probe = secrets.token_bytes(32)
         ok = kms.unwrap(provider.wrap(probe), provider.key_id) == probe
-        details: dict[str, Any] = {"provider": provider.key_id.split(":", 1)[0]}
+        details |= {"provider": provider.key_id.split(":", 1)[0]}
         details["key_id"] = provider.key_id
     except Exception as exc:  # noqa: BLE001 - any failure is the finding
-        ok, details = False, {"error": f"{type(exc).__name__}: {exc}"[:300]}
-    return Check("encryption_configured", ok, details)
+        ok, details["error"] = False, f"{type(exc).__name__}: {exc}"[:300]
+    return Check("encryption_configured", ok and details["unsealed"] == 0, details)
 
 
 def sensitive_items_have_consent(user_id: uuid.UUID | None, now: datetime) -> Check:

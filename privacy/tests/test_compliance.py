@@ -44,6 +44,20 @@ def test_a_healthy_account_passes_every_check(alice, alice_api):
     assert checks["encryption_configured"]["details"]["provider"] == "local"
 
 
+def test_a_sensitive_memory_stored_unsealed_fails_the_encryption_check(
+    alice, alice_api
+):
+    item = memory_for(alice, "my PIN is 4711", metadata={"sensitive": True})
+    # as a row stored before sealing existed looks
+    MemoryItem.objects.filter(pk=item.pk).update(content="my PIN is 4711", sealed=None)
+    _, checks = _checks(alice_api)
+    check = checks["encryption_configured"]
+    assert not check["ok"] and check["details"]["unsealed"] == 1
+    call_command("memory", "seal-existing")
+    _, checks = _checks(alice_api)
+    assert checks["encryption_configured"]["ok"]
+
+
 def test_retention_fails_before_it_ran_and_with_a_record_past_its_window(
     alice, alice_api
 ):
