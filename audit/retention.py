@@ -14,9 +14,11 @@ import uuid
 from datetime import datetime
 
 from django.db import connection, transaction
+from django.utils import timezone
 
 from audit.models import AuditAnchor, AuditEvent
-from audit.services import audit_record
+from audit.selectors import MIN_CUT_AGE
+from audit.services import audit_record, chain_key
 from kimberly.context import Context
 
 
@@ -42,7 +44,15 @@ def audit_prune(
 def audit_prune_chain(
     *, ctx: Context, owner: uuid.UUID | None, cutoff: datetime
 ) -> int:
-    """Cut one chain (None: the global chain) before `cutoff`."""
+    """Cut one chain (None: the global chain) before `cutoff`, under the chain's
+    lock (taken first, so two passes never cut the same prefix twice)."""
+    if cutoff > timezone.now() - MIN_CUT_AGE:
+        raise ValueError("an audit chain is never cut less than a day back")
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+            [chain_key(owner)],
+        )
     last = (
         AuditEvent.objects.filter(user_id=owner, created_at__lt=cutoff)
         .order_by("-seq")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db.models import QuerySet
 
@@ -59,19 +59,35 @@ def _iter_chain(user_id: uuid.UUID | None, after_seq: int) -> Iterator[AuditEven
     )
 
 
+# A cut is at least this far behind the moment it is made (the database
+# enforces the same: audit/migrations/0005).
+MIN_CUT_AGE = timedelta(days=1)
+
+
 def _confirms(event: AuditEvent, anchor: AuditAnchor) -> bool:
     return (
         event.action == "audit.prune"
         and event.details.get("through_seq") == anchor.through_seq
         and event.details.get("through_hash") == anchor.through_hash
+        and event.created_at - anchor.cut_before >= MIN_CUT_AGE
     )
 
 
 def _verify_chain(owner: uuid.UUID | None) -> tuple[int, ChainBreak | None]:
-    """How many events the chain holds, and its first break. A chain cut by
-    retention starts from its newest anchor, which a later `audit.prune` event
-    of the same chain must confirm."""
+    """How many events the chain holds, and its first break. A cut committed
+    while the chain was read shows as a gap: read it once more."""
     anchor = latest_anchor(owner)
+    events, first_break = _verify_from(owner, anchor)
+    if first_break is not None and latest_anchor(owner) != anchor:
+        return _verify_from(owner, latest_anchor(owner))
+    return events, first_break
+
+
+def _verify_from(
+    owner: uuid.UUID | None, anchor: AuditAnchor | None
+) -> tuple[int, ChainBreak | None]:
+    """A chain cut by retention starts from its newest anchor, which a later
+    `audit.prune` event of the same chain must confirm."""
     prev, expected_seq = GENESIS, 1
     if anchor is not None:
         prev, expected_seq = anchor.through_hash, anchor.through_seq + 1

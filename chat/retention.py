@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from audit.services import audit_record
 from chat import transcripts
@@ -34,6 +34,13 @@ def messages_prune(
 
 @transaction.atomic
 def _prune_one(ctx: Context, conversation_id: uuid.UUID, cutoff: datetime) -> int:
+    # The transcript writers' lock first (their order too): a write in flight
+    # finishes before, and cannot then mark the stale object fresh.
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+            [transcripts.lock_key(conversation_id)],
+        )
     conversation = (
         Conversation.objects.select_for_update()
         .select_related("user")

@@ -8,10 +8,12 @@ item, history, quota usage and audit log stay exactly as they were.
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.forms.models import model_to_dict
+from django.utils import timezone
 
 from audit.models import AuditEvent
 from kimberly.context import Actor, Context
@@ -320,8 +322,11 @@ def test_bob_sees_and_changes_nothing_of_alices_privacy(
         format="json",
     )
     export = DataExport.objects.create(user=alice, status="failed")
-    deletion = Deletion.objects.create(
-        user_id=alice.pk, requested_by="user", token_hash="0" * 64
+    deletion = Deletion.objects.create(  # and overdue: alice's fault, not bob's
+        user_id=alice.pk,
+        requested_by="user",
+        token_hash="0" * 64,
+        requested_at=timezone.now() - timedelta(days=3),
     )
     before = _snapshot(alice)
     consents_before = alice_api.get("/v1/user/consents").json()
@@ -343,8 +348,8 @@ def test_bob_sees_and_changes_nothing_of_alices_privacy(
     assert {p["data_type"]: p["user_days"] for p in theirs}["chat_messages"] == 1
     checks = bob_api.get("/v1/compliance/check").json()
     assert checks["scope"] == "user"
-    audit = next(c for c in checks["checks"] if c["name"] == "audit_chains_intact")
-    assert audit["details"]["chains"] == 1, "bob's chain only"
+    overdue = next(c for c in checks["checks"] if c["name"] == "no_erasure_overdue")
+    assert overdue["ok"] and overdue["details"]["overdue"] == 0
 
     assert _snapshot(alice) == before
     assert alice_api.get("/v1/user/consents").json() == consents_before

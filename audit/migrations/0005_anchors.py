@@ -2,21 +2,37 @@ from django.db import migrations, models
 
 # Retention may cut a chain, and only so: a DELETE of events passes the
 # append-only trigger only for one chain's prefix up to an anchor already
-# written, and only while the pruning transaction names it in the setting
+# written, older than the anchor's cut and the cut at least a day old, and only
+# while the pruning transaction names that anchor in the setting
 # kimberly.audit_prune ("<user id or global>:<seq>"; audit/retention.py). UPDATE
 # stays refused, and anchors themselves are append-only.
 SQL = """
 CREATE OR REPLACE FUNCTION audit_refuse_change() RETURNS trigger AS $$
 DECLARE
     allowed text := coalesce(current_setting('kimberly.audit_prune', true), '');
+    named_seq bigint;
+    anchored boolean := false;
 BEGIN
     IF TG_OP = 'DELETE' AND TG_TABLE_NAME = 'audit_auditevent' AND allowed <> ''
-       AND split_part(allowed, ':', 1) = coalesce(OLD.user_id::text, 'global')
-       AND OLD.seq <= split_part(allowed, ':', 2)::bigint
-       AND EXISTS (SELECT 1 FROM audit_auditanchor a
-                    WHERE a.user_id IS NOT DISTINCT FROM OLD.user_id
-                      AND a.through_seq >= OLD.seq) THEN
-        RETURN OLD;
+       AND split_part(allowed, ':', 1) = coalesce(OLD.user_id::text, 'global') THEN
+        named_seq := split_part(allowed, ':', 2)::bigint;
+        -- only the anchor the setting names (one index lookup, whatever the
+        -- number of anchors), only events it covers, and only a cut at least
+        -- a day old: recent history is never cut
+        IF OLD.user_id IS NULL THEN
+            SELECT true INTO anchored FROM audit_auditanchor a
+             WHERE a.user_id IS NULL AND a.through_seq = named_seq
+               AND OLD.created_at < a.cut_before
+               AND a.cut_before <= now() - interval '1 day';
+        ELSE
+            SELECT true INTO anchored FROM audit_auditanchor a
+             WHERE a.user_id = OLD.user_id AND a.through_seq = named_seq
+               AND OLD.created_at < a.cut_before
+               AND a.cut_before <= now() - interval '1 day';
+        END IF;
+        IF OLD.seq <= named_seq AND coalesce(anchored, false) THEN
+            RETURN OLD;
+        END IF;
     END IF;
     RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP
         USING ERRCODE = 'insufficient_privilege';

@@ -68,7 +68,11 @@ CELERY_BEAT_SCHEDULE = {
     # every retention policy (privacy/retention), before the nightly meditation
     "privacy-enforce-retention": {
         "task": "privacy.tasks.enforce_retention",
-        "schedule": _cron("CRON_RETENTION_ENFORCE", "37 1 * * *"),
+        # (CRON_PRUNE_RETRIEVAL_RECORDS: its name before retention existed)
+        "schedule": _cron(
+            "CRON_RETENTION_ENFORCE",
+            env_str("CRON_PRUNE_RETRIEVAL_RECORDS", "37 1 * * *"),
+        ),
     },
     "privacy-expire-exports": {
         "task": "privacy.tasks.expire_exports",

@@ -37,6 +37,9 @@ RETENTION_DEFAULT_DAYS = {
 }
 if min(RETENTION_DEFAULT_DAYS.values()) < 1:
     raise ImproperlyConfigured("every RETENTION_*_DAYS must be at least 1")
+# A user's own value for audit_events may not be shorter than this (the audit
+# trail holds their proof of consent); the system's may.
+RETENTION_AUDIT_EVENTS_MIN_DAYS = env_int("RETENTION_AUDIT_EVENTS_MIN_DAYS", 90)
 # The compliance check allows this many hours past a window before it calls the
 # retention unenforced (the enforcement runs nightly, CRON_RETENTION_ENFORCE).
 RETENTION_CHECK_SLACK_HOURS = env_int("RETENTION_CHECK_SLACK_HOURS", 36)

@@ -40,10 +40,11 @@ class ComplianceCheckApi(APIView):
     )
     def get(self, request: Request) -> Response:
         """encryption_configured, sensitive_items_have_consent,
-        retention_enforced, audit_chains_intact, no_erasure_overdue. Staff get
-        the system-wide view; everyone else their own."""
+        retention_enforced, audit_chains_intact, no_erasure_overdue.
+        Administrators (superusers) get the system-wide view; everyone else,
+        support staff too, their own."""
         user = current_user(request)
-        system = bool(user.is_staff)
+        system = bool(user.is_superuser)
         checks = compliance_check(user_id=None if system else user.pk)
         body: dict[str, Any] = {
             "scope": "system" if system else "user",

@@ -7,6 +7,7 @@ user for the whole system, as `{name, ok, details}`; details never hold content.
 from __future__ import annotations
 
 import secrets
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,25 +34,43 @@ class Check:
     details: dict[str, Any]
 
 
+PROBE_SECONDS = 60.0  # the KMS is asked at most once a minute per process
+_probe: dict[str, tuple[float, bool, str, str]] = {}
+
+
+def _kms_probe() -> tuple[bool, str, str]:
+    """(ok, key id, error): a fresh key wrapped and unwrapped under the current
+    KEK, remembered a minute (each probe is a billable call to a cloud KMS)."""
+    hit = _probe.get("kms")
+    if hit and hit[0] > time.monotonic():
+        return hit[1], hit[2], hit[3]
+    key_id, error = "", ""
+    try:
+        provider = kms.provider()
+        key_id, probe = provider.key_id, secrets.token_bytes(32)
+        ok = kms.unwrap(provider.wrap(probe), key_id) == probe
+    except Exception as exc:  # noqa: BLE001 - any failure is the finding
+        ok, error = False, f"{type(exc).__name__}: {exc}"[:300]
+    _probe["kms"] = (time.monotonic() + PROBE_SECONDS, ok, key_id, error)
+    return ok, key_id, error
+
+
 def encryption_configured(user_id: uuid.UUID | None, now: datetime) -> Check:
-    """The KMS answers (a fresh key wraps and unwraps under the current KEK),
-    and every memory that should be sealed is (none waits for `./cli memory
-    seal-existing`)."""
+    """The KMS answers, and every memory that should be sealed is (none waits
+    for `./cli memory seal-existing`). The key id and any error are for the
+    system view only."""
     unsealed = unsealed_items()
     if user_id is not None:
         unsealed = unsealed.filter(user_id=user_id)
+    ok, key_id, error = _kms_probe()
     details: dict[str, Any] = {
+        "kms": "ok" if ok else "unavailable",
+        "provider": key_id.split(":", 1)[0],
         "seal_all_content": bool(settings.SEAL_ALL_CONTENT),
         "unsealed": unsealed.count(),
     }
-    try:
-        provider = kms.provider()
-        probe = secrets.token_bytes(32)
-        ok = kms.unwrap(provider.wrap(probe), provider.key_id) == probe
-        details |= {"provider": provider.key_id.split(":", 1)[0]}
-        details["key_id"] = provider.key_id
-    except Exception as exc:  # noqa: BLE001 - any failure is the finding
-        ok, details["error"] = False, f"{type(exc).__name__}: {exc}"[:300]
+    if user_id is None:
+        details |= {"key_id": key_id, "error": error}
     return Check("encryption_configured", ok and details["unsealed"] == 0, details)
 
 

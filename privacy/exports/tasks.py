@@ -38,3 +38,17 @@ def export_run_task(self: Task, export_id: str) -> str | None:
 def expire_exports() -> int:
     """Periodic: delete the zips of exports past EXPORT_KEEP_HOURS."""
     return services.exports_expire()
+
+
+@shared_task(
+    name="privacy.tasks.delete_object",
+    autoretry_for=(storage.StorageUnavailable,),
+    retry_backoff=30,
+    retry_backoff_max=600,
+    max_retries=MAX_RETRIES,
+    time_limit=120,
+    soft_time_limit=100,
+)
+def delete_object(key: str) -> None:
+    """Delete one object of an export that retention removed, once storage is up."""
+    storage.delete(key)

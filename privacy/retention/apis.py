@@ -89,7 +89,8 @@ class RetentionPoliciesApi(APIView):
                 400,
                 403,
                 e400="retention_too_long: your value may only be shorter than the "
-                "system's; invalid_retention_days",
+                "system's; retention_too_short: audit_events and exports have a "
+                "floor; invalid_retention_days",
                 e403="admin_only: scope system needs an administrator",
             ),
         },

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.db import connection
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -34,6 +36,7 @@ from privacy.retention import policies
 from privacy.retention.models import DataType, RetentionRun
 
 logger = logging.getLogger(__name__)
+LOCK = "privacy:retention"
 
 
 def _ctx_free(
@@ -102,40 +105,77 @@ def records_before(
     return int(rows.count())
 
 
+@contextmanager
+def _one_pass_at_a_time() -> Iterator[bool]:
+    """A session lock: the nightly task, a redelivery of it and `./cli compliance
+    retention --enforce` never cut the same data at once."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", [LOCK])
+        got = bool(cur.fetchone()[0])
+    try:
+        yield got
+    finally:
+        if got:
+            with connection.cursor() as cur:
+                cur.execute(
+                    "SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [LOCK]
+                )
+
+
+def _enforce_one(ctx: Context, data_type: str, days: int, now: datetime) -> int:
+    """One data type: the system window for everyone, then each shorter one. A
+    failure (object storage down, say) is recorded and stops only this type."""
+    started, deleted, own, error = timezone.now(), 0, 0, ""
+    kind, cutoff = KINDS[data_type], now - timedelta(days=days)
+    try:
+        deleted += kind.purge(ctx=ctx, cutoff=cutoff, user_id=None)
+        for user_id, own_days in sorted(
+            policies.users_with_own_policy(data_type).items()
+        ):
+            if own_days < days:
+                own += 1
+                deleted += kind.purge(
+                    ctx=ctx, cutoff=now - timedelta(days=own_days), user_id=user_id
+                )
+    except Exception as exc:  # recorded; the other types go on
+        logger.exception("retention %s failed", data_type)
+        error = f"{type(exc).__name__}: {exc}"[:300]
+    RetentionRun.objects.create(
+        data_type=data_type,
+        started_at=started,
+        finished_at=timezone.now(),
+        cutoff=cutoff,
+        deleted=deleted,
+        users_with_own_policy=own,
+        error=error,
+    )
+    logger.info("retention %s: %d deleted", data_type, deleted)
+    return deleted
+
+
 def retention_enforce(
     *, data_types: list[str] | None = None, now: datetime | None = None
 ) -> dict[str, int]:
-    """One pass over `data_types` (default: all); {data type: records deleted}."""
+    """One pass over `data_types` (default: all); {data type: records deleted}.
+    Empty when another pass holds the lock."""
     ctx = Context(Actor.system("retention"))
     now = now or timezone.now()
-    system = policies.system_days()
-    done: dict[str, int] = {}
-    for data_type in data_types or list(DataType.values):
-        started = timezone.now()
-        kind, cutoff = KINDS[data_type], now - timedelta(days=system[data_type])
-        deleted = kind.purge(ctx=ctx, cutoff=cutoff, user_id=None)
-        own = policies.users_with_own_policy(data_type)
-        for user_id, days in sorted(own.items()):
-            if days < system[data_type]:
-                deleted += kind.purge(
-                    ctx=ctx, cutoff=now - timedelta(days=days), user_id=user_id
-                )
-        RetentionRun.objects.create(
-            data_type=data_type,
-            started_at=started,
-            finished_at=timezone.now(),
-            cutoff=cutoff,
-            deleted=deleted,
-            users_with_own_policy=len(own),
-        )
-        logger.info("retention %s: %d deleted", data_type, deleted)
-        done[data_type] = deleted
-    return done
+    with _one_pass_at_a_time() as got:
+        if not got:
+            logger.warning("retention: another pass is running; this one skips")
+            return {}
+        system = policies.system_days()
+        return {
+            data_type: _enforce_one(ctx, data_type, system[data_type], now)
+            for data_type in data_types or list(DataType.values)
+        }
 
 
 def last_runs() -> dict[str, RetentionRun]:
-    """The newest enforcement pass of each data type that has had one."""
-    runs = RetentionRun.objects.order_by("data_type", "-finished_at").distinct(
-        "data_type"
+    """The newest enforcement pass of each data type that did not fail."""
+    runs = (
+        RetentionRun.objects.filter(error="")
+        .order_by("data_type", "-finished_at")
+        .distinct("data_type")
     )
     return {run.data_type: run for run in runs}

@@ -58,14 +58,20 @@ class RetentionPolicy(models.Model):
 
 class RetentionRun(models.Model):
     """One enforcement pass of one data type: when it ran, the system cutoff it
-    applied and how many records went (the compliance check reads the last one)."""
+    applied and how many records went (the compliance check reads the last one
+    that did not fail)."""
 
     data_type = models.CharField(max_length=32, choices=DataType.choices)
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField()
     cutoff = models.DateTimeField(help_text="the system default's cutoff")
     deleted = models.PositiveBigIntegerField(default=0)
-    users_with_own_policy = models.PositiveIntegerField(default=0)
+    users_with_own_policy = models.PositiveIntegerField(
+        default=0, help_text="whose shorter window had a pass of its own"
+    )
+    error = models.CharField(
+        max_length=300, blank=True, help_text="why the pass stopped early, if it did"
+    )
 
     class Meta:
         indexes = [

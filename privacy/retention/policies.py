@@ -10,6 +10,7 @@ lowers a default lowers it for everyone.
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -50,6 +51,22 @@ MAX_DAYS = 36_500  # a hundred years; past that a date would overflow
 class RetentionTooLong(ApplicationError):
     code = "retention_too_long"
     status = 400
+
+
+class RetentionTooShort(ApplicationError):
+    code = "retention_too_short"
+    status = 400
+
+
+def min_days(data_type: str, *, system: bool) -> int:
+    """The shortest value allowed: a user may not cut their audit trail (their
+    proof of consent among it) below RETENTION_AUDIT_EVENTS_MIN_DAYS, and no
+    export record may go before its cooldown ends (the cooldown reads it)."""
+    if data_type == DataType.EXPORTS:
+        return max(1, math.ceil(settings.EXPORT_COOLDOWN_HOURS / 24))
+    if data_type == DataType.AUDIT_EVENTS and not system:
+        return int(settings.RETENTION_AUDIT_EVENTS_MIN_DAYS)
+    return 1
 
 
 class AdminOnly(ApplicationError):
@@ -141,6 +158,12 @@ def policies_set(
         raise AdminOnly("Only an administrator may change the system defaults.")
     for data_type, days in changes.items():
         _check_days(data_type, days)
+        floor = min_days(data_type, system=system)
+        if days is not None and days < floor:
+            raise RetentionTooShort(
+                f"{data_type} is kept at least {floor} days.",
+                details={"data_type": data_type, "min_days": floor},
+            )
     owner = None if system else user
     if not system:  # a user may only shorten what the system keeps
         limits = system_days()

@@ -97,7 +97,9 @@ def test_a_sensitive_item_without_consent_fails_its_check(alice, alice_api):
     assert checks["sensitive_items_have_consent"]["details"]["kept_past_purge_grace"]
 
 
-def test_staff_see_the_system_and_users_only_themselves(alice, bob, alice_api, bob_api):
+def test_admins_see_the_system_and_users_only_themselves(
+    alice, bob, alice_api, bob_api
+):
     memory_for(bob, "bob's PIN is 1234", metadata={"sensitive": True})
     Consent.objects.filter(user=bob).update(withdrawn_at=timezone.now())
     Deletion.objects.create(
@@ -109,8 +111,11 @@ def test_staff_see_the_system_and_users_only_themselves(alice, bob, alice_api, b
     _, mine = _checks(alice_api)
     assert mine["sensitive_items_have_consent"]["ok"], "bob's fault is not alice's"
     assert mine["no_erasure_overdue"]["ok"]
-    alice.is_staff = True
+    alice.is_staff = True  # support staff: still only their own
     alice.save(update_fields=["is_staff"])
+    assert _checks(alice_api)[0]["scope"] == "user"
+    alice.is_superuser = True
+    alice.save(update_fields=["is_superuser"])
     body, system = _checks(alice_api)
     assert body["scope"] == "system"
     assert not system["sensitive_items_have_consent"]["ok"]
@@ -129,3 +134,25 @@ def test_the_cli_runs_the_checks_and_fails_on_a_failed_one(alice, capsys):
     )
     with pytest.raises(CommandError, match="no_erasure_overdue"):
         call_command("compliance", "check")
+
+
+def test_the_system_view_holds_each_user_to_their_own_shorter_window(alice, alice_api):
+    retention_enforce()
+    alice_api.put(
+        "/v1/compliance/retention-policies",
+        {"policies": {"retrieval_records": 3}},
+        format="json",
+    )
+    item = memory_for(alice, "tea with lemon")
+    RetrievalRecord.objects.create(
+        user_id=alice.pk,
+        item_id=item.id,
+        rank=1,
+        final=0.5,
+        created_at=timezone.now() - timedelta(days=6),  # inside the system's 30
+    )
+    alice.is_superuser = True
+    alice.save(update_fields=["is_superuser"])
+    _, system = _checks(alice_api)
+    types = system["retention_enforced"]["details"]["data_types"]
+    assert types["retrieval_records"]["records_past_window"] == 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.core.management import call_command
@@ -13,13 +14,14 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from audit.models import AuditAnchor, AuditEvent
+from audit.retention import audit_prune_chain
 from audit.selectors import audit_verify
 from chat.models import Conversation, Message
 from memory.models import MemoryItem, RetrievalRecord
-from memory.tests.factories import assert_usage_is_exact, memory_for
+from memory.tests.factories import assert_usage_is_exact, ctx_for, memory_for
 from privacy.exports.models import DataExport
 from privacy.retention.enforce import records_before, retention_enforce
-from privacy.retention.models import RetentionRun
+from privacy.retention.models import DataType, RetentionRun
 
 pytestmark = pytest.mark.django_db
 URL = "/v1/compliance/retention-policies"
@@ -173,26 +175,70 @@ def test_retrieval_records_exports_and_telemetry_follow_their_windows(
     assert runs.get().users_with_own_policy == 1
 
 
-def test_an_audit_chain_cut_by_retention_still_verifies(alice, alice_api):
-    for n in range(3):
-        memory_for(alice, f"fact number {n}")
-    before = AuditEvent.objects.filter(user_id=alice.pk).count()
-    future = timezone.now() + timedelta(days=800)
+def _long_ago(days: float) -> Any:
+    """Everything written inside happened `days` ago (audit events can never be
+    backdated afterwards: the table refuses UPDATE)."""
+    return mock.patch(
+        "django.utils.timezone.now", return_value=timezone.now() - timedelta(days=days)
+    )
 
-    done = retention_enforce(data_types=["audit_events"], now=future)
-    assert done["audit_events"] >= before
+
+def test_an_audit_chain_cut_by_retention_still_verifies(alice, alice_api, bob):
+    with _long_ago(800):
+        for n in range(3):
+            memory_for(alice, f"fact number {n}")
+    with _long_ago(200):
+        memory_for(alice, "a fact of last spring")
+    recent = memory_for(alice, "a fact of this week")
+    bobs = AuditEvent.objects.filter(user_id=bob.pk).count()
+    old = AuditEvent.objects.filter(
+        user_id=alice.pk, created_at__lt=timezone.now() - timedelta(days=700)
+    ).count()
+    assert old >= 3
+
+    assert retention_enforce(data_types=["audit_events"])["audit_events"] == old
     left = list(AuditEvent.objects.filter(user_id=alice.pk).order_by("seq"))
-    assert [e.action for e in left] == ["audit.prune"]
+    assert left[-1].action == "audit.prune"
+    assert {e.target_id for e in left} >= {recent.public_id}, "recent events stay"
+    assert AuditEvent.objects.filter(user_id=bob.pk).count() == bobs
     assert audit_verify(user_id=alice.pk).first_break is None
     assert audit_verify().first_break is None, "every chain, the global one too"
+    assert retention_enforce(data_types=["audit_events"]) == {"audit_events": 0}
 
-    # the chain goes on from the cut, and can be cut again
+    # the chain goes on from the cut, and can be cut again (a shorter window)
     memory_for(alice, "a later fact")
     assert audit_verify(user_id=alice.pk).first_break is None
-    retention_enforce(data_types=["audit_events"], now=future + timedelta(days=1))
+    assert _put(alice_api, {"audit_events": 100}).status_code == 200
+    assert retention_enforce(data_types=["audit_events"])["audit_events"] >= 1
     assert AuditAnchor.objects.filter(user_id=alice.pk).count() == 2
     assert audit_verify(user_id=alice.pk).first_break is None
     call_command("audit", "verify", "--user", str(alice.pk))
+
+
+def test_a_user_shortens_their_chain_but_not_below_the_floor(
+    alice, alice_api, settings
+):
+    r = _put(alice_api, {"audit_events": settings.RETENTION_AUDIT_EVENTS_MIN_DAYS - 1})
+    assert r.status_code == 400 and r.json()["error"] == "retention_too_short"
+    assert r.json()["details"]["min_days"] == settings.RETENTION_AUDIT_EVENTS_MIN_DAYS
+    with _long_ago(200):
+        memory_for(alice, "an old fact")
+    assert _put(alice_api, {"audit_events": 100}).status_code == 200
+    assert retention_enforce(data_types=["audit_events"])["audit_events"] >= 1
+    assert audit_verify(user_id=alice.pk).first_break is None
+    run = RetentionRun.objects.get(data_type="audit_events")
+    assert run.users_with_own_policy == 1 and run.error == ""
+
+
+def test_a_cut_is_never_less_than_a_day_back(alice):
+    memory_for(alice, "a fact")
+    with pytest.raises(ValueError):
+        audit_prune_chain(
+            ctx=ctx_for(alice),
+            owner=alice.pk,
+            cutoff=timezone.now() - timedelta(hours=1),
+        )
+    assert AuditEvent.objects.filter(user_id=alice.pk).exists()
 
 
 def test_the_database_refuses_any_other_cut_of_the_audit_log(alice):
@@ -223,25 +269,40 @@ def test_the_database_refuses_any_other_cut_of_the_audit_log(alice):
     assert AuditEvent.objects.filter(pk=event.pk).exists()
 
 
-def test_an_anchor_no_prune_event_confirms_does_not_verify(alice):
-    memory_for(alice, "a fact")
-    memory_for(alice, "another fact")
-    first = AuditEvent.objects.filter(user_id=alice.pk).order_by("seq").first()
-    assert first is not None
-    # someone forges a cut of the first event (anchor and delete, no prune event)
+def _forge_cut(event: AuditEvent, cut_before: Any) -> None:
+    """What SQL as the app role could try: an anchor and a DELETE, no prune event."""
     AuditAnchor.objects.create(
-        user_id=alice.pk,
-        through_seq=first.seq,
-        through_hash=first.hash,
+        user_id=event.user_id,
+        through_seq=event.seq,
+        through_hash=event.hash,
         pruned=1,
-        cut_before=timezone.now(),
+        cut_before=cut_before,
     )
     with connection.cursor() as cur:
         cur.execute(
             "SELECT set_config('kimberly.audit_prune', %s, true)",
-            [f"{alice.pk}:{first.seq}"],
+            [f"{event.user_id}:{event.seq}"],
         )
-        cur.execute("DELETE FROM audit_auditevent WHERE id = %s", [first.id])
+        cur.execute("DELETE FROM audit_auditevent WHERE id = %s", [event.id])
+
+
+def test_recent_history_cannot_be_cut_even_with_a_forged_anchor(alice):
+    memory_for(alice, "a fact")
+    first = AuditEvent.objects.filter(user_id=alice.pk).order_by("seq").first()
+    assert first is not None
+    for cut_before in (timezone.now(), timezone.now() - timedelta(days=2)):
+        with pytest.raises(DatabaseError), transaction.atomic():
+            _forge_cut(first, cut_before)  # too recent a cut; an event after it
+    assert AuditEvent.objects.filter(pk=first.pk).exists()
+
+
+def test_an_anchor_no_prune_event_confirms_does_not_verify(alice):
+    with _long_ago(10):
+        memory_for(alice, "a fact")
+    memory_for(alice, "another fact")
+    first = AuditEvent.objects.filter(user_id=alice.pk).order_by("seq").first()
+    assert first is not None
+    _forge_cut(first, timezone.now() - timedelta(days=5))
     report = audit_verify(user_id=alice.pk)
     assert report.first_break is not None
     assert "not confirmed" in report.first_break.reason
@@ -262,3 +323,67 @@ def test_the_cli_shows_and_enforces(alice, capsys):
     call_command("compliance", "retention", "--enforce", "--type", "exports")
     assert '"exports": 0' in capsys.readouterr().out
     assert RetentionRun.objects.filter(data_type="exports").count() == 1
+
+
+def test_one_pass_at_a_time(alice):
+    from django.db import connections
+
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cur:
+            cur.execute(
+                "SELECT pg_advisory_lock(hashtextextended('privacy:retention', 0))"
+            )
+        assert retention_enforce() == {}, "another pass holds the lock"
+    finally:
+        other.close()
+    assert set(retention_enforce()) == set(DataType.values)
+
+
+def test_a_failing_data_type_is_recorded_and_the_others_still_run(alice, monkeypatch):
+    from privacy.retention import enforce
+
+    def broken(**kwargs: Any) -> int:
+        raise RuntimeError("object storage is down")
+
+    kind = enforce.KINDS["exports"]
+    monkeypatch.setitem(
+        enforce.KINDS,
+        "exports",
+        enforce.Kind(broken, kind.rows, kind.time_field, kind.user_field),
+    )
+    done = retention_enforce()
+    assert set(done) == set(DataType.values)
+    failed = RetentionRun.objects.get(data_type="exports")
+    assert "object storage is down" in failed.error
+    assert "exports" not in enforce.last_runs() and "telemetry" in enforce.last_runs()
+
+
+def test_an_exports_zip_goes_with_its_record(alice, django_capture_on_commit_callbacks):
+    from kimberly import storage
+
+    key = storage.user_key(alice.pk, "exports", "old.zip")
+    storage.put_bytes(key, b"zip", "application/zip")
+    export = DataExport.objects.create(user=alice, status="expired", object_key=key)
+    DataExport.objects.filter(pk=export.pk).update(
+        created_at=timezone.now() - timedelta(days=60)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert retention_enforce(data_types=["exports"]) == {"exports": 1}
+    assert storage.count_prefix(storage.user_prefix(alice.pk)) == 0
+
+
+def test_telemetry_score_records_follow_each_users_window(alice, bob, alice_api):
+    from memory import meditation
+    from memory.models import MeditationRun, ScoreRecord
+
+    for user in (alice, bob):
+        memory_for(user, "one fact")
+        run = meditation.meditation_run(ctx=ctx_for(user), user=user, dry_run=True)
+        MeditationRun.objects.filter(pk=run.pk).update(
+            started_at=timezone.now() - timedelta(days=5)
+        )
+    _put(alice_api, {"telemetry": 3})
+    assert retention_enforce(data_types=["telemetry"]) == {"telemetry": 1}
+    assert not ScoreRecord.objects.filter(run__user=alice).exists()
+    assert ScoreRecord.objects.filter(run__user=bob).count() == 1
