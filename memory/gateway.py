@@ -340,10 +340,10 @@ def withdraw_proposals(*, ctx: Context, user: User, origins: list[str]) -> int:
 
 __all__ = [
     "CHAT_GRANT",
+    "SENSITIVE_TEXT",
     "Grant",
     "MemoryState",
     "PermissionDenied",
-    "SENSITIVE_TEXT",
     "Reader",
     "Recalled",
     "Source",

@@ -57,9 +57,9 @@ def _refused_vector_ids(qs: QuerySet[MemoryItem]) -> QuerySet[MemoryItem, uuid.U
     """Items of `qs` that have a vector they may not have (sensitive, without
     the user's model_context consent: memory.sealing)."""
     embedded = qs.filter(embedding__isnull=False)
-    return embedded.exclude(pk__in=with_vector_consent(embedded).values("pk")).values_list(
-        "id", flat=True
-    )
+    return embedded.exclude(
+        pk__in=with_vector_consent(embedded).values("pk")
+    ).values_list("id", flat=True)
 
 
 def drop_refused_vectors() -> int:

@@ -158,7 +158,9 @@ def test_the_compliance_check_sees_the_plain_history(alice):
 
 def test_an_erasure_leaves_no_unwrapped_data_key_in_the_erasing_process(alice):
     item = memory_for(alice, SECRET, metadata=SENSITIVE)
-    blob = bytes(MemoryItem.objects.values_list("sealed", flat=True).get(pk=item.pk))
+    sealed = MemoryItem.objects.values_list("sealed", flat=True).get(pk=item.pk)
+    assert sealed is not None
+    blob = bytes(sealed)
     uid = alice.pk
     assert keys.unseal(uid, blob) == SECRET  # the key is cached now
     user_purge(ctx=ctx_for(alice), user=alice)
