@@ -46,6 +46,14 @@ def _rows_with(word: str) -> dict[str, int]:
     return {t: n for t, n in found.items() if n}
 
 
+def _research_and_save(api: Any) -> dict[str, Any]:
+    done = _run(
+        api, agent="researcher", task="what is my vault word", params={"save": True}
+    )
+    assert done["status"] == "succeeded", done
+    return done
+
+
 def _sensitive_memory(user: Any, text: str = SECRET) -> MemoryItem:
     grant(user, consents.Purpose.AGENT_ACCESS)
     return memory_for(user, text, tier=Tier.SHORT_TERM, metadata={"sensitive": True})
@@ -55,13 +63,7 @@ def test_research_cites_a_sensitive_memory_by_id_and_saves_its_digest_sealed(
     alice, alice_api, agents_worker
 ):
     item = _sensitive_memory(alice)
-    done = _run(
-        alice_api,
-        agent="researcher",
-        task="what is my vault word",
-        params={"save": True},
-    )
-    assert done["status"] == "succeeded", done
+    done = _research_and_save(alice_api)
     findings = done["result"]["findings"]
     assert findings and {f["memory_id"] for f in findings} == {item.public_id}
     assert {f["excerpt"] for f in findings} == {f"(sensitive memory) {item.public_id}"}
@@ -84,13 +86,7 @@ def test_research_leaves_out_the_save_of_a_sensitive_source_without_consent(
     Consent.objects.filter(user=alice, purpose="sensitive_memory").update(
         withdrawn_at=timezone.now()
     )
-    done = _run(
-        alice_api,
-        agent="researcher",
-        task="what is my vault word",
-        params={"save": True},
-    )
-    assert done["status"] == "succeeded", done
+    done = _research_and_save(alice_api)
     assert {f["memory_id"] for f in done["result"]["findings"]} == {item.public_id}
     plan = next(s for s in done["trace"] if s["step"] == "plan")
     assert plan["detail"] == {"skipped": "sensitive_source"} and plan["writes"] == []

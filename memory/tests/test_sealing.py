@@ -25,21 +25,13 @@ from privacy.exports import records
 from users import consents, keys
 from users.models import User
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_keys")]
 
 # Words no hex dump of a ciphertext nor a vector's digits can spell by chance.
 OLD = "The quokka vault word is tangerine"
 NEW = "The zanzibar vault word is marmalade"
 WORDS = ("quokka", "tangerine", "zanzibar", "marmalade", "vault")
 SENSITIVE: MetadataPatch = {"sensitive": True}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_keys() -> Any:
-    kms.providers.cache_clear()
-    keys.cache_clear()
-    yield
-    keys.cache_clear()
 
 
 def _blob(value: bytes | memoryview | None) -> bytes:

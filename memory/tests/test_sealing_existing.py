@@ -5,14 +5,11 @@ sees such history; an erasure leaves no unwrapped key in the erasing process."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from kimberly import kms
 from memory import indexing
 from memory.metadata import MetadataPatch
 from memory.models import MemoryEmbedding, MemoryItem, MemoryVersion
@@ -23,18 +20,10 @@ from privacy.erasure.services import user_purge
 from users import consents, keys
 from users.models import Consent, DataKey, User
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_keys")]
 
 SECRET = "The quokka vault word is tangerine"
 SENSITIVE: MetadataPatch = {"sensitive": True}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_keys() -> Any:
-    kms.providers.cache_clear()
-    keys.cache_clear()
-    yield
-    keys.cache_clear()
 
 
 def _legacy_vector(user: User, text: str = SECRET) -> MemoryItem:
