@@ -51,6 +51,19 @@ def _clean_redis() -> Iterator[None]:
 
 
 @pytest.fixture
+def fresh_keys() -> Iterator[None]:
+    """No KMS provider nor data key cached from another test, nor left for the
+    next (users/keys.py caches unwrapped keys per process)."""
+    from kimberly import kms
+    from users import keys
+
+    kms.providers.cache_clear()
+    keys.cache_clear()
+    yield
+    keys.cache_clear()
+
+
+@pytest.fixture
 def api() -> APIClient:
     return APIClient()
 

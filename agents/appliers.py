@@ -89,6 +89,7 @@ def _memory(
         tags=p.get("tags", []),
         grant=grant,
         source=gateway.Source.AGENT,
+        sensitive=bool(p.get("sensitive", False)),
     )
     return {"memory_id": item.public_id}
 

@@ -16,7 +16,12 @@ such read and write is checked and recorded in one place:
   read-provenance record (`GET /v1/memory/{id}/accesses`);
 - writes are the ordinary quota-checked memory writes, made for the user and
   audited with the caller's actor. A preview checks a planned write with
-  `authorize` and makes none (agents/runs.py keeps the plan).
+  `authorize` and makes none (agents/runs.py keeps the plan);
+- a sensitive item's text is for the reader's context only: what a caller
+  copies out of a recalled memory into rows of its own (an agent's result,
+  trace, plan, event titles) is `Recalled.quotable`, which names a sensitive
+  item without its text, and a memory written from a sensitive source is
+  written sensitive (sealed, with the sensitive_memory consent) or not at all.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ from users.models import User
 # The latest session entries always offered as context, matching or not: they
 # are what the user was just talking about.
 SESSION_ENTRIES = 3
+# What stands for a sensitive memory's text wherever a reader copies it out.
+SENSITIVE_TEXT = "(sensitive memory)"
 
 
 @dataclass(frozen=True)
@@ -129,10 +136,17 @@ class Recalled:
     why: str
     attachment_id: str | None = None  # "att_<uuid>" when a document's chunk
     attachment_offset: int | None = None  # where the chunk starts in its text
+    sensitive: bool = False
 
     @property
     def memory_id(self) -> str:
         return f"{ID_PREFIX}{self.item_id}"
+
+    @property
+    def quotable(self) -> str:
+        """The text a reader may copy into what it keeps (results, traces,
+        titles, new memories): a sensitive item's is never copied, only named."""
+        return f"{SENSITIVE_TEXT} {self.memory_id}" if self.sensitive else self.content
 
 
 def _recalled(item: MemoryItem, relevance: float, final: float, why: str) -> Recalled:
@@ -152,6 +166,7 @@ def _recalled(item: MemoryItem, relevance: float, final: float, why: str) -> Rec
             else None
         ),
         attachment_offset=item.attachment_offset,
+        sensitive=item.sensitive,
     )
 
 
@@ -285,10 +300,12 @@ def remember(
     tags: list[str],
     grant: Grant = CHAT_GRANT,
     source: str = Source.CHAT,
+    sensitive: bool = False,
 ) -> MemoryItem:
     """Store `content` in the user's short-term memory (quota-checked; 403 when
-    `grant` may not write short-term memory). An agent's write is audited with
-    its ctx, whose actor names the agent and the task."""
+    `grant` may not write short-term memory; `sensitive`: sealed, and refused
+    without the sensitive_memory consent). An agent's write is audited with its
+    ctx, whose actor names the agent and the task."""
     authorize(
         ctx=ctx, user=user, grant=grant, permission="memory.write", tier=Tier.SHORT_TERM
     )
@@ -297,8 +314,14 @@ def remember(
         user=user,
         tier=Tier.SHORT_TERM,
         content=content,
-        metadata={"source": source, "tags": tags},
+        metadata={"source": source, "tags": tags, "sensitive": sensitive},
     ).item
+
+
+def may_store_sensitive(user: User) -> bool:
+    """Whether a sensitive memory may be written for the user now (what
+    `remember(sensitive=True)` requires)."""
+    return consents.has_consent(user, consents.Purpose.SENSITIVE_MEMORY)
 
 
 def propose(
@@ -317,6 +340,7 @@ def withdraw_proposals(*, ctx: Context, user: User, origins: list[str]) -> int:
 
 __all__ = [
     "CHAT_GRANT",
+    "SENSITIVE_TEXT",
     "Grant",
     "MemoryState",
     "PermissionDenied",
@@ -327,6 +351,7 @@ __all__ = [
     "Tier",
     "authorize",
     "content_digest",
+    "may_store_sensitive",
     "memory_states",
     "propose",
     "recall",

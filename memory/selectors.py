@@ -146,16 +146,27 @@ def vector_allowed(user: User, item: MemoryItem) -> bool:
     return not item.sensitive or consents.has_consent(user, VECTOR_CONSENT)
 
 
+def unsealed_versions() -> QuerySet[MemoryVersion]:
+    """Versions that should be sealed and are not: those taken while their item
+    was sensitive (every one, with SEAL_ALL_CONTENT), whatever the item is now."""
+    qs = MemoryVersion.objects.filter(sealed__isnull=True)
+    return qs if sealing.wanted(False) else qs.filter(metadata__sensitive=True)
+
+
 def unsealed_items() -> QuerySet[MemoryItem]:
-    """Items that should be sealed and are not (stored before sealing existed,
-    or before SEAL_ALL_CONTENT was turned on)."""
-    qs = MemoryItem.objects.filter(sealed__isnull=True)
-    return qs if sealing.wanted(False) else qs.filter(sensitive=True)
+    """Items that should be sealed and are not, or that keep such a version
+    (stored before sealing existed, or before SEAL_ALL_CONTENT was turned on)."""
+    plain = Q(sealed__isnull=True)
+    if not sealing.wanted(False):
+        plain &= Q(sensitive=True)
+    history = Exists(unsealed_versions().filter(item=OuterRef("pk")))
+    return MemoryItem.objects.filter(plain | history)
 
 
 def unsealed_sensitive_count(*, user: User | None = None) -> int:
     """How many items of `user` (or of everyone) wait for `./cli memory
-    seal-existing`: 0 is what the compliance check expects."""
+    seal-existing` (their text, or a version of it): 0 is what the compliance
+    check expects."""
     qs = unsealed_items()
     return (qs.filter(user=user) if user is not None else qs).count()
 

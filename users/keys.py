@@ -35,6 +35,7 @@ from users.models import DataKey, User
 MAGIC = b"K1"
 HEADER = struct.Struct(">2sI")  # magic, key version
 NONCE = 12
+TAG = 16  # AES-GCM's tag, after the ciphertext (which is as long as the text)
 KEY_CACHE_SECONDS = 60.0
 # (user id, version) -> (expiry, DataKey pk, key). The pk tells a committed row
 # from one a rolled-back transaction made (its pk is never used again), so a
@@ -115,6 +116,12 @@ def seal(user: Owner, plaintext: str) -> bytes:
     nonce = secrets.token_bytes(NONCE)
     sealed = AESGCM(key).encrypt(nonce, plaintext.encode(), _aad(user_id))
     return HEADER.pack(MAGIC, version) + nonce + sealed
+
+
+def sealed_size(plaintext_bytes: int) -> int:
+    """How long `seal` makes a text of `plaintext_bytes` UTF-8 bytes (GCM does
+    not pad): what lets a query pick sealed rows by their text's length."""
+    return HEADER.size + NONCE + plaintext_bytes + TAG
 
 
 def key_version(blob: bytes) -> int:

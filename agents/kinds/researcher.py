@@ -3,7 +3,12 @@ each searched in the user's memories and documents through the gateway; the
 findings come back with citations (memory ids, and attachment and offset for a
 document's chunk). With a model runner configured, also an answer grounded in
 those citations; without, the structured digest is the answer.
-`params.save: true` keeps the digest in short-term memory (a planned write)."""
+`params.save: true` keeps the digest in short-term memory (a planned write).
+
+A sensitive memory is cited by its id only: its text goes neither into the
+findings, the digest and the answer (nor the model's notes, whose reply is kept
+in the result) nor into a trace; a digest citing one is saved as a sensitive
+memory (sealed), or, without the sensitive_memory consent, not saved."""
 
 from __future__ import annotations
 
@@ -49,7 +54,7 @@ def _search(run: Run) -> tuple[list[str], list[Finding], dict[int, gateway.Recal
                 Finding(
                     sub_query=sub,
                     citation=n,
-                    text=hit.content,
+                    text=hit.quotable,
                     memory_id=hit.memory_id,
                     attachment_id=hit.attachment_id,
                     offset=hit.attachment_offset,
@@ -67,7 +72,7 @@ def _answer(run: Run, cited: dict[int, gateway.Recalled]) -> str | None:
         ContextNote(
             memory_id=f"[{n}] {r.memory_id}",
             tier=r.tier,
-            content=r.content,
+            content=r.quotable,
             why=r.why,
             created_at=iso_time(r.created_at),
         )
@@ -82,21 +87,30 @@ def _answer(run: Run, cited: dict[int, gateway.Recalled]) -> str | None:
     return reply.content
 
 
+def _save(run: Run, text: str, *, sensitive: bool) -> None:
+    with run.step("plan") as step:
+        if sensitive and not gateway.may_store_sensitive(run.user):
+            step.detail["skipped"] = "sensitive_source"  # no consent to keep it
+            return
+        run.write(
+            "memory.write",
+            {
+                "content": text[:4000],
+                "tags": ["research"],
+                "tier": gateway.Tier.SHORT_TERM,
+                "sensitive": sensitive,
+            },
+            "Keep this research digest in your short-term memory"
+            + (" (as a sensitive memory)." if sensitive else "."),
+        )
+
+
 def run(run: Run) -> dict[str, Any]:
     subs, findings, cited = _search(run)
     text = digest(run.text, findings)
     answer = None if run.preview else _answer(run, cited)
     if run.params.get("save"):
-        with run.step("plan"):
-            run.write(
-                "memory.write",
-                {
-                    "content": text[:4000],
-                    "tags": ["research"],
-                    "tier": gateway.Tier.SHORT_TERM,
-                },
-                "Keep this research digest in your short-term memory.",
-            )
+        _save(run, text, sensitive=any(r.sensitive for r in cited.values()))
     return {
         "question": run.text,
         "sub_queries": subs,

@@ -1,6 +1,8 @@
 """The scheduler agent: events and dates found in a text (the task, or
 `params.text`), in an .ics file (`params.ics`), or, when the text names no date,
-in the memories that match it; kept as events (GET /v1/agents/calendar.ics)."""
+in the memories that match it; kept as events (GET /v1/agents/calendar.ics).
+An event found in a sensitive memory is titled by the memory's id only
+(gateway.Recalled.quotable), never with its words."""
 
 from __future__ import annotations
 
@@ -53,10 +55,11 @@ def _plan(run: Run, event: IcsEvent, source: str, memory_id: str | None) -> None
     )
 
 
-def _found(found: FoundDate, *ref: str) -> IcsEvent:
+def _found(found: FoundDate, *ref: str, title: str | None = None) -> IcsEvent:
+    """The event of a date found; `title` instead of the words around it."""
     return IcsEvent(
-        uid=_uid(found.title, found.starts_at.isoformat(), *ref),
-        title=found.title or found.phrase,
+        uid=_uid(title or found.title, found.starts_at.isoformat(), *ref),
+        title=title or found.title or found.phrase,
         starts_at=found.starts_at,
         ends_at=None,
         all_day=found.all_day,
@@ -83,10 +86,10 @@ def run(run: Run) -> dict[str, Any]:
         if source == "memories" or (source == "auto" and not planned):
             with run.step("find_in_memories") as step:
                 for memory in run.recall(text, MEMORIES_SEARCHED):
+                    title = memory.quotable if memory.sensitive else None
                     for f in find_dates(memory.content, tz=tz, now=memory.created_at):
-                        planned.append(
-                            (_found(f, memory.memory_id), "memory", memory.memory_id)
-                        )
+                        event = _found(f, memory.memory_id, title=title)
+                        planned.append((event, "memory", memory.memory_id))
                 step.detail["found"] = len(planned)
     with run.step("plan"):
         for event, src, memory_id in planned:

@@ -23,6 +23,7 @@ from memory.indexing.queue import (
 )
 from memory.indexing.repair import (
     ReembedResult,
+    drop_refused_vectors,
     goals_embed,
     goals_needing_vectors,
     memory_reembed,
@@ -43,6 +44,7 @@ __all__ = [
     "ReembedResult",
     "drain_pending",
     "drain_released",
+    "drop_refused_vectors",
     "embedding_wanted",
     "enqueue_embedding",
     "enqueue_on_commit",

@@ -50,8 +50,24 @@ def _stale_vector_ids(qs: QuerySet[MemoryItem]) -> list[uuid.UUID]:
         if blob is not None
         and embeddings.content_hash(sealing.opened(user_id, blob)) != digest
     ]
-    refused = embedded.exclude(pk__in=with_vector_consent(embedded).values("pk"))
-    return list({*plain, *sealed, *refused.values_list("id", flat=True)})
+    return list({*plain, *sealed, *_refused_vector_ids(embedded)})
+
+
+def _refused_vector_ids(qs: QuerySet[MemoryItem]) -> QuerySet[MemoryItem, uuid.UUID]:
+    """Items of `qs` that have a vector they may not have (sensitive, without
+    the user's model_context consent: memory.sealing)."""
+    embedded = qs.filter(embedding__isnull=False)
+    return embedded.exclude(
+        pk__in=with_vector_consent(embedded).values("pk")
+    ).values_list("id", flat=True)
+
+
+def drop_refused_vectors() -> int:
+    """Drop every vector a sensitive item may not have (one made before its
+    user's consent was asked for, say), whatever the user's embedding setting;
+    returns how many. Cheap: the sensitive items with a vector are few."""
+    ids = list(_refused_vector_ids(MemoryItem.objects.filter(sensitive=True)))
+    return sum(len(_drop_stale_vectors(chunk)) for chunk in _chunks(ids, 5000))
 
 
 def _drop_stale_vectors(ids: list[uuid.UUID]) -> list[uuid.UUID]:
@@ -80,12 +96,16 @@ class ReembedResult:
 
 def memory_reembed(*, all_items: bool = False) -> ReembedResult:
     """Queue memories and goals whose vector is missing, was made from other text,
-    or comes from another model (user-supplied vectors of unchanged text stay)."""
-    qs = with_vector_consent(MemoryItem.objects.filter(user__embedding_enabled=True))
+    or comes from another model (user-supplied vectors of unchanged text stay);
+    first drops the vectors sensitive items may not have."""
+    drop_refused_vectors()
+    enabled = MemoryItem.objects.filter(user__embedding_enabled=True)
+    qs = with_vector_consent(enabled)
     if not all_items:
         # Dropped first, so they are never served while they wait (and are then
-        # caught by the missing-vector filter below).
-        for chunk in _chunks(list(_stale_vector_ids(qs)), 5000):
+        # caught by the missing-vector filter below). Found among all the items
+        # of these users: a vector without consent is stale too.
+        for chunk in _chunks(list(_stale_vector_ids(enabled)), 5000):
             _drop_stale_vectors(chunk)
         qs = qs.filter(
             Q(embedding__isnull=True)

@@ -18,7 +18,7 @@ from memory.constants import (
 from memory.metadata import metadata_of
 from memory.models import MemoryItem, MemoryVersion
 from memory.quotas import quota_adjust
-from memory.selectors import parse_memory_id
+from memory.selectors import parse_memory_id, unsealed_versions
 from users.models import User
 
 
@@ -42,8 +42,13 @@ def version_row(item: MemoryItem, action: str, ctx: Context) -> MemoryVersion:
 
 
 def seal_versions(item: MemoryItem) -> int:
-    """Seal the item's versions still held in plain text (it became sealed)."""
-    plain = list(item.versions.filter(sealed__isnull=True))
+    """Seal the item's versions still held in plain text that should not be:
+    every one once the item is sealed, else those taken while it was sensitive."""
+    plain = list(
+        item.versions.filter(sealed__isnull=True)
+        if item.sealed is not None
+        else unsealed_versions().filter(item=item)
+    )
     for v in plain:
         v.content, v.sealed = sealing.stored(item.user_id, v.content, True)
     MemoryVersion.objects.bulk_update(plain, ["content", "sealed"])

@@ -6,6 +6,7 @@ import logging
 import uuid
 
 from django.db import transaction
+from django.db.models import Func, IntegerField, QuerySet
 from django.db.models.functions import Lower, Trim
 from django.utils import timezone
 
@@ -17,12 +18,16 @@ from memory.metadata import validate_content
 from memory.models import MemoryItem, MemoryProposal
 from memory.quotas import QuotaExceeded
 from memory.services.create import memory_create
+from users import keys
 from users.models import User
 
 logger = logging.getLogger(__name__)
 
 PROPOSAL_PREFIX = "prop_"
 MAX_PROPOSAL_CHARS = 500
+# Bytes of surrounding whitespace a sealed memory may have and still be known
+# as a repeat of a fact (see _sealed_candidates).
+WHITESPACE_SLACK = 4
 
 
 def _known(user: User, texts: list[str]) -> set[str]:
@@ -37,12 +42,34 @@ def _known(user: User, texts: list[str]) -> set[str]:
             .filter(norm__in=texts)
             .values_list("norm", flat=True)
         )
-    # A sealed item's row holds no text to compare in SQL: opened here.
+    # A sealed item's row holds no text to compare in SQL: opened here, only
+    # those whose length could be one of `texts`.
     wanted = set(texts)
-    for item in items.filter(sealed__isnull=False).only("user_id", "content", "sealed"):
+    for item in _sealed_candidates(items, texts).only("user_id", "content", "sealed"):
         if item.content.strip().lower() in wanted:
             known.add(item.content.strip().lower())
     return known
+
+
+def _sealed_candidates(
+    items: QuerySet[MemoryItem], texts: list[str]
+) -> QuerySet[MemoryItem]:
+    """The sealed items of `items` as long as one of `texts` (up to
+    WHITESPACE_SLACK bytes of whitespace around it): the ciphertext's length
+    gives the text's, so a batch opens a few memories, not all of the user's.
+    A repeat with more whitespace around it, or whose case mapping changes its
+    UTF-8 length (rare: "İ", "ẞ"), is not seen: it is proposed again."""
+    sizes = {
+        keys.sealed_size(len(t.encode()) + pad)
+        for t in texts
+        for pad in range(WHITESPACE_SLACK + 1)
+    }
+    octets = Func("sealed", function="octet_length", output_field=IntegerField())
+    return (
+        items.filter(sealed__isnull=False)
+        .annotate(sealed_bytes=octets)
+        .filter(sealed_bytes__in=sizes)
+    )
 
 
 def proposals_create(

@@ -1,14 +1,17 @@
 """Keeping memory.sealing's rules true for rows that already exist: the vectors
 of sensitive items follow the model_context consent, and `./cli memory
-seal-existing` seals what was stored before sealing (or before SEAL_ALL_CONTENT)."""
+seal-existing` seals what was stored before sealing (or before SEAL_ALL_CONTENT),
+history included, and drops the vectors made before consent was asked for."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from django.db import transaction
 
 from audit.services import audit_record
 from kimberly.context import Context
-from memory import indexing
+from memory import indexing, sealing
 from memory.models import MemoryEmbedding, MemoryItem
 from memory.selectors import unsealed_items
 from memory.services.changes import after_commit_sync, seal_versions
@@ -42,17 +45,25 @@ def vector_consent_changed(ctx: Context, user: User, granted: bool) -> None:
 BATCH = 200
 
 
-def seal_existing(*, batch: int = BATCH) -> int:
-    """Seal every item that should be sealed and is not, with its versions
-    (idempotent: a second run finds nothing); returns how many items."""
+@dataclass(frozen=True)
+class SealResult:
+    items: int  # items sealed, or whose history was
+    vectors: int  # vectors dropped: of sensitive items without model_context
+
+
+def seal_existing(*, batch: int = BATCH) -> SealResult:
+    """Seal every item that should be sealed and is not, with its versions, and
+    every version taken while its item was sensitive; then drop the vectors that
+    sensitive items may not have (idempotent: a second run finds nothing)."""
     done = 0
     while True:
         with transaction.atomic():
             items = list(unsealed_items().select_for_update().order_by("pk")[:batch])
             for item in items:
-                item.save(update_fields=["content", "sealed"])
+                if item.sealed is None and sealing.wanted(item.sensitive):
+                    item.save(update_fields=["content", "sealed"])
                 seal_versions(item)
             after_commit_sync(items)  # the session copy in Redis, sealed too
         done += len(items)
         if len(items) < batch:
-            return done
+            return SealResult(done, indexing.drop_refused_vectors())

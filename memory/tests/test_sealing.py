@@ -5,6 +5,7 @@ its text, rotation and erasure, the vector consent, seal-all and seal-existing."
 from __future__ import annotations
 
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.core.management import call_command
@@ -24,21 +25,13 @@ from privacy.exports import records
 from users import consents, keys
 from users.models import User
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_keys")]
 
 # Words no hex dump of a ciphertext nor a vector's digits can spell by chance.
 OLD = "The quokka vault word is tangerine"
 NEW = "The zanzibar vault word is marmalade"
 WORDS = ("quokka", "tangerine", "zanzibar", "marmalade", "vault")
 SENSITIVE: MetadataPatch = {"sensitive": True}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_keys() -> Any:
-    kms.providers.cache_clear()
-    keys.cache_clear()
-    yield
-    keys.cache_clear()
 
 
 def _blob(value: bytes | memoryview | None) -> bytes:
@@ -294,6 +287,29 @@ def test_proposals_know_a_sealed_memory_and_are_not_duplicated(alice):
         ctx=ctx_for(alice), user=alice, facts=[NEW.upper(), "brand new"], origin="t"
     )
     assert [p.content for p in made] == ["brand new"]
+
+
+def test_a_proposal_batch_opens_only_sealed_memories_of_a_fact_s_length(
+    alice, settings
+):
+    settings.SEAL_ALL_CONTENT = True
+    for n in range(30):
+        memory_for(alice, f"note number {n} about the garden")
+    memory_for(alice, "  Brand new fact\n")
+    with mock.patch.object(keys, "unseal", wraps=keys.unseal) as unseal:
+        made = gateway.propose(
+            ctx=ctx_for(alice),
+            user=alice,
+            facts=[
+                "brand NEW fact",
+                "a much longer fact, of a length that not one of these notes has",
+            ],
+            origin="t",
+        )
+    assert [p.content for p in made] == [
+        "a much longer fact, of a length that not one of these notes has"
+    ]
+    assert unseal.call_count == 1  # the one memory as long as a fact
 
 
 def test_the_admin_shows_neither_text_nor_ciphertext_of_a_sensitive_item(alice, client):

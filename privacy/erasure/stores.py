@@ -6,7 +6,8 @@ compares them with Django's app registry, so a new table without an entry fails
 the suite, and the verification probes every table the registry knows, listed
 or not. Redis: privacy/erasure/redis_keys.py. Object storage: the user's prefix.
 Sessions (django_session rows carry the user id inside their signed data). The
-data key: not built yet (issue 12 part 2); its entry says so.
+data key (users/keys.py): a users.DataKey row, deleted with the tables; its
+unwrapped copy in this process's cache goes with it.
 
 Each erase returns counts; each probe returns what is still found (0 = ok).
 Each entry of a receipt: {store, name, deleted, verification: {result, found}}.
@@ -25,6 +26,7 @@ from django.db import models, transaction
 
 from kimberly import storage
 from privacy.erasure.redis_keys import REDIS_KEYS, Subject
+from users import keys
 
 Entry = dict[str, Any]
 
@@ -136,7 +138,15 @@ def sql_erase(s: Subject) -> dict[str, int]:
             _, per_model = _rows(table.label, table.lookup, s.user_id).delete()
             for label, n in per_model.items():
                 deleted[label] = deleted.get(label, 0) + n
+        _forget_data_key(s.user_id)
     return deleted
+
+
+def _forget_data_key(user_id: uuid.UUID) -> None:
+    """This process forgets the user's unwrapped data key now, and again once
+    the deletion commits (a read meanwhile may have cached it once more)."""
+    keys.cache_clear(user_id)
+    transaction.on_commit(lambda: keys.cache_clear(user_id))
 
 
 def _user_lookup(label: str) -> str:
@@ -198,8 +208,9 @@ def redis_probe(s: Subject) -> dict[str, int]:
 
 
 # The data key (users/keys.py) is a row of users.DataKey, deleted with the
-# other tables; the receipt names it on its own. Processes that cached it
-# unwrapped forget it within users.keys.KEY_CACHE_SECONDS.
+# other tables; the receipt names it on its own. The erasing process forgets
+# its unwrapped copy at once (sql_erase); other processes that cached it
+# forget it within users.keys.KEY_CACHE_SECONDS.
 DATA_KEY_NOTE = "destroyed: what it sealed can no longer be opened, backups included"
 
 

@@ -31,7 +31,9 @@ class Command(BaseCommand):
         if options["action"] == "seal-existing":
             done = seal_existing()
             self.stdout.write(
-                f"sealed {done} memories; {unsealed_sensitive_count()} left unsealed"
+                f"sealed {done.items} memories; {unsealed_sensitive_count()} left "
+                f"unsealed; dropped {done.vectors} vectors of sensitive memories "
+                "without model_context"
             )
             return
         queued = indexing.memory_reembed(all_items=options["all"])
