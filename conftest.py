@@ -50,6 +50,25 @@ def _clean_redis() -> Iterator[None]:
     yield
 
 
+@pytest.fixture(autouse=True)
+def _rls_maintenance(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Test data is made through the ORM in fixtures: a test's own connection
+    runs under the maintenance scope. Requests (RlsMiddleware) and tasks
+    (rls.task_scope) inside the test start from no scope and switch to their
+    own user, as in production; tests/test_rls.py proves the isolation itself."""
+    uses_db = request.node.get_closest_marker("django_db") or any(
+        f in request.fixturenames for f in ("db", "transactional_db")
+    )
+    if not uses_db:
+        yield
+        return
+    request.getfixturevalue("_django_db_helper")
+    from kimberly import rls
+
+    with rls.maintenance("tests: fixtures write through the ORM"):
+        yield
+
+
 @pytest.fixture
 def api() -> APIClient:
     return APIClient()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
+from kimberly.management.operator import OperatorCommand
 from memory import embeddings, indexing
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
+    rls_reason = "operator: memory maintenance across users"
     help = "Memory maintenance."
 
     def add_arguments(self, parser: CommandParser) -> None:
