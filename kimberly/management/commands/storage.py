@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from kimberly import storage
 from kimberly.api.errors import ApplicationError
-from kimberly.management.operator import OperatorCommand
 
 
-class Command(OperatorCommand):
-    rls_reason = "operator: storage check (reads no table)"
+class Command(BaseCommand):
+    # Row-level security: reads no table (tests/test_rls.py checks the claim).
+    rls_no_rows = "object storage only"
     help = "Check the object storage (S3) bucket: write, read back, delete a probe."
 
     def add_arguments(self, parser: CommandParser) -> None:
