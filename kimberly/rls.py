@@ -51,9 +51,10 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 # One round trip: the previous values (read first: the subquery is a fence) and
-# the new ones set.
+# the new ones set. bandit B608 (SQL from strings): only the constant setting
+# names are interpolated; the values are parameters.
 _SWAP = (
-    f"SELECT prev.u, prev.s, set_config('{USER_GUC}', %s, %s), "
+    f"SELECT prev.u, prev.s, set_config('{USER_GUC}', %s, %s), "  # nosec B608
     f"set_config('{SCOPE_GUC}', %s, %s) FROM ("
     f"SELECT current_setting('{USER_GUC}', true) AS u, "
     f"current_setting('{SCOPE_GUC}', true) AS s OFFSET 0) AS prev"
