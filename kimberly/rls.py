@@ -26,6 +26,19 @@ protect the same way: maintenance is entered only by name, in code, with a
 reason, and everything else is confined to one user. A session that can run
 arbitrary SQL can set the GUC, so this is not a defence against SQL injection
 (the ORM is), nor against an operator with the app's password.
+
+Query plans (bench/rls_plans.py): the user B-tree indexes are used as before.
+The policy's OR hides it from the planner's equivalence classes, so a query
+that filters on its user too is estimated at ~1/60 of its rows (nested loops
+where a hash join was), and an unscoped query cannot use the user index.
+`@@` and `@>` are not leakproof, so their GIN indexes are not used below the
+policy (retrieval's lexical step avoids that GIN index on purpose; a superuser
+can mark ts_match_vq LEAKPROOF, which brings it back). Policies written `TO` a
+web role as plain `user_id = acting` plus a maintenance role reached with SET
+ROLE would plan like the unprotected queries; not done yet.
+
+Session settings assume a connection is one client's at a time: a
+transaction-mode pooler (PgBouncer) in front would mix them up.
 """
 
 from __future__ import annotations
