@@ -46,3 +46,31 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.target_type}:{self.target_id}"
+
+
+class AuditAnchor(models.Model):
+    """Where a chain was cut by its retention policy: every event up to and
+    including `through_seq` was deleted, and `through_hash` was the hash of the
+    last of them, so the first event kept still links to it. The cut itself is an
+    `audit.prune` event further along the same chain, naming this anchor, so an
+    anchor nobody recorded does not verify. Append-only, like the events."""
+
+    id = models.BigAutoField(primary_key=True)
+    user_id = models.UUIDField(null=True)  # None: the global chain
+    through_seq = models.PositiveBigIntegerField()
+    through_hash = models.CharField(max_length=64)
+    pruned = models.PositiveBigIntegerField()
+    cut_before = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user_id", "through_seq"],
+                name="audit_anchor_user_seq",
+                nulls_distinct=False,
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id or 'global'} through {self.through_seq}"

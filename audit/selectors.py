@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db.models import QuerySet
 
-from audit.models import AuditEvent
+from audit.models import AuditAnchor, AuditEvent
 from audit.services import GENESIS, chain_hash
 
 
@@ -46,12 +46,74 @@ class VerifyReport:
     first_break: ChainBreak | None
 
 
-def _iter_chain(user_id: uuid.UUID | None) -> Iterator[AuditEvent]:
+def latest_anchor(owner: uuid.UUID | None) -> AuditAnchor | None:
+    """Where retention last cut this chain (None: never)."""
+    return AuditAnchor.objects.filter(user_id=owner).order_by("-through_seq").first()
+
+
+def _iter_chain(user_id: uuid.UUID | None, after_seq: int) -> Iterator[AuditEvent]:
     return (
-        AuditEvent.objects.filter(user_id=user_id)
+        AuditEvent.objects.filter(user_id=user_id, seq__gt=after_seq)
         .order_by("seq")
         .iterator(chunk_size=2000)
     )
+
+
+# A cut is at least this far behind the moment it is made (the database
+# enforces the same: audit/migrations/0005).
+MIN_CUT_AGE = timedelta(days=1)
+
+
+def _confirms(event: AuditEvent, anchor: AuditAnchor) -> bool:
+    return (
+        event.action == "audit.prune"
+        and event.details.get("through_seq") == anchor.through_seq
+        and event.details.get("through_hash") == anchor.through_hash
+        and event.created_at - anchor.cut_before >= MIN_CUT_AGE
+    )
+
+
+def _verify_chain(owner: uuid.UUID | None) -> tuple[int, ChainBreak | None]:
+    """How many events the chain holds, and its first break. A cut committed
+    while the chain was read shows as a gap: read it once more."""
+    anchor = latest_anchor(owner)
+    events, first_break = _verify_from(owner, anchor)
+    if first_break is not None and latest_anchor(owner) != anchor:
+        return _verify_from(owner, latest_anchor(owner))
+    return events, first_break
+
+
+def _verify_from(
+    owner: uuid.UUID | None, anchor: AuditAnchor | None
+) -> tuple[int, ChainBreak | None]:
+    """A chain cut by retention starts from its newest anchor, which a later
+    `audit.prune` event of the same chain must confirm."""
+    prev, expected_seq = GENESIS, 1
+    if anchor is not None:
+        prev, expected_seq = anchor.through_hash, anchor.through_seq + 1
+    confirmed, events, event = anchor is None, 0, None
+    for event in _iter_chain(owner, expected_seq - 1):
+        events += 1
+        reason = None
+        if event.seq != expected_seq:
+            reason = f"sequence gap: expected {expected_seq}, found {event.seq}"
+        elif event.prev_hash != prev:
+            reason = "prev_hash does not match the previous event"
+        elif chain_hash(prev, event) != event.hash:
+            reason = "hash does not match the event's contents"
+        if reason:
+            return events, ChainBreak(event.id, owner, event.seq, reason)
+        confirmed = confirmed or _confirms(event, anchor)  # type: ignore[arg-type]
+        prev, expected_seq = event.hash, expected_seq + 1
+    if not confirmed:
+        assert anchor is not None
+        return events, ChainBreak(
+            event.id if event else 0,
+            owner,
+            anchor.through_seq,
+            "the chain's cut is not confirmed by an audit.prune event",
+        )
+    return events, None
 
 
 def audit_verify(*, user_id: uuid.UUID | None = None) -> VerifyReport:
@@ -64,19 +126,8 @@ def audit_verify(*, user_id: uuid.UUID | None = None) -> VerifyReport:
         )
     events = 0
     for owner in owners:
-        prev, expected_seq = GENESIS, 1
-        for event in _iter_chain(owner):
-            events += 1
-            reason = None
-            if event.seq != expected_seq:
-                reason = f"sequence gap: expected {expected_seq}, found {event.seq}"
-            elif event.prev_hash != prev:
-                reason = "prev_hash does not match the previous event"
-            elif chain_hash(prev, event) != event.hash:
-                reason = "hash does not match the event's contents"
-            if reason:
-                return VerifyReport(
-                    len(owners), events, ChainBreak(event.id, owner, event.seq, reason)
-                )
-            prev, expected_seq = event.hash, expected_seq + 1
+        n, first_break = _verify_chain(owner)
+        events += n
+        if first_break:
+            return VerifyReport(len(owners), events, first_break)
     return VerifyReport(len(owners), events, None)

@@ -37,6 +37,11 @@ def canonical(event: AuditEvent) -> bytes:
     ).encode()
 
 
+def chain_key(owner: uuid.UUID | None) -> str:
+    """The advisory-lock key that serializes appends to one chain."""
+    return f"audit:{owner or 'global'}"
+
+
 def chain_hash(prev_hash: str, event: AuditEvent) -> str:
     return hashlib.sha256(prev_hash.encode() + canonical(event)).hexdigest()
 
@@ -95,7 +100,7 @@ def audit_record_chains(
                                 AS o(chain, owner, n) ORDER BY n) o,
                       LATERAL audit_chain_tip(o.chain, o.owner) t
                 ORDER BY o.n""",
-            [[f"audit:{u or 'global'}" for u in owners], owners],
+            [[chain_key(u) for u in owners], owners],
         )
         tips = {owners[n - 1]: (seq, h) for n, seq, h in cur.fetchall()}
     now = timezone.now()

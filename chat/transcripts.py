@@ -31,6 +31,11 @@ def transcript_key(user_id: uuid.UUID | str, conversation_id: str) -> str:
     return storage.user_key(user_id, "transcripts", f"{conversation_id}.jsonl")
 
 
+def lock_key(conversation_id: uuid.UUID) -> str:
+    """The advisory lock writers of one conversation's transcript take turns on."""
+    return f"transcript:{conversation_id}"
+
+
 def transcript_bytes(conversation: Conversation) -> tuple[bytes, int]:
     """The transcript of `conversation` and how many messages it holds."""
     messages = list(conversation.messages.order_by("created_at", "id"))
@@ -75,7 +80,7 @@ def transcript_write(conversation: Conversation) -> None:
         with connection.cursor() as cur:
             cur.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                [f"transcript:{conversation.pk}"],
+                [lock_key(conversation.pk)],
             )
         if not Conversation.objects.filter(pk=conversation.pk).exists():
             return  # deleted: its own delete removes the object

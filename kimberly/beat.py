@@ -6,7 +6,9 @@ the nightly schedule is editable in the admin) was lost on the next restart.
 Here an entry from settings is written only when it is new or when its value in
 settings changed since it was last written (a new CRON_* value still applies);
 otherwise the row, and any admin edit of it, is left alone. The value last
-written is kept as a fingerprint in the row's description.
+written is kept as a fingerprint in the row's description. A row seeded from
+settings whose entry has left them (its task renamed or gone) is deleted at
+start, so beat never sends a task no worker knows.
 """
 
 from __future__ import annotations
@@ -31,6 +33,16 @@ def seed_fingerprint(entry: dict[str, Any]) -> str:
 
 
 class SeededDatabaseScheduler(DatabaseScheduler):
+    def setup_schedule(self) -> None:
+        super().setup_schedule()
+        keep = set(self.app.conf.beat_schedule) | {"celery.backend_cleanup"}
+        stale = PeriodicTask.objects.filter(
+            description__startswith=SEED_PREFIX
+        ).exclude(name__in=keep)
+        for name in stale.values_list("name", flat=True):
+            logger.info("beat: dropping %s, no longer in the settings", name)
+        stale.delete()  # its post_delete signal tells beat to read the table again
+
     def update_from_dict(self, mapping: dict[str, Any]) -> None:
         entries = {}
         for name, fields in mapping.items():

@@ -3,13 +3,15 @@
     RowLevelSecurity("memory_goal")                              # its user_id
     RowLevelSecurity("users_user", column="id")                  # the user itself
     RowLevelSecurity("memory_memoryversion", parent=("memory_memoryitem", "item_id"))
+    RowLevelSecurity("privacy_retentionpolicy", shared_when_null=True)  # defaults
 
 Each enables and FORCEs row-level security (the app role owns its tables, and an
 owner is exempt unless forced) and creates the policy `kimberly_rls` for every
 command, with the same rule for what is seen (USING) and what may be written
 (WITH CHECK): the maintenance scope, or the acting user's rows (kimberly/rls.py).
 A child table without a user column is seen through its parent row, which is
-itself under row-level security.
+itself under row-level security. With `shared_when_null`, rows without a user
+(system-wide defaults) are seen by everyone and written under maintenance only.
 
 tests/test_rls.py fails for a table of user data (privacy.erasure.stores.
 user_tables(), the users table and their children) without a policy, unless
@@ -67,8 +69,10 @@ class RowLevelSecurity(migrations.operations.base.Operation):
         *,
         column: str = "user_id",
         parent: tuple[str, str] | None = None,
+        shared_when_null: bool = False,
     ) -> None:
         self.table, self.column, self.parent = table, column, parent
+        self.shared_when_null = shared_when_null
 
     def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
         kwargs: dict[str, Any] = {}
@@ -76,6 +80,8 @@ class RowLevelSecurity(migrations.operations.base.Operation):
             kwargs["column"] = self.column
         if self.parent:
             kwargs["parent"] = self.parent
+        if self.shared_when_null:
+            kwargs["shared_when_null"] = True
         return (self.__class__.__qualname__, [self.table], kwargs)
 
     def state_forwards(self, app_label: str, state: ProjectState) -> None:
@@ -90,11 +96,16 @@ class RowLevelSecurity(migrations.operations.base.Operation):
     ) -> None:
         t = _quote(self.table)
         rule = policy_rule(self.table, column=self.column, parent=self.parent)
+        seen = (
+            f"{rule} OR {_quote(self.column)} IS NULL"
+            if self.shared_when_null
+            else rule
+        )
         for sql in (
             f"ALTER TABLE {t} ENABLE ROW LEVEL SECURITY",
             f"ALTER TABLE {t} FORCE ROW LEVEL SECURITY",
             f"DROP POLICY IF EXISTS {POLICY} ON {t}",
-            f"CREATE POLICY {POLICY} ON {t} USING ({rule}) WITH CHECK ({rule})",
+            f"CREATE POLICY {POLICY} ON {t} USING ({seen}) WITH CHECK ({rule})",
         ):
             schema_editor.execute(sql)
 

@@ -62,11 +62,12 @@ class MemoryItemAdmin(admin.ModelAdmin[MemoryItem]):
     ) -> list[str]:
         """Metadata for everyone with access; the text only for superusers, and
         never of a sensitive memory."""
-        # search_vector is the content's words: content too.
+        # search_vector is the content's words: content too; `sealed` is its
+        # ciphertext, of no use to anyone here.
         names = [
             f.name
             for f in MemoryItem._meta.fields
-            if f.name not in ("content", "search_vector")
+            if f.name not in ("content", "sealed", "search_vector")
         ]
         superuser = getattr(request.user, "is_superuser", False)
         return [*names, "shown_content"] if superuser else names

@@ -20,3 +20,8 @@ class MemoryConfig(AppConfig):
         from users import consents
 
         consents.on_change(consents.Purpose.SENSITIVE_MEMORY, sensitive_consent_changed)
+
+        from memory.selectors import VECTOR_CONSENT
+        from memory.services.sealing import vector_consent_changed
+
+        consents.on_change(VECTOR_CONSENT, vector_consent_changed)

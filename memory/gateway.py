@@ -32,7 +32,7 @@ from django.db import transaction
 from audit.services import EventSpec, audit_record, audit_record_many
 from kimberly.api.errors import ApplicationError
 from kimberly.context import Actor, Context
-from memory import services
+from memory import sealing, services
 from memory.attachments.models import ATTACHMENT_ID_PREFIX
 from memory.constants import ID_PREFIX, Source, Status, Tier
 from memory.models import MemoryItem, MemoryProposal
@@ -266,13 +266,13 @@ def memory_states(
     rows = {
         pk: MemoryState(
             status if consent else "hidden",
-            content_digest(content),
+            content_digest(sealing.opened(user.pk, blob) if blob else content),
             sensitive,
             sensitive_ok,
         )
-        for pk, status, content, sensitive, consent in MemoryItem.objects.filter(
+        for pk, status, content, blob, sensitive, consent in MemoryItem.objects.filter(
             user=user, pk__in=item_ids
-        ).values_list("pk", "status", "content", "sensitive", "consent")
+        ).values_list("pk", "status", "content", "sealed", "sensitive", "consent")
     }
     return {i: rows.get(i, MemoryState("deleted", None)) for i in item_ids}
 

@@ -12,17 +12,11 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from pgvector.django import HnswIndex, VectorField
 
-from memory.constants import (
-    ID_PREFIX,
-    ActorType,
-    Scope,
-    Source,
-    Status,
-    Tier,
-)
+from memory.constants import ID_PREFIX, ActorType, Scope, Source, Status, Tier
+from memory.sealing import SealedContent
 
 
-class MemoryItem(models.Model):
+class MemoryItem(SealedContent, models.Model):
     """One remembered thing of one user, in one tier; PostgreSQL is its system of record.
 
     Metadata lives in real columns (tags, source, ...) so filters use indexes;
@@ -37,7 +31,8 @@ class MemoryItem(models.Model):
         db_index=False,  # (user, tier, status) and (user, created_at) lead with user
     )
     tier = models.CharField(max_length=16, choices=Tier.choices)
-    content = models.TextField()
+    content = models.TextField()  # "" in the row while sealed (memory.sealing)
+    sealed = models.BinaryField(null=True, blank=True, editable=False)
     size_bytes = models.PositiveIntegerField()
     tags = ArrayField(models.CharField(max_length=64), default=list, blank=True)
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.API)
@@ -143,7 +138,8 @@ class MemoryVersion(models.Model):
     tier = models.CharField(max_length=16)
     status = models.CharField(max_length=16)
     protected = models.BooleanField()
-    content = models.TextField()
+    content = models.TextField()  # "" while sealed: open with sealing.open_versions
+    sealed = models.BinaryField(null=True, blank=True, editable=False)
     metadata = models.JSONField()
 
     class Meta:

@@ -6,10 +6,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from kimberly.api.errors import NotFound
-from memory import embeddings
+from memory import embeddings, sealing
 from memory.constants import ID_PREFIX, Status
 from memory.models import (
     Goal,
@@ -20,7 +20,8 @@ from memory.models import (
     RetrievalRecord,
 )
 from memory.quotas import TierUsage, quota_overview
-from users.models import User
+from users import consents
+from users.models import Consent, User
 
 ORDERINGS = {
     "created_at",
@@ -102,7 +103,7 @@ def memory_list(*, user: User, filters: MemoryFilters) -> QuerySet[MemoryItem]:
     qs = MemoryItem.objects.filter(user=user, consent=True)
     if filters.status != "all":
         qs = qs.filter(status=filters.status)
-    if filters.q:
+    if filters.q:  # never matches a sealed item: its row has no text
         qs = qs.filter(content__icontains=filters.q)
     if filters.embedded is not None:
         # embedding_ref is set exactly while the item has a vector of its content
@@ -124,7 +125,39 @@ def memory_history(
 ) -> tuple[MemoryItem, list[MemoryVersion]]:
     """The item now, and each earlier state it had, oldest first."""
     item = memory_get(user=user, memory_id=memory_id)
-    return item, list(item.versions.order_by("version"))
+    return item, sealing.open_versions(item.user_id, item.versions.order_by("version"))
+
+
+# A vector is the embedding model's reading of the plaintext, kept unsealed in
+# memory_memoryembedding: a sensitive item has one only while its user's
+# model_context consent (models may read sensitive items) stands.
+VECTOR_CONSENT = consents.Purpose.MODEL_CONTEXT
+
+
+def with_vector_consent(qs: QuerySet[MemoryItem]) -> QuerySet[MemoryItem]:
+    """The items of `qs` that may have a vector."""
+    standing = Consent.objects.filter(
+        user=OuterRef("user"), purpose=VECTOR_CONSENT, withdrawn_at__isnull=True
+    )
+    return qs.exclude(Q(sensitive=True) & ~Exists(standing))
+
+
+def vector_allowed(user: User, item: MemoryItem) -> bool:
+    return not item.sensitive or consents.has_consent(user, VECTOR_CONSENT)
+
+
+def unsealed_items() -> QuerySet[MemoryItem]:
+    """Items that should be sealed and are not (stored before sealing existed,
+    or before SEAL_ALL_CONTENT was turned on)."""
+    qs = MemoryItem.objects.filter(sealed__isnull=True)
+    return qs if sealing.wanted(False) else qs.filter(sensitive=True)
+
+
+def unsealed_sensitive_count(*, user: User | None = None) -> int:
+    """How many items of `user` (or of everyone) wait for `./cli memory
+    seal-existing`: 0 is what the compliance check expects."""
+    qs = unsealed_items()
+    return (qs.filter(user=user) if user is not None else qs).count()
 
 
 @dataclass(frozen=True)
@@ -151,8 +184,10 @@ def items_waiting_for_vector() -> QuerySet[MemoryItem]:
     Answered from the memory_unembedded partial index."""
     if not embeddings.enabled():
         return MemoryItem.objects.none()
-    return MemoryItem.objects.filter(
-        status=Status.ACTIVE, embedding_ref="", user__embedding_enabled=True
+    return with_vector_consent(
+        MemoryItem.objects.filter(
+            status=Status.ACTIVE, embedding_ref="", user__embedding_enabled=True
+        )
     )
 
 

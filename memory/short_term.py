@@ -15,12 +15,14 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from typing import Any, TypedDict
+from base64 import b64decode, b64encode
+from typing import Any, TypedDict, cast
 
 from django.conf import settings
 from django_redis import get_redis_connection
 from redis.exceptions import RedisError
 
+from memory import sealing
 from memory.constants import Status, Tier
 from memory.models import MemoryItem
 
@@ -41,10 +43,12 @@ def _keys(user_id: uuid.UUID | str) -> tuple[str, str, str]:
     return f"{base}:ids", f"{base}:items", f"{base}:ready"
 
 
-def _entry(item: MemoryItem) -> ContextEntry:
+def _entry(item: MemoryItem) -> dict[str, Any]:
+    """What Redis keeps of an item: a sealed one's text stays sealed there too."""
     return {
         "id": item.public_id,
-        "content": item.content,
+        "content": "" if item.sealed is not None else item.content,
+        **({"sealed": b64encode(bytes(item.sealed)).decode()} if item.sealed else {}),
         "tags": list(item.tags),
         "source": item.source,
         "created_at": item.created_at.isoformat(),
@@ -146,10 +150,17 @@ def short_term_context(
         if not ids:
             return []
         raw = conn.hmget(items_key, ids)
-        return [json.loads(r) for r in raw if r is not None]
+        return [_opened(user_id, json.loads(r)) for r in raw if r is not None]
     except RedisError:
         logger.warning("short-term context served from PostgreSQL: Redis unavailable")
         items = MemoryItem.objects.filter(
             user_id=user_id, tier=Tier.SHORT_TERM, status=Status.ACTIVE
         ).order_by("-updated_at")[:limit]
-        return [_entry(i) for i in items]
+        return [_opened(user_id, _entry(i)) for i in items]
+
+
+def _opened(user_id: uuid.UUID, entry: dict[str, Any]) -> ContextEntry:
+    blob = entry.pop("sealed", None)
+    if blob is not None:
+        entry["content"] = sealing.opened(user_id, b64decode(blob))
+    return cast(ContextEntry, entry)

@@ -80,17 +80,6 @@ def flush_retrieval_log() -> int:
     return retrieval.flush_retrieval_log()
 
 
-@shared_task(
-    name="memory.tasks.prune_retrieval_records", time_limit=600, soft_time_limit=540
-)
-@rls.task_scope(maintenance="sweep: old retrieval records of every user")
-def prune_retrieval_records() -> int:
-    """Nightly: drop read provenance older than RETRIEVAL_RECORDS_DAYS."""
-    return retrieval.retrieval_records_prune(
-        older_than_days=settings.RETRIEVAL_RECORDS_DAYS
-    )
-
-
 @shared_task(name="memory.tasks.meditate_user", time_limit=900, soft_time_limit=840)
 @rls.task_scope(owner=rls.owner_of("memory.MeditationRun", "run_id"))
 def meditate_user(run_id: int) -> int:
@@ -118,7 +107,6 @@ def requeue_stale_meditations() -> int:
 @rls.task_scope(maintenance="nightly meditation: queue a run for every user")
 def meditate_all() -> int:
     """Nightly: a scope-all run whose user runs fan out across the workers in batches."""
-    meditation.meditation_prune_records()
     return meditation.meditation_queue_all().pk
 
 

@@ -2,3 +2,4 @@
 
 from privacy.erasure.models import Deletion  # noqa: F401
 from privacy.exports.models import DataExport  # noqa: F401
+from privacy.retention.models import RetentionPolicy, RetentionRun  # noqa: F401

@@ -2,6 +2,13 @@
 keeps its own tasks module."""
 
 from privacy.erasure.tasks import erase_account
-from privacy.exports.tasks import expire_exports, export_run_task
+from privacy.exports.tasks import delete_object, expire_exports, export_run_task
+from privacy.retention.tasks import enforce_retention
 
-__all__ = ["erase_account", "expire_exports", "export_run_task"]
+__all__ = [
+    "delete_object",
+    "enforce_retention",
+    "erase_account",
+    "expire_exports",
+    "export_run_task",
+]

@@ -1,7 +1,9 @@
 from django.urls import URLPattern, URLResolver, path
 
+from privacy.compliance.apis import ComplianceCheckApi
 from privacy.erasure import apis as erasure_apis
 from privacy.exports import apis as exports
+from privacy.retention.apis import RetentionPoliciesApi
 
 urlpatterns: list[URLPattern | URLResolver] = [
     # --- exports ---
@@ -19,4 +21,11 @@ urlpatterns: list[URLPattern | URLResolver] = [
         erasure_apis.DeletionDetailApi.as_view(),
         name="user-delete-detail",
     ),
+    # --- retention and compliance ---
+    path(
+        "compliance/retention-policies",
+        RetentionPoliciesApi.as_view(),
+        name="compliance-retention-policies",
+    ),
+    path("compliance/check", ComplianceCheckApi.as_view(), name="compliance-check"),
 ]

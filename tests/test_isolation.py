@@ -8,10 +8,12 @@ item, history, quota usage and audit log stay exactly as they were.
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.forms.models import model_to_dict
+from django.utils import timezone
 
 from audit.models import AuditEvent
 from kimberly.context import Actor, Context
@@ -303,3 +305,53 @@ def test_bob_cannot_revert_alices_memory(alice_api, bob_api):
     resp = bob_api.post(f"/v1/memory/{mid}/revert", {"version": 1}, format="json")
     assert resp.status_code == 404
     assert alice_api.get(f"/v1/memory/{mid}").json()["content"] == "alice v2"
+
+
+def test_bob_sees_and_changes_nothing_of_alices_privacy(
+    alice, bob, alice_api, bob_api, alice_item
+):
+    """The privacy endpoints (issue 12): consents, exports, the erasure receipt,
+    retention policies and compliance checks answer bob about bob only."""
+    from privacy.erasure.models import Deletion
+    from privacy.exports.models import DataExport
+
+    alice_api.post("/v1/user/consents", {"purpose": "telemetry"}, format="json")
+    alice_api.put(
+        "/v1/compliance/retention-policies",
+        {"policies": {"chat_messages": 7}},
+        format="json",
+    )
+    export = DataExport.objects.create(user=alice, status="failed")
+    deletion = Deletion.objects.create(  # and overdue: alice's fault, not bob's
+        user_id=alice.pk,
+        requested_by="user",
+        token_hash="0" * 64,
+        requested_at=timezone.now() - timedelta(days=3),
+    )
+    before = _snapshot(alice)
+    consents_before = alice_api.get("/v1/user/consents").json()
+
+    assert bob_api.get(f"/v1/user/export/{export.public_id}").status_code == 404
+    assert bob_api.get("/v1/user/exports").json()["items"] == []
+    receipt = f"/v1/user/delete/{deletion.public_id}?receipt_token=guess"
+    assert bob_api.get(receipt).status_code == 404
+    assert bob_api.delete("/v1/user/consents/telemetry").status_code == 200
+    assert (
+        bob_api.put(
+            "/v1/compliance/retention-policies",
+            {"policies": {"chat_messages": 1}},
+            format="json",
+        ).status_code
+        == 200
+    )
+    theirs = bob_api.get("/v1/compliance/retention-policies").json()["items"]
+    assert {p["data_type"]: p["user_days"] for p in theirs}["chat_messages"] == 1
+    checks = bob_api.get("/v1/compliance/check").json()
+    assert checks["scope"] == "user"
+    overdue = next(c for c in checks["checks"] if c["name"] == "no_erasure_overdue")
+    assert overdue["ok"] and overdue["details"]["overdue"] == 0
+
+    assert _snapshot(alice) == before
+    assert alice_api.get("/v1/user/consents").json() == consents_before
+    mine = alice_api.get("/v1/compliance/retention-policies").json()["items"]
+    assert {p["data_type"]: p["user_days"] for p in mine}["chat_messages"] == 7

@@ -92,6 +92,30 @@ def test_an_admin_edit_of_the_schedule_survives_a_restart_until_settings_change(
     assert (nightly.crontab.minute, nightly.crontab.hour) == ("15", "1")
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_seeded_entry_that_left_the_settings_is_dropped_but_others_stay():
+    from kimberly.beat import SEED_PREFIX
+
+    SeededDatabaseScheduler(app=celery_app)
+    gone = PeriodicTask.objects.get(name="purge-expired-auth-tokens")
+    gone.pk, gone.name, gone.task = None, "prune-retrieval-records", "memory.tasks.x"
+    gone.save()  # what an older release seeded
+    own = PeriodicTask.objects.create(
+        name="an operator's own",
+        task="users.tasks.purge_expired_tokens",
+        interval=gone.interval,
+        crontab=gone.crontab,
+        description="mine",
+    )
+    assert gone.description.startswith(SEED_PREFIX)
+    scheduler = SeededDatabaseScheduler(app=celery_app)
+    assert not PeriodicTask.objects.filter(name="prune-retrieval-records").exists()
+    assert PeriodicTask.objects.filter(pk=own.pk).exists()
+    assert "prune-retrieval-records" not in scheduler.schedule
+    # (django-celery-beat loads only the crontab rows due around this hour)
+    assert "flush-retrieval-log" in scheduler.schedule
+
+
 def test_every_periodic_task_can_be_published_to_the_real_broker():
     """What beat does on schedule: a task whose options Celery rejects never runs."""
     from django.conf import settings

@@ -258,6 +258,7 @@ SPECTACULAR_SETTINGS = {
         "ReminderWebhookEnum": "agents.models.Reminder.Webhook",
         "EventSourceEnum": "agents.models.Event.Source",
         "SchedulerSourceEnum": "agents.kinds.scheduler.SOURCES",
+        "ComplianceScopeEnum": "privacy.retention.policies.SCOPES",
     },
 }
 
@@ -311,7 +312,8 @@ RETRIEVAL_FRESHNESS_DAYS = env_float("RETRIEVAL_FRESHNESS_DAYS", 30.0)
 RETRIEVAL_CANDIDATES = env_int("RETRIEVAL_CANDIDATES", 50)
 # Read provenance (up to RETRIEVAL_CANDIDATES rows per query) is kept this many
 # days: meditation's predictive value counts the retrievals of this window, and
-# older rows are pruned nightly (CRON_PRUNE_RETRIEVAL_RECORDS).
+# older rows are pruned nightly (CRON_RETENTION_ENFORCE; a user may keep them
+# shorter: privacy/retention).
 RETRIEVAL_RECORDS_DAYS = env_int("RETRIEVAL_RECORDS_DAYS", 30)
 if RETRIEVAL_RECORDS_DAYS < 1:
     raise ImproperlyConfigured("RETRIEVAL_RECORDS_DAYS must be at least 1")

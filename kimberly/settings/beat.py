@@ -65,10 +65,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "agents.tasks.sweep_tasks",
         "schedule": AGENT_SWEEP_SECONDS,
     },
-    # before the nightly meditation, which only reads the same window anyway
-    "prune-retrieval-records": {
-        "task": "memory.tasks.prune_retrieval_records",
-        "schedule": _cron("CRON_PRUNE_RETRIEVAL_RECORDS", "37 1 * * *"),
+    # every retention policy (privacy/retention), before the nightly meditation
+    "privacy-enforce-retention": {
+        "task": "privacy.tasks.enforce_retention",
+        # (CRON_PRUNE_RETRIEVAL_RECORDS: its name before retention existed)
+        "schedule": _cron(
+            "CRON_RETENTION_ENFORCE",
+            env_str("CRON_PRUNE_RETRIEVAL_RECORDS", "37 1 * * *"),
+        ),
     },
     "privacy-expire-exports": {
         "task": "privacy.tasks.expire_exports",

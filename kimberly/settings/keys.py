@@ -1,4 +1,5 @@
-"""Settings of encryption at rest: the KMS provider of key-encryption keys."""
+"""Settings of encryption at rest: the KMS provider of key-encryption keys, and
+which memories are sealed (memory/sealing.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from kimberly.env import env_opt, env_str
+from kimberly.env import env_bool, env_opt, env_str
 
 # Which provider wraps new data keys: local (keys of this deployment) or aws.
 KMS_PROVIDER = env_str("KMS_PROVIDER", "local")
@@ -24,3 +25,7 @@ KMS_LOCAL_KEY_FILE = env_str(
 KMS_AWS_KEY_ID = env_opt("KMS_AWS_KEY_ID") or ""
 KMS_AWS_ENDPOINT_URL = env_opt("KMS_AWS_ENDPOINT_URL") or ""
 KMS_AWS_REGION = env_str("KMS_AWS_REGION", "us-east-1")
+# Sensitive memories are always sealed (AES-256-GCM under the user's data key);
+# true seals every memory, at the price of full-text search: a sealed item is
+# found by vector, id, tags and filters only (README "Privacy for operators").
+SEAL_ALL_CONTENT = env_bool("SEAL_ALL_CONTENT", False)

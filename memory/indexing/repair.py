@@ -15,11 +15,12 @@ from django.utils import timezone
 from django_redis import get_redis_connection
 from redis.exceptions import RedisError
 
-from memory import embeddings
+from memory import embeddings, sealing
 from memory.constants import Status
 from memory.indexing.queue import enqueue_embedding
 from memory.indexing.vectors import USER_MODEL_TAG, ContentSHA256
 from memory.models import Goal, MemoryEmbedding, MemoryItem
+from memory.selectors import with_vector_consent
 
 logger = logging.getLogger(__name__)
 
@@ -30,14 +31,27 @@ SWEEP_CURSOR_KEY = "kb:embed:sweep_cursor"
 GOALS_PER_SWEEP = 64
 
 
-def _stale_vector_ids(qs: QuerySet[MemoryItem]) -> QuerySet[MemoryItem, uuid.UUID]:
-    """Items of `qs` whose stored vector was made from other content."""
-    return (
-        qs.filter(embedding__isnull=False)
+def _stale_vector_ids(qs: QuerySet[MemoryItem]) -> list[uuid.UUID]:
+    """Items of `qs` whose stored vector was made from other content, or that
+    may not have one (sensitive, without the consent: memory.sealing)."""
+    embedded = qs.filter(embedding__isnull=False)
+    plain = (
+        embedded.filter(sealed__isnull=True)
         .annotate(digest=ContentSHA256("content"))
         .exclude(embedding__content_hash=F("digest"))
         .values_list("id", flat=True)
     )
+    # A sealed item's hash is of its opened text: compared here, not in SQL.
+    sealed = [
+        pk
+        for pk, user_id, blob, digest in embedded.filter(
+            sealed__isnull=False
+        ).values_list("id", "user_id", "sealed", "embedding__content_hash")
+        if blob is not None
+        and embeddings.content_hash(sealing.opened(user_id, blob)) != digest
+    ]
+    refused = embedded.exclude(pk__in=with_vector_consent(embedded).values("pk"))
+    return list({*plain, *sealed, *refused.values_list("id", flat=True)})
 
 
 def _drop_stale_vectors(ids: list[uuid.UUID]) -> list[uuid.UUID]:
@@ -67,7 +81,7 @@ class ReembedResult:
 def memory_reembed(*, all_items: bool = False) -> ReembedResult:
     """Queue memories and goals whose vector is missing, was made from other text,
     or comes from another model (user-supplied vectors of unchanged text stay)."""
-    qs = MemoryItem.objects.filter(user__embedding_enabled=True)
+    qs = with_vector_consent(MemoryItem.objects.filter(user__embedding_enabled=True))
     if not all_items:
         # Dropped first, so they are never served while they wait (and are then
         # caught by the missing-vector filter below).
@@ -107,11 +121,13 @@ def sweep_unembedded(*, older_than_seconds: int = 60, limit: int = 5000) -> int:
         return 0
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
     missing = list(
-        MemoryItem.objects.filter(
-            user__embedding_enabled=True,
-            status=Status.ACTIVE,
-            embedding_ref="",  # the memory_unembedded partial index
-            updated_at__lt=cutoff,
+        with_vector_consent(
+            MemoryItem.objects.filter(
+                user__embedding_enabled=True,
+                status=Status.ACTIVE,
+                embedding_ref="",  # the memory_unembedded partial index
+                updated_at__lt=cutoff,
+            )
         ).values_list("id", flat=True)[:limit]
     )
     window = MemoryItem.objects.filter(pk__in=_next_sweep_window(limit))

@@ -8,15 +8,16 @@ from collections.abc import Sequence
 from typing import Any, TypedDict
 
 from django.db import transaction
-from django.db.models import CharField, Func, Value
+from django.db.models import CharField, Func, QuerySet, Value
 from django.db.models.functions import Cast, Concat, Replace
 
 from audit.services import audit_record
 from kimberly.api.errors import NotFound, invalid_field
 from kimberly.context import Context
-from memory import embeddings
+from memory import embeddings, sealing
 from memory.models import EMBEDDING_DIMENSIONS, MemoryEmbedding, MemoryItem
-from memory.selectors import parse_memory_id
+from memory.selectors import VECTOR_CONSENT, parse_memory_id, with_vector_consent
+from users import consents
 from users.models import User
 
 USER_MODEL_TAG = "user-supplied"
@@ -28,9 +29,18 @@ FLOAT32_MAX = 3.4e38
 def memory_embed_items(item_ids: list[uuid.UUID]) -> int:
     """Embed these items' current content (skipping ones already embedded as is)."""
     items = list(
-        MemoryItem.objects.filter(pk__in=item_ids, user__embedding_enabled=True)
+        with_vector_consent(
+            MemoryItem.objects.filter(pk__in=item_ids, user__embedding_enabled=True)
+        )
         .select_related("embedding")
-        .only("id", "user_id", "content", "embedding__content_hash", "embedding__model")
+        .only(
+            "id",
+            "user_id",
+            "content",
+            "sealed",
+            "embedding__content_hash",
+            "embedding__model",
+        )
     )
     tag = embeddings.model_tag()
     todo = []
@@ -61,13 +71,18 @@ def _store_vectors(rows: list[tuple[MemoryItem, str, Any]], tag: str) -> None:
         # Lock the items in id order (every writer of these rows does), then keep
         # only those whose content is still what was embedded: an item deleted or
         # edited meanwhile is skipped; its edit queued a fresh embed of its own.
-        # The hash is compared in SQL so the content does not travel back.
-        current = dict(
-            MemoryItem.objects.select_for_update()
-            .filter(pk__in=[i.id for i, _, _ in rows])
-            .order_by("pk")
-            .annotate(digest=ContentSHA256("content"))
-            .values_list("id", "digest")
+        # The hash is compared in SQL so the content does not travel back (a
+        # sealed item's is the hash of its opened text). Its vector needs the
+        # consent, asked after the locks: a withdrawal that committed while we
+        # waited is seen, and one that comes later waits for these locks.
+        ids = [i.id for i, _, _ in rows]
+        current = _current_digests(
+            MemoryItem.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+        )
+        allowed = set(
+            with_vector_consent(MemoryItem.objects.filter(pk__in=ids)).values_list(
+                "pk", flat=True
+            )
         )
         objs = [
             MemoryEmbedding(
@@ -78,7 +93,7 @@ def _store_vectors(rows: list[tuple[MemoryItem, str, Any]], tag: str) -> None:
                 content_hash=digest,
             )
             for item, digest, vector in sorted(rows, key=lambda r: r[0].id)
-            if current.get(item.id) == digest
+            if current.get(item.id) == digest and item.id in allowed
         ]
         MemoryEmbedding.objects.bulk_create(
             objs,
@@ -91,6 +106,17 @@ def _store_vectors(rows: list[tuple[MemoryItem, str, Any]], tag: str) -> None:
                 Value("emb_"), Replace(Cast("id", CharField()), Value("-"), Value(""))
             )
         )
+
+
+def _current_digests(qs: QuerySet[MemoryItem]) -> dict[uuid.UUID, str]:
+    """Each item's content hash now: in SQL, or from the opened text if sealed."""
+    out = {}
+    for pk, user_id, digest, blob in qs.annotate(
+        digest=ContentSHA256("content")
+    ).values_list("id", "user_id", "digest", "sealed"):
+        opened = sealing.opened(user_id, blob) if blob is not None else None
+        out[pk] = embeddings.content_hash(opened) if opened is not None else digest
+    return out
 
 
 def memory_drop_vectors(*, items: list[MemoryItem]) -> None:
@@ -161,6 +187,8 @@ def memory_embed_user_vectors(
         raise invalid_field(
             "embeddings", f"not your memories: {', '.join(missing[:10])}"
         )
+    if any(i.sensitive for i in items.values()):
+        consents.require(user, VECTOR_CONSENT, "A vector of a sensitive memory")
     _store_vectors(
         [
             (items[pk], embeddings.content_hash(items[pk].content), vec)

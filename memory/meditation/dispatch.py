@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from functools import partial
@@ -70,14 +71,17 @@ def _send_user_run(run_id: int) -> None:
         logger.warning("broker unavailable; run %s waits for the requeue", run_id)
 
 
-def meditation_prune_records() -> int:
-    """Drop score records of runs older than MEDITATION_RECORDS_DAYS."""
-    cutoff = timezone.now() - timedelta(days=settings.MEDITATION_RECORDS_DAYS)
+def meditation_prune_records(
+    *, cutoff: datetime, user_id: uuid.UUID | None = None
+) -> int:
+    """Drop the score records of runs started before `cutoff` (one user's, or
+    everyone's): the retention policy of telemetry. Runs and audit events stay."""
     with connection.cursor() as cur:
         cur.execute(
             """DELETE FROM memory_scorerecord sr USING memory_meditationrun r
-                WHERE sr.run_id = r.id AND r.started_at < %s""",
-            [cutoff],
+                WHERE sr.run_id = r.id AND r.started_at < %s
+                  AND (%s::uuid IS NULL OR r.user_id = %s::uuid)""",
+            [cutoff, user_id, user_id],
         )
         return cur.rowcount
 

@@ -149,9 +149,10 @@ APPLY_SQL = [
     # history: the state each changed item had before this run (B608: only
     # metadata_sql's fixed SQL is interpolated; values are parameters)
     f"""INSERT INTO memory_memoryversion (item_id, version, action, actor_type, actor_id,
-                                         changed_at, tier, status, protected, content, metadata)
+                                         changed_at, tier, status, protected, content, sealed,
+                                         metadata)
        SELECT m.id, m.version, 'meditation.' || sr.decision, 'system', 'meditation', now(),
-              m.tier, m.status, m.protected, m.content,
+              m.tier, m.status, m.protected, m.content, m.sealed,
               {metadata_sql("m")}
          FROM memory_memoryitem m JOIN memory_scorerecord sr ON sr.item_id = m.id
         WHERE sr.run_id = ANY(%(runs)s) AND sr.decision IN ('promote', 'expire', 'archive')""",  # nosec B608

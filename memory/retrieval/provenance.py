@@ -6,10 +6,9 @@ import json
 import logging
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from django.db import connection, transaction
-from django.utils import timezone
 from django_redis import get_redis_connection
 from redis.exceptions import RedisError
 
@@ -127,21 +126,28 @@ def _write_retrievals(
 
 _PRUNE_SQL = """
 DELETE FROM memory_retrievalrecord WHERE id IN (
-    SELECT id FROM memory_retrievalrecord WHERE created_at < %(cutoff)s LIMIT %(n)s)
+    SELECT id FROM memory_retrievalrecord
+     WHERE created_at < %(cutoff)s
+       AND (%(user_id)s::uuid IS NULL OR user_id = %(user_id)s::uuid)
+     LIMIT %(n)s)
 """
 
 
-def retrieval_records_prune(*, older_than_days: int, batch_size: int = 10_000) -> int:
-    """Delete read provenance older than `older_than_days`; returns how many rows.
+def retrieval_records_prune(
+    *, cutoff: datetime, user_id: uuid.UUID | None = None, batch_size: int = 10_000
+) -> int:
+    """Delete read provenance from before `cutoff` (of one user, or everyone's);
+    returns how many rows (the retention policy of retrieval_records).
 
     In batches, each its own transaction: the flush keeps writing meanwhile, and
     a prune stopped halfway has kept what it did (running it again is harmless).
     """
-    cutoff = timezone.now() - timedelta(days=older_than_days)
     deleted = 0
     while True:
         with connection.cursor() as cur:
-            cur.execute(_PRUNE_SQL, {"cutoff": cutoff, "n": batch_size})
+            cur.execute(
+                _PRUNE_SQL, {"cutoff": cutoff, "user_id": user_id, "n": batch_size}
+            )
             n = cur.rowcount
         deleted += n
         if n < batch_size:

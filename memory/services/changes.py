@@ -11,7 +11,7 @@ from django.utils import timezone
 from audit.services import audit_record
 from kimberly.api.errors import NotFound
 from kimberly.context import Context
-from memory import short_term
+from memory import sealing, short_term
 from memory.constants import (
     Tier,
 )
@@ -24,6 +24,7 @@ from users.models import User
 
 def version_row(item: MemoryItem, action: str, ctx: Context) -> MemoryVersion:
     """Snapshot the item as it is *before* `action` changes it (call before mutating)."""
+    content, sealed = sealing.stored(item.user_id, item.content, item.sensitive)
     return MemoryVersion(
         item=item,
         version=item.version,
@@ -34,9 +35,19 @@ def version_row(item: MemoryItem, action: str, ctx: Context) -> MemoryVersion:
         tier=item.tier,
         status=item.status,
         protected=item.protected,
-        content=item.content,
+        content=content,
+        sealed=sealed,
         metadata={**metadata_of(item), "version": item.version},
     )
+
+
+def seal_versions(item: MemoryItem) -> int:
+    """Seal the item's versions still held in plain text (it became sealed)."""
+    plain = list(item.versions.filter(sealed__isnull=True))
+    for v in plain:
+        v.content, v.sealed = sealing.stored(item.user_id, v.content, True)
+    MemoryVersion.objects.bulk_update(plain, ["content", "sealed"])
+    return len(plain)
 
 
 def after_commit_sync(items: list[MemoryItem], *, was_short_term: bool = False) -> None:
@@ -57,6 +68,8 @@ def record_change(
     """Save the changed item, its previous state and the audit event, together."""
     item.save()
     previous.save(force_insert=True)
+    if item.sealed is not None:  # sealed now: so is every earlier state of it
+        seal_versions(item)
     audit_record(
         ctx=ctx,
         action=f"memory.{action}",

@@ -16,11 +16,11 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from audit.services import EventSpec, audit_record, audit_record_many
+from audit.services import audit_record
 from kimberly.context import Actor, Context
 from memory import short_term
 from memory.models import MemoryItem
-from memory.services.lifecycle import delete_locked
+from memory.services.lifecycle import purge_locked
 from users import consents
 from users.models import Consent, User
 
@@ -79,21 +79,6 @@ def _purge(user: User, since: object) -> int:
         .filter(user=user, sensitive=True)
         .order_by("pk")
     )
-    if not items:
-        return 0
-    ctx = Context(Actor.system("consent"))
-    delete_locked(ctx, user, items)
-    audit_record_many(
-        ctx=ctx,
-        user_id=user.pk,
-        events=[
-            EventSpec(
-                "memory.purge",
-                "memory",
-                item.public_id,
-                {"reason": "consent_withdrawn", "tier": item.tier},
-            )
-            for item in items
-        ],
+    return purge_locked(
+        Context(Actor.system("consent")), user, items, "consent_withdrawn"
     )
-    return len(items)

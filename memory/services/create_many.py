@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from audit.services import EventSpec, audit_record_many
 from kimberly.api.errors import ApplicationError
 from kimberly.context import Context
-from memory import indexing, metrics
+from memory import indexing, metrics, sealing
 from memory.metadata import Metadata, storable, validate_content, validate_tier
 from memory.models import MemoryItem
 from memory.quotas import quota_adjust, quota_headroom, quota_lock
@@ -23,7 +23,7 @@ from memory.services.create import new_item
 from users import consents
 from users.models import User
 
-# Rows per INSERT statement: 25 columns each stays far below PostgreSQL's
+# Rows per INSERT statement: 26 columns each stays far below PostgreSQL's
 # 65,535 bind parameters.
 ROWS_PER_STATEMENT = 500
 QUOTA_EXCEEDED = "quota_exceeded"
@@ -132,10 +132,14 @@ _INSERT_SQL = "INSERT INTO memory_memoryitem ({cols}) VALUES {rows} " + (
 
 def _insert_new(items: Any) -> set[uuid.UUID]:
     """INSERT the items; returns the ids of those that were not duplicates."""
-    rows = [
-        [f.get_db_prep_save(getattr(item, f.attname), connection) for f in _COLUMNS]
-        for item in items
-    ]
+    rows = []
+    for item in items:
+        text, item.sealed = sealing.stored(item.user_id, item.content, item.sensitive)
+        values = {f.attname: getattr(item, f.attname) for f in _COLUMNS}
+        values["content"] = text  # "" when sealed; the item keeps its plaintext
+        rows.append(
+            [f.get_db_prep_save(values[f.attname], connection) for f in _COLUMNS]
+        )
     cols = ", ".join(connection.ops.quote_name(f.column) for f in _COLUMNS)
     one_row = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
     inserted: set[uuid.UUID] = set()

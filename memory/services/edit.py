@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from kimberly.api.errors import NotFound, invalid_field
 from kimberly.context import Context
-from memory import indexing, metrics
+from memory import indexing, metrics, sealing
 from memory.constants import (
     Status,
     Tier,
@@ -27,6 +27,7 @@ from memory.metadata import (
 )
 from memory.models import MemoryItem
 from memory.quotas import QuotaExceeded
+from memory.selectors import vector_allowed
 from memory.sentiment import sentiment_strength
 from memory.services.changes import (
     adjust_quotas,
@@ -92,9 +93,9 @@ def memory_update(
     if new_content is not None:
         item.content = new_content
         item.sentiment = sentiment_strength(new_content)
-    if "content" in changed:
-        indexing.memory_drop_vectors(items=[item])
     apply_metadata(item, new_meta)
+    if "content" in changed or not vector_allowed(user, item):
+        indexing.memory_drop_vectors(items=[item])
     # A sensitive item stands on the user's consent; any other needs none.
     item.consent = not new_meta["sensitive"] or consents.has_consent(
         user, consents.Purpose.SENSITIVE_MEMORY
@@ -117,7 +118,7 @@ def memory_update(
         },
     )
     after_commit_sync([item], was_short_term=old_tier == Tier.SHORT_TERM)
-    if "content" in changed:
+    if "content" in changed or item.sensitive != old_meta["sensitive"]:
         indexing.enqueue_on_commit([item], user)
     metrics.memory_writes.labels(tier=target_tier, result="ok").inc()
     return item
@@ -135,7 +136,12 @@ def memory_revert(
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise invalid_field("version", "must be a positive integer")
     item = locked_item(user, memory_id)
-    snapshot = item.versions.filter(version=version).first()
+    snapshot = next(
+        iter(
+            sealing.open_versions(item.user_id, item.versions.filter(version=version))
+        ),
+        None,
+    )
     if snapshot is None:
         raise NotFound(
             f"{memory_id} has no earlier version {version}.",

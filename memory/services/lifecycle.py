@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
-from audit.services import audit_record
+from audit.services import EventSpec, audit_record, audit_record_many
 from kimberly.api.errors import NotFound, invalid_field
 from kimberly.context import Context
 from memory import short_term
@@ -103,6 +103,29 @@ def delete_locked(ctx: Context, user: User, items: list[MemoryItem]) -> None:
     ids = [i.id for i in items]
     MemoryItem.objects.filter(pk__in=ids, user=user).delete()
     transaction.on_commit(lambda: short_term.short_term_forget(user.pk, ids))
+
+
+def purge_locked(ctx: Context, user: User, items: list[MemoryItem], reason: str) -> int:
+    """Delete `items` (locked by the caller) as a policy did, not the user: one
+    `memory.purge` audit event each, with the reason (consent_withdrawn,
+    retention)."""
+    if not items:
+        return 0
+    delete_locked(ctx, user, items)
+    audit_record_many(
+        ctx=ctx,
+        user_id=user.pk,
+        events=[
+            EventSpec(
+                "memory.purge",
+                "memory",
+                item.public_id,
+                {"reason": reason, "tier": item.tier},
+            )
+            for item in items
+        ],
+    )
+    return len(items)
 
 
 BULK_ACTIONS = ("archive", "restore", "protect", "unprotect", "delete", "export")

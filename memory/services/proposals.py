@@ -37,6 +37,11 @@ def _known(user: User, texts: list[str]) -> set[str]:
             .filter(norm__in=texts)
             .values_list("norm", flat=True)
         )
+    # A sealed item's row holds no text to compare in SQL: opened here.
+    wanted = set(texts)
+    for item in items.filter(sealed__isnull=False).only("user_id", "content", "sealed"):
+        if item.content.strip().lower() in wanted:
+            known.add(item.content.strip().lower())
     return known
 
 

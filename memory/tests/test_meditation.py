@@ -351,7 +351,8 @@ def test_old_score_records_are_pruned_but_runs_stay(alice, settings):
         started_at=timezone.now() - timedelta(days=settings.MEDITATION_RECORDS_DAYS + 1)
     )
     fresh = meditation.meditation_run(ctx=_ctx(alice), user=alice, dry_run=True)
-    assert meditation.meditation_prune_records() == 1
+    cutoff = timezone.now() - timedelta(days=settings.MEDITATION_RECORDS_DAYS)
+    assert meditation.meditation_prune_records(cutoff=cutoff) == 1
     assert not ScoreRecord.objects.filter(run=run).exists()
     assert ScoreRecord.objects.filter(run=fresh).count() == 1
     assert MeditationRun.objects.filter(pk=run.pk).exists()

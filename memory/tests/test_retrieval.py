@@ -156,7 +156,8 @@ def test_archived_memories_never_come_back(alice_api, alice):
 
 
 def test_sensitive_memories_need_include_sensitive(alice_api, alice):
-    grant(alice, "sensitive_memory")
+    # sealed: found by its vector (no words), which needs model_context
+    grant(alice, "sensitive_memory", "model_context")
     item = _store(alice, "My bank PIN hint is the dog's birthday", sensitive=True)
     _embed(item)
     assert _query(alice_api, "bank PIN").json()["results"] == []
@@ -435,8 +436,11 @@ def _records(item: MemoryItem) -> int:
 
 
 @override_settings(RETRIEVAL_RECORDS_DAYS=7)
-def test_the_nightly_prune_drops_provenance_older_than_the_window_only(alice):
-    from memory.tasks import prune_retrieval_records
+def test_the_nightly_retention_drops_provenance_older_than_the_window_only(alice):
+    from privacy.tasks import enforce_retention
+
+    def prune_retrieval_records() -> int:
+        return enforce_retention()["retrieval_records"]
 
     item = _store(alice, TEA)
     for days in (30, 8, 6, 0):
@@ -455,7 +459,8 @@ def test_the_prune_works_through_more_rows_than_one_batch(alice):
     for days in (40, 41, 42, 43, 44):
         _record(item, days_ago=days)
     _record(item)
-    assert retrieval.retrieval_records_prune(older_than_days=30, batch_size=2) == 5
+    cutoff = timezone.now() - timedelta(days=30)
+    assert retrieval.retrieval_records_prune(cutoff=cutoff, batch_size=2) == 5
     assert _records(item) == 1
 
 
@@ -463,7 +468,7 @@ def test_the_prune_is_scheduled_in_beat():
     from django.conf import settings
 
     entries = {e["task"]: e for e in settings.CELERY_BEAT_SCHEDULE.values()}
-    assert "memory.tasks.prune_retrieval_records" in entries
+    assert "privacy.tasks.enforce_retention" in entries
 
 
 def test_deleting_a_memory_deletes_its_provenance(alice_api, alice):

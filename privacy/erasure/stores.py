@@ -70,6 +70,7 @@ SQL_TABLES: tuple[Table, ...] = (
     Table("agents.UserAgentSwitch", "user_id"),
     Table("privacy.DataExport", "user_id", why="its zip goes with the prefix"),
     Table("users.Consent", "user_id"),
+    Table("privacy.RetentionPolicy", "user_id", why="the user's own retention values"),
     # Crypto-shredding: without the data key, whatever it sealed is unreadable,
     # in this database, a replica or any backup.
     Table("users.DataKey", "user_id", why="the data key (crypto-shredding)"),
@@ -88,6 +89,9 @@ SQL_KEPT: dict[str, str] = {
     # the users row is gone its user_id is a random UUID that names no one.
     "audit.AuditEvent": "audit tombstones: no content; the chain stays verifiable",
     "privacy.Deletion": "the receipt itself (shown after the account is gone)",
+    # Where retention cut the user's audit chain: seq and hash, never content;
+    # kept with the chain it anchors (append-only, like the events).
+    "audit.AuditAnchor": "audit chain anchors: no content; the chain stays verifiable",
 }
 
 

@@ -18,6 +18,7 @@ from django.db.models import Model, QuerySet
 
 from agents.models import UserAgentSwitch
 from kimberly.api.serializers import iso_time
+from memory import sealing
 from memory.models import (
     Goal,
     MeditationRun,
@@ -168,8 +169,11 @@ def memories(user: User) -> Iterator[Record]:
     for batch in batched(items):
         ids = [item.pk for item in batch]
         versions: dict[Any, list[Record]] = defaultdict(list)
-        for v in MemoryVersion.objects.filter(item_id__in=ids).order_by(
-            "item_id", "version"
+        for v in sealing.open_versions(
+            user.pk,
+            MemoryVersion.objects.filter(item_id__in=ids).order_by(
+                "item_id", "version"
+            ),
         ):
             versions[v.item_id].append(_version(v))
         scores: dict[Any, list[Record]] = defaultdict(list)

@@ -7,7 +7,8 @@ import logging
 import math
 import tempfile
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -264,3 +265,45 @@ def exports_expire() -> int:
         )
         done += 1
     return done
+
+
+def exports_prune(
+    *, ctx: Context, cutoff: datetime, user_id: uuid.UUID | None = None
+) -> int:
+    """The retention policy of exports: the records of exports asked for before
+    `cutoff` (of one user, or everyone's) go, and then any zip still stored (at
+    once, or by a retried task while object storage is down); one still queued
+    or running is left to finish. Audited; returns how many."""
+    done = 0
+    due = DataExport.objects.filter(created_at__lt=cutoff).exclude(
+        status__in=[State.QUEUED, State.RUNNING]
+    )
+    if user_id is not None:
+        due = due.filter(user_id=user_id)
+    for export in due.order_by("pk").iterator():
+        with transaction.atomic():
+            n, _ = DataExport.objects.filter(pk=export.pk).delete()
+            if not n:
+                continue
+            audit_record(
+                ctx=ctx,
+                action="export.retention",
+                user_id=export.user_id,
+                target_type="export",
+                target_id=export.public_id,
+            )
+            if export.object_key:
+                transaction.on_commit(
+                    partial(_delete_object, export.object_key), robust=True
+                )
+        done += n
+    return done
+
+
+def _delete_object(key: str) -> None:
+    try:
+        storage.delete(key)
+    except storage.StorageUnavailable:
+        from privacy.exports.tasks import delete_object
+
+        delete_object.delay(key)

@@ -40,3 +40,18 @@ def export_run_task(self: Task, export_id: str) -> str | None:
 def expire_exports() -> int:
     """Periodic: delete the zips of exports past EXPORT_KEEP_HOURS."""
     return services.exports_expire()
+
+
+@shared_task(
+    name="privacy.tasks.delete_object",
+    autoretry_for=(storage.StorageUnavailable,),
+    retry_backoff=30,
+    retry_backoff_max=600,
+    max_retries=MAX_RETRIES,
+    time_limit=120,
+    soft_time_limit=100,
+)
+@rls.task_scope(no_rows="an object in storage; its row is gone")
+def delete_object(key: str) -> None:
+    """Delete one object of an export that retention removed, once storage is up."""
+    storage.delete(key)

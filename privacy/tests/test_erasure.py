@@ -136,6 +136,11 @@ def test_erasure_leaves_nothing_of_alice_in_any_store_and_bob_untouched(
 ) -> None:
     sealed = _fill(alice, alice_api, api)
     _fill(bob, bob_api, api)
+    # The sensitive memory's row, as a backup would have kept it: sealed.
+    pin = MemoryItem.objects.get(user=alice, sensitive=True)
+    backup = MemoryItem.objects.values_list("sealed", flat=True).get(pk=pin.pk)
+    assert backup is not None
+    assert keys.unseal(alice, bytes(backup)) == pin.content
     for client in (alice_api, bob_api):  # read provenance still queued in Redis
         client.post("/v1/memory/query", {"query": "lemon"}, format="json")
     before = _holdings(alice.pk)
@@ -188,8 +193,11 @@ def test_erasure_leaves_nothing_of_alice_in_any_store_and_bob_untouched(
     keys._cache.clear()  # another process, or a restored backup, has no cache
     with pytest.raises(keys.KeyUnavailable):
         keys.unseal(alice, sealed)
+    with pytest.raises(keys.KeyUnavailable):
+        keys.unseal(alice.pk, bytes(backup))
     tables = {apps.get_model(t)._meta.db_table for t in stores.user_tables()}
-    assert tables - {"audit_auditevent", "privacy_deletion"} <= {n for _, n in entries}
+    kept = {apps.get_model(label)._meta.db_table for label in stores.SQL_KEPT}
+    assert tables - kept <= {n for _, n in entries}
     # Tombstones: the chain stays, ends with the erasure, and holds no content.
     events = list(AuditEvent.objects.filter(user_id=alice.pk).order_by("seq"))
     assert events[-1].action == "privacy.delete_done"

@@ -12,7 +12,7 @@ import pytest
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from memory import gateway
+from memory import gateway, indexing
 from memory.constants import Tier
 from memory.models import MemoryItem
 from memory.services.consent import purge_withdrawn_sensitive
@@ -23,6 +23,10 @@ pytestmark = pytest.mark.django_db
 
 PIN = "My bank PIN is 4321"
 AGENT = gateway.Grant(frozenset({"memory.read"}), tuple(Tier.values))
+
+
+def _embed(item: MemoryItem) -> None:
+    assert indexing.memory_embed_items([item.id]) == 1
 
 
 def _consents(api: Any) -> dict[str, dict[str, Any]]:
@@ -108,11 +112,11 @@ def test_a_sensitive_memory_needs_consent_to_be_kept(alice, alice_api):
     grant(alice, "sensitive_memory")
     r = _sensitive(alice_api)
     assert r.status_code == 201
-    assert MemoryItem.objects.get(content=PIN).consent is True
+    assert MemoryItem.objects.get(user=alice, sensitive=True).consent is True
 
 
 def test_sensitive_items_reach_a_model_or_an_agent_only_with_that_consent(alice):
-    memory_for(alice, PIN, metadata={"sensitive": True})
+    item = memory_for(alice, PIN, metadata={"sensitive": True})
 
     def recalled(g: gateway.Grant) -> list[str]:
         return [
@@ -123,6 +127,7 @@ def test_sensitive_items_reach_a_model_or_an_agent_only_with_that_consent(alice)
     assert PIN not in recalled(gateway.CHAT_GRANT)
     assert PIN not in recalled(AGENT)
     grant(alice, "model_context")
+    _embed(item)  # sealed: found by its vector, made once model_context stands
     assert PIN in recalled(gateway.CHAT_GRANT)
     assert PIN not in recalled(AGENT)
     grant(alice, "agent_access")
@@ -135,6 +140,7 @@ def test_withdrawal_hides_at_once_and_purges_after_the_grace_period(
     item = memory_for(alice, PIN, metadata={"sensitive": True})
     bobs = memory_for(bob, "Bob's PIN is 9999", metadata={"sensitive": True})
     grant(alice, "model_context")
+    _embed(item)
     assert _query(alice_api, "bank PIN", filters={"include_sensitive": True}) == [PIN]
     assert alice_api.delete("/v1/user/consents/sensitive_memory").status_code == 200
     item.refresh_from_db()
@@ -162,6 +168,8 @@ def test_withdrawal_hides_at_once_and_purges_after_the_grace_period(
 
 def test_granting_again_within_the_grace_period_brings_them_back(alice, alice_api):
     item = memory_for(alice, PIN, metadata={"sensitive": True})
+    grant(alice, "model_context")
+    _embed(item)
     alice_api.delete("/v1/user/consents/sensitive_memory")
     alice_api.post("/v1/user/consents", {"purpose": "sensitive_memory"}, format="json")
     item.refresh_from_db()

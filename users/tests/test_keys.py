@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django.db import transaction
 
 from kimberly import kms
 from tests.standins.kms_server import KmsStandin
@@ -91,6 +92,30 @@ def test_destroying_the_data_key_makes_every_copy_unreadable(alice):
     assert keys.data_keys_destroy(alice) == 1
     with pytest.raises(keys.KeyUnavailable):
         keys.unseal(alice, blob)
+
+
+def test_a_data_key_of_a_rolled_back_transaction_never_seals_anything(alice):
+    class Undone(Exception):
+        pass
+
+    with pytest.raises(Undone), transaction.atomic():
+        keys.seal(alice, "written, then rolled back")  # makes (and caches) a key
+        raise Undone
+    assert not DataKey.objects.filter(user=alice).exists()
+    blob = keys.seal(alice, "kept")  # a new data key, not the cached one
+    keys._cache.clear()  # as another process, or after the cache expired
+    assert keys.unseal(alice, blob) == "kept"
+
+
+def test_a_sealed_value_opens_by_the_user_id_alone_in_one_query(
+    alice, django_assert_num_queries
+):
+    blob = keys.seal(alice.pk, "by id")
+    with django_assert_num_queries(0):  # the key is cached: no query, no KMS
+        assert [keys.unseal(alice.pk, blob) for _ in range(3)] == ["by id"] * 3
+    keys._cache.clear()
+    with django_assert_num_queries(1):
+        assert [keys.unseal(str(alice.pk), blob) for _ in range(3)] == ["by id"] * 3
 
 
 def test_keys_from_the_environment(settings, alice):

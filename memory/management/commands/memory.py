@@ -1,4 +1,5 @@
-"""./cli memory reembed [--all]: queue memories for (re-)embedding with the current model."""
+"""./cli memory reembed [--all]: queue memories for (re-)embedding with the current
+model; ./cli memory seal-existing: seal what should be sealed and is not."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from django.core.management.base import CommandParser
 
 from kimberly.management.operator import OperatorCommand
 from memory import embeddings, indexing
+from memory.selectors import unsealed_sensitive_count
+from memory.services.sealing import seal_existing
 
 
 class Command(OperatorCommand):
@@ -21,8 +24,18 @@ class Command(OperatorCommand):
             help="queue memories and goals whose vector is missing, outdated or from another model",
         )
         reembed.add_argument("--all", action="store_true", help="queue every item")
+        sub.add_parser(
+            "seal-existing",
+            help="seal sensitive memories (all, with SEAL_ALL_CONTENT) kept in plain text",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["action"] == "seal-existing":
+            done = seal_existing()
+            self.stdout.write(
+                f"sealed {done} memories; {unsealed_sensitive_count()} left unsealed"
+            )
+            return
         queued = indexing.memory_reembed(all_items=options["all"])
         self.stdout.write(
             f"queued {queued.memories} memories and {queued.goals} goals for "
