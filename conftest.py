@@ -3,6 +3,7 @@ and a stand-in OpenAI-compatible model server."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,43 @@ def _clean_redis() -> Iterator[None]:
     assert location.endswith(f"/{settings.REDIS_CACHE_DB}"), "never flush a live cache"
     get_redis_connection("default").flushdb()
     yield
+
+
+@pytest.fixture(autouse=True)
+def _rls_maintenance(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Test data is made through the ORM in fixtures: a test's own connection
+    runs under the maintenance scope. Requests (RlsMiddleware) and tasks
+    (rls.task_scope) inside the test start from no scope and switch to their
+    own user, as in production; tests/test_rls.py proves the isolation itself."""
+    uses_db = request.node.get_closest_marker("django_db") or any(
+        f in request.fixturenames for f in ("db", "transactional_db")
+    )
+    if not uses_db:
+        yield
+        return
+    request.getfixturevalue("_django_db_helper")
+    from django.db.backends.signals import connection_created
+
+    from kimberly import rls
+
+    test_thread = threading.get_ident()
+
+    def reopened(connection: Any, **_: Any) -> None:
+        # Something closed the test's connection (a test Celery worker's set-up
+        # closes the caller's): the reopened one gets the test's scope back.
+        # Other threads (workers, concurrent writers) start with no scope.
+        if threading.get_ident() == test_thread:
+            with connection.cursor() as cur:
+                cur.execute(
+                    "SELECT set_config(%s, %s, false)", [rls.SCOPE_GUC, rls.MAINTENANCE]
+                )
+
+    connection_created.connect(reopened, dispatch_uid="rls-test-scope")
+    try:
+        with rls.maintenance("tests: fixtures write through the ORM"):
+            yield
+    finally:
+        connection_created.disconnect(dispatch_uid="rls-test-scope")
 
 
 @pytest.fixture

@@ -76,6 +76,41 @@ def load(n_users: int, per_user: int, pool_size: int) -> dict[str, float]:
     now = datetime.now(UTC)
     tag = embeddings.model_tag()
     t = time.perf_counter()
+    # COPY FROM refuses a table under row-level security: the owner loads with
+    # FORCE lifted (the owner bypasses its policies then), and puts it back.
+    loaded = ("memory_memoryitem", "memory_memoryembedding")
+    with connection.cursor() as cur:
+        for table in loaded:
+            cur.execute(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY")
+    try:
+        _copy_items(
+            raw, n_users, per_user, user_ids, pool, vectors, rng, nrng, now, tag, t
+        )
+    finally:
+        with connection.cursor() as cur:
+            for table in loaded:
+                cur.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
+    load_s = time.perf_counter() - t
+    with connection.cursor() as cur:
+        cur.execute(
+            "INSERT INTO memory_quota (user_id, tier, used_bytes) SELECT user_id, tier, sum(size_bytes) "
+            "FROM memory_memoryitem WHERE status = 'active' GROUP BY 1, 2"
+        )
+        t = time.perf_counter()
+        cur.execute("SET maintenance_work_mem = '2GB'")
+        cur.execute(
+            "CREATE INDEX memory_search_gin ON memory_memoryitem USING gin (search_vector)"
+        )
+        gin_s = time.perf_counter() - t
+        log(f"GIN built in {gin_s:.0f}s")
+        cur.execute("VACUUM ANALYZE memory_memoryitem")
+        cur.execute("VACUUM ANALYZE memory_memoryembedding")
+    return {"embed_rate": embed_rate, "load_s": load_s, "gin_s": gin_s}
+
+
+def _copy_items(
+    raw, n_users, per_user, user_ids, pool, vectors, rng, nrng, now, tag, t
+) -> None:
     item_cols = (
         "id, user_id, tier, content, size_bytes, tags, source, channels, sensitive, scope, "
         "user_feedback, version, score, embedding_ref, status, protected, created_at, "
@@ -152,22 +187,6 @@ def load(n_users: int, per_user: int, pool_size: int) -> dict[str, float]:
                 log(
                     f"loaded users {u0 + 50}/{n_users} ({time.perf_counter() - t:.0f}s)"
                 )
-    load_s = time.perf_counter() - t
-    with connection.cursor() as cur:
-        cur.execute(
-            "INSERT INTO memory_quota (user_id, tier, used_bytes) SELECT user_id, tier, sum(size_bytes) "
-            "FROM memory_memoryitem WHERE status = 'active' GROUP BY 1, 2"
-        )
-        t = time.perf_counter()
-        cur.execute("SET maintenance_work_mem = '2GB'")
-        cur.execute(
-            "CREATE INDEX memory_search_gin ON memory_memoryitem USING gin (search_vector)"
-        )
-        gin_s = time.perf_counter() - t
-        log(f"GIN built in {gin_s:.0f}s")
-        cur.execute("VACUUM ANALYZE memory_memoryitem")
-        cur.execute("VACUUM ANALYZE memory_memoryembedding")
-    return {"embed_rate": embed_rate, "load_s": load_s, "gin_s": gin_s}
 
 
 def build_hnsw() -> float:
@@ -205,6 +224,7 @@ def sizes() -> list[tuple[str, str]]:
 def semantic_compare(samples: int = 150) -> dict[str, float]:
     from django.conf import settings
 
+    from kimberly import rls
     from memory import embeddings
     from memory.retrieval import QueryFilters, prefiltered, semantic_candidates
     from users.models import User
@@ -223,7 +243,8 @@ def semantic_compare(samples: int = 150) -> dict[str, float]:
         for strategy in ("exact", "hnsw"):
             settings.RETRIEVAL_VECTOR_STRATEGY = strategy
             t = time.perf_counter()
-            results[strategy] = semantic_candidates(user, base, vec, 10)
+            with rls.acting_user(user.pk):  # as in the user's request
+                results[strategy] = semantic_candidates(user, base, vec, 10)
             out[strategy].append((time.perf_counter() - t) * 1000)
         exact = set(results["exact"])
         recall.append(len(exact & set(results["hnsw"])) / max(1, len(exact)))
@@ -308,6 +329,8 @@ def http_bench() -> list[tuple[str, dict[str, float]]]:
         "GUNICORN_WORKERS": "2",
         "GUNICORN_THREADS": "4",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        # 150 queries a minute from one user and one address is the point here.
+        "RATE_LIMIT_ENABLED": "false",
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     server = subprocess.Popen(
@@ -369,6 +392,15 @@ def main() -> None:
     ap.add_argument("--name", default="retrieval_speed")
     args = ap.parse_args()
     django_for_bench(DB)
+    from kimberly import rls
+
+    # The bench loads and reads every user's rows; the per-user measurements
+    # switch to the user (semantic_compare) or go through real requests.
+    with rls.maintenance("bench: load and measure every user's memories"):
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> None:
     from memory.models import MemoryItem
 
     total = args.users * args.items

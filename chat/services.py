@@ -25,6 +25,7 @@ from chat import metrics, selectors, transcripts
 from chat.context import Assembled, assemble
 from chat.models import MESSAGE_PREFIX, Conversation, Message, MessageContext
 from chat.runners import Completion, ModelRunner, RunnerError, RunnerTimeout, get_runner
+from kimberly import rls
 from kimberly.api.errors import ApplicationError, Conflict, invalid_field
 from kimberly.api.ratelimit import rate_limit_hit
 from kimberly.context import Context
@@ -230,7 +231,17 @@ def chat_stream(
     *, ctx: Context, user: User, exchange: Exchange
 ) -> Iterator[str | ChatResult | ApplicationError]:
     """The reply as it comes (text deltas), then the stored ChatResult; or an
-    ApplicationError when the runner fails (the user's message stays kept)."""
+    ApplicationError when the runner fails (the user's message stays kept).
+
+    The response streams it after the request's row-level-security frame has
+    ended (RlsMiddleware): the generator acts as its user itself."""
+    with rls.acting_user(user.pk):
+        yield from _stream(ctx=ctx, user=user, exchange=exchange)
+
+
+def _stream(
+    *, ctx: Context, user: User, exchange: Exchange
+) -> Iterator[str | ChatResult | ApplicationError]:
     started = time.perf_counter()
     completion: Completion | None = None
     try:

@@ -9,7 +9,7 @@ from celery import shared_task
 from chat import transcripts
 from chat.models import Conversation
 from chat.proposals import proposals_from_reply
-from kimberly import storage
+from kimberly import rls, storage
 
 # S3 outages are transient: retried with backoff; the transcript is rebuilt whole
 # from PostgreSQL each time, so a late or repeated write is harmless.
@@ -25,6 +25,7 @@ from kimberly import storage
     retry_jitter=True,
     max_retries=8,
 )
+@rls.task_scope(owner=rls.owner_of("chat.Conversation", "conversation_id"))
 def write_transcript(conversation_id: str) -> bool:
     conversation = Conversation.objects.filter(pk=uuid.UUID(conversation_id)).first()
     if conversation is None:
@@ -43,11 +44,13 @@ def write_transcript(conversation_id: str) -> bool:
     retry_jitter=True,
     max_retries=8,
 )
+@rls.task_scope(no_rows="an object in storage; the row is gone")
 def delete_transcript(key: str) -> None:
     storage.delete(key)
 
 
 @shared_task(name="chat.tasks.propose_memories", time_limit=180, soft_time_limit=150)
+@rls.task_scope(owner=rls.owner_of("chat.Message", "reply_id"))
 def propose_memories(reply_id: str) -> int:
     """Offer memories from one exchange (never fails the chat; errors are counted)."""
     return proposals_from_reply(reply_id=uuid.UUID(reply_id))

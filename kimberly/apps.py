@@ -12,4 +12,10 @@ class KimberlyConfig(AppConfig):
         # Bind shared tasks to our Celery app in every Django process. Not done in
         # kimberly/__init__.py: `python -m kimberly.runtime` must not pick a
         # settings module for the commands it runs.
+        # Row-level security: every connection starts with no scope.
+        from django.db.backends.signals import connection_created
+
+        from kimberly import rls
         from kimberly.celery import app  # noqa: F401
+
+        connection_created.connect(rls.on_connection_created, dispatch_uid="rls")

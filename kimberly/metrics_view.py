@@ -12,13 +12,16 @@ from django.http import HttpRequest, HttpResponse
 from django_prometheus.exports import ExportToDjangoView
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from kimberly import rls
 from kimberly.hooks import store_registry
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
     base = ExportToDjangoView(request)
     try:
-        store = generate_latest(store_registry)
+        # Store-wide gauges (counts over every user, no content).
+        with rls.maintenance("metrics: store gauges"):
+            store = generate_latest(store_registry)
     except Exception:  # noqa: BLE001 - a down DB must not hide the process metrics
         store = b""
     return HttpResponse(base.content + store, content_type=CONTENT_TYPE_LATEST)

@@ -1,4 +1,5 @@
-"""Request id: taken from X-Request-ID when sane, else generated; echoed back."""
+"""Request id (taken from X-Request-ID when sane, else generated; echoed back) and
+the request's row-level-security frame."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
+from kimberly import rls
 from kimberly.logging import request_id_var
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -43,3 +45,26 @@ class RequestIdMiddleware:
             return response
         finally:
             request_id_var.reset(token)
+
+
+# urls.py mounts the admin here.
+ADMIN_PREFIX = "/admin/"
+
+
+class RlsMiddleware:
+    """Each request starts seeing no row (kimberly/rls.py); the bearer token's
+    user is bound once it is known (users/authentication.py) and the frame
+    restores what the connection had before. The admin site is for operators:
+    it runs under maintenance (it checks is_staff itself and never shows a
+    sensitive memory's text, memory/admin.py)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith(ADMIN_PREFIX):
+            scope = rls.maintenance("admin site: staff sessions")
+        else:
+            scope = rls.no_scope()
+        with scope:
+            return self.get_response(request)

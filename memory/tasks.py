@@ -7,7 +7,7 @@ from typing import Any
 from celery import Task, shared_task
 from django.conf import settings
 
-from kimberly import storage
+from kimberly import rls, storage
 from memory import indexing, meditation, retrieval, services
 from memory.embeddings import EmbeddingUnavailable
 from memory.imports import services as imports
@@ -17,6 +17,7 @@ from memory.imports import upkeep as import_upkeep
 @shared_task(
     name="memory.tasks.purge_idempotency_keys", time_limit=300, soft_time_limit=270
 )
+@rls.task_scope(maintenance="sweep: old idempotency keys of every user")
 def purge_idempotency_keys() -> int:
     return services.idempotency_keys_purge(
         older_than_hours=settings.IDEMPOTENCY_TTL_HOURS
@@ -41,6 +42,7 @@ class _DrainTask(Task):
     time_limit=900,
     soft_time_limit=840,
 )
+@rls.task_scope(maintenance="embedding queue: items of any user, in batches")
 def embed_pending() -> int:
     """Drain the embed queue in batches (idempotent: re-embedding is skipped by hash)."""
     return indexing.drain_pending(
@@ -58,12 +60,14 @@ def embed_pending() -> int:
     time_limit=300,
     soft_time_limit=270,
 )
+@rls.task_scope(maintenance="re-embedding goals of any user (memory reembed)")
 def embed_goals(goal_ids: list[int]) -> int:
     """(Re-)embed goals queued by `memory reembed`; gone goals are skipped."""
     return indexing.goals_embed(goal_ids)
 
 
 @shared_task(name="memory.tasks.sweep_unembedded", time_limit=300, soft_time_limit=270)
+@rls.task_scope(maintenance="sweep: unembedded items of every user")
 def sweep_unembedded() -> int:
     return indexing.sweep_unembedded()
 
@@ -71,17 +75,20 @@ def sweep_unembedded() -> int:
 @shared_task(
     name="memory.tasks.flush_retrieval_log", time_limit=120, soft_time_limit=100
 )
+@rls.task_scope(maintenance="retrieval log: records of any user, in batches")
 def flush_retrieval_log() -> int:
     return retrieval.flush_retrieval_log()
 
 
 @shared_task(name="memory.tasks.meditate_user", time_limit=900, soft_time_limit=840)
+@rls.task_scope(owner=rls.owner_of("memory.MeditationRun", "run_id"))
 def meditate_user(run_id: int) -> int:
     """Score one user's memories for a queued run; a finished run is left alone."""
     return meditation.meditation_run_batch([run_id])
 
 
 @shared_task(name="memory.tasks.meditate_batch", time_limit=3600, soft_time_limit=3540)
+@rls.task_scope(maintenance="meditation batch: several users' runs")
 def meditate_batch(run_ids: list[int]) -> int:
     """A batch of users' queued runs of the nightly scope-all run."""
     return meditation.meditation_run_batch(run_ids)
@@ -90,12 +97,14 @@ def meditate_batch(run_ids: list[int]) -> int:
 @shared_task(
     name="memory.tasks.requeue_stale_meditations", time_limit=300, soft_time_limit=270
 )
+@rls.task_scope(maintenance="sweep: stale meditation runs of every user")
 def requeue_stale_meditations() -> int:
     """Send again user runs left queued (safe: runs are re-checked under lock)."""
     return meditation.meditation_requeue_stale()
 
 
 @shared_task(name="memory.tasks.meditate_all", time_limit=600, soft_time_limit=540)
+@rls.task_scope(maintenance="nightly meditation: queue a run for every user")
 def meditate_all() -> int:
     """Nightly: a scope-all run whose user runs fan out across the workers in batches."""
     return meditation.meditation_queue_all().pk
@@ -104,6 +113,7 @@ def meditate_all() -> int:
 @shared_task(
     name="memory.tasks.import_run", bind=True, time_limit=600, soft_time_limit=540
 )
+@rls.task_scope(owner=rls.owner_of("memory.MemoryImport", "import_id"))
 def import_run(self: Task, import_id: str) -> str:
     """Run a queued import; a gone or finished one is left alone.
 
@@ -133,6 +143,7 @@ def import_run(self: Task, import_id: str) -> str:
     time_limit=60,
     soft_time_limit=50,
 )
+@rls.task_scope(no_rows="an object in storage; the row is gone")
 def delete_attachment_object(key: str) -> None:
     """The object of a deleted attachment that storage refused at the time (safe
     twice: a missing object is not an error; keys are never reused)."""
@@ -142,12 +153,14 @@ def delete_attachment_object(key: str) -> None:
 @shared_task(
     name="memory.tasks.requeue_stale_imports", time_limit=300, soft_time_limit=270
 )
+@rls.task_scope(maintenance="sweep: stale imports of every user")
 def requeue_stale_imports() -> int:
     """Send again imports no worker holds; delete files finished imports left."""
     return import_upkeep.memory_imports_requeue_stale()
 
 
 @shared_task(name="memory.tasks.purge_withdrawn_sensitive")
+@rls.task_scope(maintenance="purge: sensitive items past a withdrawal, every user")
 def purge_withdrawn_sensitive() -> int:
     """Delete sensitive items whose consent was withdrawn past the grace period."""
     from memory.services.consent import purge_withdrawn_sensitive as purge

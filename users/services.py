@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import uuid
 import zoneinfo
 from dataclasses import dataclass
 from functools import cache
@@ -18,6 +19,7 @@ from django.utils import timezone
 from knox.models import AuthToken
 
 from audit.services import audit_record
+from kimberly import rls
 from kimberly.api.errors import ApplicationError, ValidationFailed, invalid_field
 from kimberly.api.ratelimit import rate_limit_hit
 from kimberly.context import Actor, Context, RequestMeta
@@ -65,11 +67,14 @@ def user_signup(*, email: str, password: str, meta: RequestMeta) -> IssuedToken:
             code="weak_password",
             details={"password": list(exc.messages)},
         ) from None
-    if User.objects.filter(email__iexact=email).exists():
+    with rls.maintenance("signup: is the email taken by any account"):
+        taken = User.objects.filter(email__iexact=email).exists()
+    if taken:
         raise EmailTaken("An account with this email already exists.")
+    user_id = uuid.uuid4()  # known before the INSERT: the row must be its own
     try:
-        with transaction.atomic():
-            user = User.objects.create_user(email=email, password=password)
+        with rls.acting_user(user_id), transaction.atomic():
+            user = User.objects.create_user(email=email, password=password, id=user_id)
             issued = _issue_token(user)
             audit_record(
                 ctx=Context(Actor("user", str(user.pk)), meta),
@@ -100,21 +105,17 @@ def user_login(*, email: str, password: str, meta: RequestMeta) -> IssuedToken:
         limit=settings.LOGIN_RATE_PER_EMAIL,
         window_seconds=window,
     )
-    user = authenticate(username=email, password=password)
+    with rls.maintenance("login: find the account by its email"):
+        user = authenticate(username=email, password=password)
+        if user is None:
+            known = User.objects.filter(email=email).values_list("pk", flat=True)
+            _login_failed(known.first(), meta)
     if user is None:
-        known = User.objects.filter(email=email).values_list("pk", flat=True).first()
-        audit_record(
-            ctx=Context(Actor("anonymous", ""), meta),
-            action="auth.login_failed",
-            user_id=known,
-            target_type="user",
-            target_id=str(known or ""),
-        )
         metrics.logins.labels(result="failed").inc()
         raise InvalidCredentials("Email or password is wrong.")
     assert isinstance(user, User)
     metrics.logins.labels(result="ok").inc()
-    with transaction.atomic():
+    with rls.acting_user(user.pk), transaction.atomic():
         issued = _issue_token(user)
         audit_record(
             ctx=Context(Actor("user", str(user.pk)), meta),
@@ -124,6 +125,16 @@ def user_login(*, email: str, password: str, meta: RequestMeta) -> IssuedToken:
             target_id=str(user.pk),
         )
     return issued
+
+
+def _login_failed(known: uuid.UUID | None, meta: RequestMeta) -> None:
+    audit_record(
+        ctx=Context(Actor("anonymous", ""), meta),
+        action="auth.login_failed",
+        user_id=known,
+        target_type="user",
+        target_id=str(known or ""),
+    )
 
 
 @dataclass(frozen=True)

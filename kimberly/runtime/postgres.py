@@ -2,7 +2,8 @@
 
 The superuser `postgres` only bootstraps (roles, the database, extensions); the app
 connects as APP_ROLE, which owns its database and may create databases (the test
-database, bench copies). A cluster made by older code (trust auth, everything owned
+database, bench copies), and is subject to row-level security (NOBYPASSRLS; its
+tables FORCE it: kimberly/rls.py). A cluster made by older code (trust auth, everything owned
 by `postgres`) is upgraded in place on its next start.
 """
 
@@ -213,7 +214,7 @@ def _bootstrap_sql(creds: Credentials) -> str:
 ALTER ROLE {SUPERUSER} PASSWORD '{creds.pg_superuser}';
 SELECT 'CREATE ROLE {APP_ROLE} LOGIN'
  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{APP_ROLE}') \\gexec
-ALTER ROLE {APP_ROLE} LOGIN NOSUPERUSER CREATEDB PASSWORD '{creds.pg_app}';
+ALTER ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS CREATEDB PASSWORD '{creds.pg_app}';
 SELECT 'CREATE DATABASE {DB_NAME} OWNER {APP_ROLE}'
  WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}') \\gexec
 \\c {DB_NAME}

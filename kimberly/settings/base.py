@@ -47,6 +47,9 @@ SECURE_REDIRECT_EXEMPT = [r"^v1/health"]
 
 INSTALLED_APPS = [
     "django_prometheus",
+    # Before django.contrib.*: its management commands (createsuperuser,
+    # changepassword under the row-level-security maintenance scope) win.
+    "kimberly",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -59,7 +62,6 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
-    "kimberly",
     "users",
     "audit",
     "memory",
@@ -78,6 +80,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "kimberly.middleware.RlsMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",

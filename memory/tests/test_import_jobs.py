@@ -18,7 +18,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from kimberly import storage
+from kimberly import rls, storage
 from kimberly.context import Actor, Context
 from memory import tasks
 from memory.imports import services as import_services
@@ -267,7 +267,7 @@ def _import(user: User, records: list[dict[str, Any]]) -> tuple[int, int]:
 
 
 def _first_pauses_while_the_second_waits(
-    first: Any, second: Any
+    user: User, first: Any, second: Any
 ) -> dict[str, tuple[int, int]]:
     """Run first(pause) and second() in two threads (own connections): the first
     calls pause() holding its locks; the second starts then, and the first goes
@@ -282,7 +282,8 @@ def _first_pauses_while_the_second_waits(
 
     def run(name: str, work: Any) -> None:
         try:
-            results[name] = work()
+            with rls.acting_user(user.pk):  # as the user's import job would
+                results[name] = work()
         except BaseException as exc:
             errors.append(exc)
         finally:
@@ -325,7 +326,7 @@ def test_writers_of_overlapping_batches_queue_on_the_quota_instead_of_deadlockin
         with transaction.atomic():
             return _create_many(user, memories[2:])
 
-    results = _first_pauses_while_the_second_waits(first, second)
+    results = _first_pauses_while_the_second_waits(user, first, second)
     assert results == {"first": (4, 0), "second": (2, 2)}
     assert MemoryItem.objects.filter(user=user).count() == 6
     assert_usage_is_exact(user)
@@ -361,7 +362,7 @@ def test_imports_into_two_tiers_lock_every_quota_row_they_need_first(monkeypatch
     def second() -> tuple[int, int]:
         return _import(user, records[4:] + records[:2])  # long-term, then permanent
 
-    results = _first_pauses_while_the_second_waits(first, second)
+    results = _first_pauses_while_the_second_waits(user, first, second)
     assert results == {"first": (4, 0), "second": (2, 2)}
     assert MemoryItem.objects.filter(user=user).count() == 6
     assert_usage_is_exact(user)

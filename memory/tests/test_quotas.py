@@ -10,6 +10,7 @@ from django.db import connection
 from django.db.models import Sum
 from django.test import override_settings
 
+from kimberly import rls
 from kimberly.context import Actor, Context
 from memory import services
 from memory.constants import Status, Tier
@@ -37,16 +38,18 @@ def _stored(user, tier: str) -> int:
     )
 
 
-def _in_threads(work: Callable[[int], None], n: int) -> None:
+def _in_threads(work: Callable[[int], None], n: int, user: User) -> None:
     """Run work(0..n-1) in n threads, each with its own DB connection, started at
-    the same moment; a thread's exception fails the test."""
+    the same moment, each as `user`'s request would; a thread's exception fails
+    the test."""
     errors: list[BaseException] = []
     barrier = threading.Barrier(n)
 
     def run(i: int) -> None:
         try:
             barrier.wait()
-            work(i)
+            with rls.acting_user(user.pk):
+                work(i)
         except BaseException as exc:
             errors.append(exc)
         finally:
@@ -95,7 +98,7 @@ def test_eight_concurrent_writers_never_pass_the_hard_limit_and_usage_stays_exac
             with lock:
                 outcomes[key] += 1
 
-    _in_threads(writer, writers)
+    _in_threads(writer, writers, user)
 
     assert outcomes["refused"] > 0, "the writers must actually have hit the limit"
     assert outcomes["ok"] > 0
@@ -116,7 +119,7 @@ def _first_writes_at_once(user: User, writers: int) -> list[str]:
         except QuotaExceeded as exc:
             refused.append(f"{user.email}: {exc.details}")
 
-    _in_threads(first_write, writers)
+    _in_threads(first_write, writers, user)
     return refused
 
 

@@ -13,6 +13,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from audit.models import AuditEvent
+from kimberly import rls
 from kimberly.context import Actor, Context
 from memory import meditation, services
 from memory.meditation import runs
@@ -208,7 +209,8 @@ def test_two_runs_for_one_user_at_once_are_serialized(alice):
 
     def go():
         try:
-            results.append(_run(alice).expired)
+            with rls.acting_user(alice.pk):  # as meditate_user would
+                results.append(_run(alice).expired)
         finally:
             connection.close()
 
@@ -356,7 +358,7 @@ def test_meditation_metrics_count_applied_decisions_time_and_failures(
 # ---------------------------------------------- a user acts between decide and apply
 
 
-def _between_decide_and_apply(monkeypatch, action) -> None:
+def _between_decide_and_apply(monkeypatch, user, action) -> None:
     """Run `action` as the user would, from another connection, after the run has
     decided and before it takes its apply locks (the window of issue 9)."""
     import threading
@@ -368,7 +370,8 @@ def _between_decide_and_apply(monkeypatch, action) -> None:
 
     def user_acts() -> None:
         try:
-            action()
+            with rls.acting_user(user.pk):  # as the user's request would
+                action()
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
         finally:
@@ -405,7 +408,7 @@ def test_protecting_an_item_while_a_run_decides_keeps_it_editable_and_the_run_ho
     alice, monkeypatch
 ):
     item = _store(alice, "temporary note", tier="short-term", age_hours=30)
-    _between_decide_and_apply(monkeypatch, _lifecycle(alice, item, "protect"))
+    _between_decide_and_apply(monkeypatch, alice, _lifecycle(alice, item, "protect"))
     run = _run(alice)
     monkeypatch.undo()
     item.refresh_from_db()
@@ -439,7 +442,7 @@ def test_restoring_an_archive_while_a_run_decides_to_purge_it_keeps_history_and_
     MemoryEmbedding.objects.create(
         item=item, user=alice, vector=[0.1] * 384, model="test", content_hash="x"
     )
-    _between_decide_and_apply(monkeypatch, _lifecycle(alice, item, "restore"))
+    _between_decide_and_apply(monkeypatch, alice, _lifecycle(alice, item, "restore"))
     run = _run(alice)
     item.refresh_from_db()
     assert item.status == "active"
@@ -458,6 +461,7 @@ def test_moving_an_item_to_permanent_while_a_run_decides_to_promote_it_wins(
     )
     _between_decide_and_apply(
         monkeypatch,
+        alice,
         lambda: services.memory_update(
             ctx=_ctx(alice), user=alice, memory_id=item.public_id, tier="permanent"
         ),
@@ -552,7 +556,7 @@ def test_deleting_memories_while_a_run_decides_to_archive_for_quota_archives_not
                 ctx=_ctx(alice), user=alice, memory_id=item.public_id
             )
 
-    _between_decide_and_apply(monkeypatch, delete_two)
+    _between_decide_and_apply(monkeypatch, alice, delete_two)
     run = _run(alice)
     monkeypatch.undo()
     low.refresh_from_db()

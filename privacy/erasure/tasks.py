@@ -6,6 +6,7 @@ from celery import shared_task
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from kimberly import rls
 from kimberly.storage import StorageUnavailable
 from privacy.erasure import services
 
@@ -21,6 +22,7 @@ from privacy.erasure import services
     time_limit=settings.ERASURE_TIME_LIMIT,
     soft_time_limit=settings.ERASURE_TIME_LIMIT - 60,
 )
+@rls.task_scope(maintenance="erasure: one account, probed in every table")
 def erase_account(deletion_id: str) -> None:
     """Erase the account of one deletion; a finished or missing one is left alone."""
     services.deletion_run(deletion_id=deletion_id)

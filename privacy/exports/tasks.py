@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import Task, shared_task
 
-from kimberly import storage
+from kimberly import rls, storage
 from privacy.exports import services
 
 MAX_RETRIES = 8
@@ -13,6 +13,7 @@ MAX_RETRIES = 8
 @shared_task(
     name="privacy.tasks.export_run", bind=True, time_limit=1800, soft_time_limit=1740
 )
+@rls.task_scope(owner=rls.owner_of("privacy.DataExport", "export_id"))
 def export_run_task(self: Task, export_id: str) -> str | None:
     """Write the zip of a queued export; a gone, finished or held one is left
     alone. While object storage is down it waits and tries again."""
@@ -35,6 +36,7 @@ def export_run_task(self: Task, export_id: str) -> str | None:
     time_limit=300,
     soft_time_limit=270,
 )
+@rls.task_scope(maintenance="sweep: expired exports of every user")
 def expire_exports() -> int:
     """Periodic: delete the zips of exports past EXPORT_KEEP_HOURS."""
     return services.exports_expire()
@@ -49,6 +51,7 @@ def expire_exports() -> int:
     time_limit=120,
     soft_time_limit=100,
 )
+@rls.task_scope(no_rows="an object in storage; its row is gone")
 def delete_object(key: str) -> None:
     """Delete one object of an export that retention removed, once storage is up."""
     storage.delete(key)

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import transaction
 
 from audit.services import audit_record
+from kimberly import rls
 from kimberly.api.errors import ApplicationError, BadRequest
 from kimberly.context import Context
 from privacy.retention.models import DataType, RetentionPolicy
@@ -156,6 +157,15 @@ def policies_set(
     user's own, or with `system` the defaults (superusers only). Audited."""
     if system and not user.is_superuser:
         raise AdminOnly("Only an administrator may change the system defaults.")
+    if system:  # rows of no user and the global audit chain
+        with rls.maintenance("retention: a superuser sets the system defaults"):
+            return _policies_set(ctx=ctx, user=user, changes=changes, system=True)
+    return _policies_set(ctx=ctx, user=user, changes=changes, system=False)
+
+
+def _policies_set(
+    *, ctx: Context, user: User, changes: dict[str, int | None], system: bool
+) -> list[Policy]:
     for data_type, days in changes.items():
         _check_days(data_type, days)
         floor = min_days(data_type, system=system)

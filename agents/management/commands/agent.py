@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from agents import selectors, services
 from agents.registry import AGENT_TYPES
 from kimberly.api.errors import ApplicationError
 from kimberly.context import Actor, Context
+from kimberly.management.operator import OperatorCommand
 from users.models import User
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
+    rls_reason = "operator: agent types for everyone, a user's tasks"
     help = (
         "Show the agent types (state, running, queued, failures and time-outs in"
         " the last hour, p95 run time), turn one on or off for everyone (audited;"

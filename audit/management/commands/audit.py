@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from audit.selectors import audit_verify
 from kimberly.api.errors import ApplicationError
+from kimberly.management.operator import OperatorCommand
 from users.selectors import user_resolve
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
+    rls_reason = "operator: audit chains of every user"
     help = "Audit log operations."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -11,6 +11,8 @@ from kimberly.api.errors import ApplicationError
 
 
 class Command(BaseCommand):
+    # Row-level security: reads no table (tests/test_rls.py checks the claim).
+    rls_no_rows = "object storage only"
     help = "Check the object storage (S3) bucket: write, read back, delete a probe."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from kimberly.api.errors import ApplicationError
 from kimberly.context import Actor, Context
+from kimberly.management.operator import OperatorCommand
 from memory.meditation import meditation_all_inline, meditation_run
 from users.selectors import user_resolve
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
+    rls_reason = "operator: meditation for one or every user"
     help = "Run meditation (scoring v1) for one user or every active user."
 
     def add_arguments(self, parser: CommandParser) -> None:

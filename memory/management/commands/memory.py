@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
+from kimberly.management.operator import OperatorCommand
 from memory import embeddings, indexing
 from memory.selectors import unsealed_sensitive_count
 from memory.services.sealing import seal_existing
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
+    rls_reason = "operator: memory maintenance across users"
     help = "Memory maintenance."
 
     def add_arguments(self, parser: CommandParser) -> None:

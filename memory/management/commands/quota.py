@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from kimberly.api.errors import ApplicationError
 from kimberly.context import Actor, Context
+from kimberly.management.operator import OperatorCommand
 from memory.constants import Tier
 from memory.quotas import quota_overview, quota_set
 from users.selectors import user_resolve
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
+    rls_reason = "operator: a user's quotas"
     help = "Show or override a user's memory quotas."
 
     def add_arguments(self, parser: CommandParser) -> None:

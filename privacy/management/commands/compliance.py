@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from kimberly.api.errors import ApplicationError
+from kimberly.management.operator import OperatorCommand
 from privacy.compliance.checks import compliance_check
 from privacy.retention import policies
 from privacy.retention.enforce import retention_enforce
@@ -20,7 +21,8 @@ from privacy.retention.models import DataType
 from users.selectors import user_resolve
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
+    rls_reason = "operator: compliance checks and retention of every user"
     help = "Compliance checks and retention policies."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -18,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from kimberly.api.errors import ApplicationError
 from kimberly.context import Actor, Context
+from kimberly.management.operator import OperatorCommand
 from privacy.erasure import selectors
 from privacy.erasure import services as erasure
 from privacy.exports import services as exports
@@ -90,7 +91,8 @@ SUBCOMMANDS: dict[str, tuple[Callable[[Any], None], Callable[..., None]]] = {
 }
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
+    rls_reason = "operator: export or purge one user"
     help = "Privacy operations on one user's data (export, purge)."
 
     def add_arguments(self, parser: CommandParser) -> None:

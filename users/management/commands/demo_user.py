@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand
-
+from kimberly.management.operator import OperatorCommand
 from users import services
 
 DEMO_EMAIL = "demo@kimberly.local"
 DEMO_PASSWORD = "kimberly-demo-pass"  # noqa: S105 - local demo account, printed on purpose
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
+    rls_reason = "operator: create the demo user"
     help = "Create the local demo user and print how to log in."
 
     def handle(self, *args: Any, **options: Any) -> None:

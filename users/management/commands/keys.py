@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 from django.db.models import Count
 
 from kimberly import kms
+from kimberly.management.operator import OperatorCommand
 from users import keys
 from users.models import DataKey
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
+    rls_reason = "operator: every user's data keys"
     help = (
         "Show which key-encryption keys wrap the users' data keys, or re-wrap"
         " every data key under the current one (KMS_PROVIDER; content is not"
