@@ -67,6 +67,9 @@ INSTALLED_APPS = [
     "agents",
     "billing",
     "privacy",
+    "django_htmx",
+    "csp",
+    "web",
 ]
 
 MIDDLEWARE = [
@@ -80,6 +83,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -351,6 +356,7 @@ from kimberly.settings.keys import *  # noqa: E402, F403
 from kimberly.settings.privacy import *  # noqa: E402, F403
 from kimberly.settings.ratelimits import *  # noqa: E402, F403
 from kimberly.settings.storage import *  # noqa: E402, F403
+from kimberly.settings.web import *  # noqa: E402, F403
 from kimberly.settings.webhooks import *  # noqa: E402, F403
 
 # --- I18N ----------------------------------------------------------------------

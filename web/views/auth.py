@@ -1,0 +1,63 @@
+"""Sign in, sign up and sign out with a session; password change and reset are
+Django's own views with our templates (web/urls.py)."""
+
+from __future__ import annotations
+
+from django.contrib.auth import login as session_login
+from django.contrib.auth import logout as session_logout
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, resolve_url
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from kimberly.context import request_meta
+from users import services
+from web.forms import LoginForm, parse
+from web.views.base import client_redirect, is_htmx, public_view, render
+
+
+def _next_url(request: HttpRequest) -> str:
+    """Where to go after signing in: `next` when it is a page of this site."""
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return resolve_url("web:home")
+
+
+def _signed_in(request: HttpRequest) -> HttpResponse:
+    url = _next_url(request)
+    return client_redirect(url) if is_htmx(request) else redirect(url)
+
+
+@public_view
+def login_page(request: HttpRequest) -> HttpResponse:
+    """GET: the sign-in form; POST: check the credentials, open a session."""
+    if request.method == "POST":
+        data = parse(LoginForm, request.POST)
+        user = services.user_authenticate(
+            email=data["email"], password=data["password"], meta=request_meta(request)
+        )
+        session_login(request, user)
+        return _signed_in(request)
+    return render(request, "web/login.html", {"next": _next_url(request)})
+
+
+@public_view
+def signup_page(request: HttpRequest) -> HttpResponse:
+    """GET: the sign-up form; POST: create the account and sign it in."""
+    if request.method == "POST":
+        data = parse(LoginForm, request.POST)
+        user = services.user_register(
+            email=data["email"], password=data["password"], meta=request_meta(request)
+        )
+        session_login(request, user)
+        return _signed_in(request)
+    return render(request, "web/signup.html", {"next": _next_url(request)})
+
+
+@require_POST
+def logout_page(request: HttpRequest) -> HttpResponse:
+    session_logout(request)
+    return redirect("web:home")
