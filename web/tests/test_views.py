@@ -163,9 +163,7 @@ def test_anonymous_pages_redirect_to_sign_in_and_fragments_say_so(client, alice)
 
 
 @pytest.mark.parametrize("path", SCREENS)
-def test_every_screen_has_a_strict_csp_and_no_inline_script_or_style(
-    alice_web, path
-):
+def test_every_screen_has_a_strict_csp_and_no_inline_script_or_style(alice_web, path):
     response = alice_web.get(path)
     assert response.status_code == 200
     csp = response["Content-Security-Policy"]
