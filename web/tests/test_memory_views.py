@@ -143,7 +143,7 @@ def test_over_the_hard_limit_the_error_says_quota_exceeded(alice, alice_web, set
     )
     assert response.status_code == 429
     assert 'data-error-code="quota_exceeded"' in _text(response)
-    assert _said(response)["error"] is True
+    assert _said(response)["level"] == "error"
 
 
 def test_archive_and_restore_in_place_focus_the_undo_button(alice, alice_web):

@@ -31,8 +31,10 @@ def is_htmx(request: HttpRequest) -> bool:
 
 
 def announce(response: HttpResponse, message: str, *, error: bool = False) -> None:
-    """Says `message` in the page's aria-live region (static/web/app.js)."""
-    trigger_client_event(response, "announce", {"message": message, "error": error})
+    """Says `message` in the page's aria-live region (static/web/app.js). (Not a
+    key named "error": htmx logs any event detail that has one.)"""
+    level = "error" if error else "info"
+    trigger_client_event(response, "announce", {"message": message, "level": level})
 
 
 def render(

@@ -21,13 +21,14 @@
 
   // A refusal (4xx/5xx) is shown next to the control that sent the request:
   // in the error slot of its nearest [data-error-scope], else the page's.
+  // (detail.elt is the swap target; the requesting element is requestConfig.elt.)
   document.addEventListener("htmx:beforeSwap", function (evt) {
-    var status = evt.detail.xhr.status;
-    if (status < 400) {
-      clearErrors(evt.detail.elt);
+    var source = evt.detail.requestConfig.elt;
+    if (evt.detail.xhr.status < 400) {
+      clearErrors(source);
       return;
     }
-    var scope = evt.detail.elt.closest("[data-error-scope]");
+    var scope = source.closest("[data-error-scope]");
     var slot = (scope && scope.querySelector(".error-slot")) ||
       document.getElementById("page-error");
     evt.detail.shouldSwap = true;
