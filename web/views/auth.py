@@ -3,6 +3,8 @@ Django's own views with our templates (web/urls.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.contrib.auth import login as session_login
 from django.contrib.auth import logout as session_logout
 from django.http import HttpRequest, HttpResponse
@@ -12,6 +14,7 @@ from django.views.decorators.http import require_POST
 
 from kimberly.context import request_meta
 from users import services
+from users.models import User
 from web.forms import LoginForm, parse
 from web.views.base import client_redirect, is_htmx, public_view, render
 
@@ -31,30 +34,31 @@ def _signed_in(request: HttpRequest) -> HttpResponse:
     return client_redirect(url) if is_htmx(request) else redirect(url)
 
 
-@public_view
-def login_page(request: HttpRequest) -> HttpResponse:
-    """GET: the sign-in form; POST: check the credentials, open a session."""
+def _credentials_page(
+    request: HttpRequest,
+    template: str,
+    service: Callable[..., User],
+) -> HttpResponse:
+    """GET: the form; POST: `service` checks (or registers) the credentials,
+    then a session opens."""
     if request.method == "POST":
         data = parse(LoginForm, request.POST)
-        user = services.user_authenticate(
+        user = service(
             email=data["email"], password=data["password"], meta=request_meta(request)
         )
         session_login(request, user)
         return _signed_in(request)
-    return render(request, "web/login.html", {"next": _next_url(request)})
+    return render(request, template, {"next": _next_url(request)})
+
+
+@public_view
+def login_page(request: HttpRequest) -> HttpResponse:
+    return _credentials_page(request, "web/login.html", services.user_authenticate)
 
 
 @public_view
 def signup_page(request: HttpRequest) -> HttpResponse:
-    """GET: the sign-up form; POST: create the account and sign it in."""
-    if request.method == "POST":
-        data = parse(LoginForm, request.POST)
-        user = services.user_register(
-            email=data["email"], password=data["password"], meta=request_meta(request)
-        )
-        session_login(request, user)
-        return _signed_in(request)
-    return render(request, "web/signup.html", {"next": _next_url(request)})
+    return _credentials_page(request, "web/signup.html", services.user_register)
 
 
 @require_POST

@@ -167,6 +167,14 @@ def memory_detail(request: HttpRequest, user: User, memory_id: str) -> HttpRespo
     return render(request, "web/memory/_detail.html", _detail(user, memory_id))
 
 
+def _changed_detail(
+    request: HttpRequest, user: User, memory_id: str, said: str
+) -> HttpResponse:
+    """The detail panel after a change, with the row and quotas in step."""
+    context = {**_detail(user, memory_id), "oob_row": True, **_quotas(user)}
+    return render(request, "web/memory/_detail.html", context, said=said)
+
+
 @require_POST
 @user_view
 def memory_edit(request: HttpRequest, user: User, memory_id: str) -> HttpResponse:
@@ -179,20 +187,17 @@ def memory_edit(request: HttpRequest, user: User, memory_id: str) -> HttpRespons
         tier=data["tier"],
         metadata={"tags": tag_list(data["tags"])},
     )
-    context = {**_detail(user, memory_id), "oob_row": True, **_quotas(user)}
-    return render(request, "web/memory/_detail.html", context, said="Changes saved.")
+    return _changed_detail(request, user, memory_id, "Changes saved.")
 
 
 @require_POST
 @user_view
 def memory_revert(request: HttpRequest, user: User, memory_id: str) -> HttpResponse:
-    data = parse(RevertForm, request.POST)
+    version = parse(RevertForm, request.POST)["version"]
     services.memory_revert(
         ctx=context_from_request(request),
         user=user,
         memory_id=memory_id,
-        version=data["version"],
+        version=version,
     )
-    context = {**_detail(user, memory_id), "oob_row": True, **_quotas(user)}
-    said = f"Reverted to version {data['version']}."
-    return render(request, "web/memory/_detail.html", context, said=said)
+    return _changed_detail(request, user, memory_id, f"Reverted to version {version}.")
