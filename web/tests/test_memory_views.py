@@ -93,6 +93,8 @@ def test_text_is_the_hybrid_query_ranked_with_why(alice, alice_web):
     assert "Clara lives in Lisbon" in body and "tyres" not in body
     assert "1 result for" in body and "<dt>Match</dt>" in body
     assert 'class="why"' in body
+    listed = alice_web.get("/memory/list?q=Lisbon&tier=&page=2", **HX)
+    assert listed["HX-Push-Url"] == "/memory?q=Lisbon"
 
 
 def test_a_bad_filter_is_400_beside_the_filter_form(alice_web):

@@ -11,7 +11,9 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import push_url
 
 from kimberly.api.errors import NotFound
 from kimberly.context import context_from_request
@@ -108,8 +110,12 @@ def memory_page(request: HttpRequest, user: User) -> HttpResponse:
 @require_GET
 @user_view
 def memory_list(request: HttpRequest, user: User) -> HttpResponse:
-    """The list alone, for the filter form (htmx keeps the URL in step)."""
-    return render(request, "web/memory/_list.html", _listing(request, user))
+    """The list alone, for the filter form; the address bar shows the page URL
+    with the same filters, so reloading or sharing it gives the same list."""
+    context = _listing(request, user)
+    response = render(request, "web/memory/_list.html", context)
+    query = urlencode(context["query"])
+    return push_url(response, reverse("web:memory") + (f"?{query}" if query else ""))
 
 
 @require_POST
