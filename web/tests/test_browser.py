@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from memory import embeddings, indexing
+from memory import embeddings, indexing, selectors
 from memory.models import MemoryItem
 from memory.tests.factories import memory_for
 from users.tests.factories import DEFAULT_PASSWORD
@@ -169,9 +169,16 @@ def _sign_in(page: Page, base: str, email: str) -> None:
     expect(page.get_by_role("heading", name="Welcome back")).to_be_visible()
 
 
-def _open_first_memory(page: Page) -> None:
+def _open_first_memory_and_fail_once(page: Page) -> None:
+    """The detail panel open, and an error shown beside the add form."""
     _rows(page).first.get_by_role("button", name="Open").click()
     expect(page.locator("#detail-title")).to_be_focused()
+    add = page.locator("#memory-add")
+    add.get_by_label("Content").fill("my diagnosis")
+    add.get_by_label("Tier").select_option("short-term")
+    add.get_by_label("Sensitive").check()
+    add.get_by_role("button", name="Add memory").click()
+    expect(add.locator(".error")).to_contain_text("consent_required")
 
 
 SIGNED_OUT = {"login": "/", "signup": "/signup", "password-reset": "/password/reset"}
@@ -201,9 +208,19 @@ def _scan(page: Page, name: str, url: str, prepare=None) -> list[str]:
     return found
 
 
-def test_every_screen_passes_axe_at_desktop_and_phone_width(live_server, page, alice):
+def test_every_screen_passes_axe_at_desktop_and_phone_width(
+    live_server, page, alice, settings
+):
     memory_for(alice, CLARA, metadata={"tags": ["family"]}, protected=True)
     memory_for(alice, OTHERS[0], tier="short-term", archived=True)
+    # One bar of each colour: long-term amber (80%+), permanent red (90%+).
+    memory_for(alice, OTHERS[1], tier="permanent")
+    used = {t.tier: t.used_bytes for t in selectors.memory_metrics(user=alice).tiers}
+    settings.MEMORY_QUOTA_DEFAULTS = {
+        **settings.MEMORY_QUOTA_DEFAULTS,
+        "long-term": int(used["long-term"] / 0.85),
+        "permanent": int(used["permanent"] / 0.95),
+    }
     found = []
     for name, path in SIGNED_OUT.items():
         found += _scan(page, name, f"{live_server.url}{path}")
@@ -214,9 +231,12 @@ def test_every_screen_passes_axe_at_desktop_and_phone_width(live_server, page, a
         page,
         "memory-detail",
         f"{live_server.url}/memory?status=all",
-        prepare=_open_first_memory,
+        prepare=_open_first_memory_and_fail_once,
     )
     assert found == []
+    page.goto(f"{live_server.url}/memory")
+    for level in ("ok", "warn", "danger"):
+        expect(page.locator(f"#quotas .quota-{level}")).to_have_count(1)
 
 
 def test_bobs_browser_gets_404_on_alices_fragments_and_never_sees_her_data(
