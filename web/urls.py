@@ -48,12 +48,14 @@ password = [
     ),
     path(
         "password/reset",
-        _password(
-            auth_views.PasswordResetView,
-            "reset_form",
-            email_template_name="web/password/reset_email.txt",
-            subject_template_name="web/password/reset_subject.txt",
-            success_url=reverse_lazy("web:password_reset_done"),
+        auth.reset_limited(
+            _password(
+                auth_views.PasswordResetView,
+                "reset_form",
+                email_template_name="web/password/reset_email.txt",
+                subject_template_name="web/password/reset_subject.txt",
+                success_url=reverse_lazy("web:password_reset_done"),
+            )
         ),
         name="password_reset",
     ),

@@ -28,6 +28,9 @@ EMAIL_BACKEND = env_str(
 )
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Kimberly <noreply@localhost>")
 PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3600)
+# Reset mails asked for per client IP and per email address per window
+# (LOGIN_RATE_WINDOW_SECONDS): nobody floods an inbox through the form.
+PASSWORD_RESET_RATE = env_int("PASSWORD_RESET_RATE", 5)
 
 # Strict: no inline script or style anywhere, no eval; every script and style
 # sheet is a static file of this origin (htmx is vendored, configured in

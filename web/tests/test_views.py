@@ -142,6 +142,16 @@ def test_password_reset_mails_a_link_that_sets_a_new_password(client, alice):
     assert alice.check_password(new)
 
 
+def test_reset_mails_are_limited_per_email(client, alice, settings):
+    settings.PASSWORD_RESET_RATE = 2
+    for _ in range(2):
+        client.post("/password/reset", {"email": alice.email})
+    refused = client.post("/password/reset", {"email": alice.email.upper()})
+    assert refused.status_code == 429
+    assert "rate_limited" in _text(refused)
+    assert len(mail.outbox) == 2
+
+
 def test_password_change_needs_the_old_password(alice_web, alice):
     new = "another fine passphrase"
     response = alice_web.post(

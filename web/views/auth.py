@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.conf import settings
 from django.contrib.auth import login as session_login
 from django.contrib.auth import logout as session_logout
 from django.http import HttpRequest, HttpResponse
@@ -12,9 +13,10 @@ from django.shortcuts import redirect, resolve_url
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from kimberly.api.ratelimit import rate_limit_hit
 from kimberly.context import request_meta
 from users import services
-from users.models import User
+from users.models import User, normalize_email
 from web.forms import LoginForm, parse
 from web.views.base import client_redirect, is_htmx, public_view, render
 
@@ -59,6 +61,30 @@ def login_page(request: HttpRequest) -> HttpResponse:
 @public_view
 def signup_page(request: HttpRequest) -> HttpResponse:
     return _credentials_page(request, "web/signup.html", services.user_register)
+
+
+def reset_limited(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Django's password-reset form, its requests limited per IP and per email
+    (429 rate_limited, shown like any refusal)."""
+
+    @public_view
+    def wrapped(request: HttpRequest) -> HttpResponse:
+        if request.method == "POST":
+            window = settings.LOGIN_RATE_WINDOW_SECONDS
+            email = normalize_email(str(request.POST.get("email", "")))[:254]
+            for scope, ident in (
+                ("password_reset_ip", request_meta(request).ip),
+                ("password_reset_email", email),
+            ):
+                rate_limit_hit(
+                    scope=scope,
+                    ident=ident,
+                    limit=settings.PASSWORD_RESET_RATE,
+                    window_seconds=window,
+                )
+        return view(request)
+
+    return wrapped
 
 
 @require_POST
