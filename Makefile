@@ -7,7 +7,7 @@ REQ_HASH := $(shell cat requirements.txt | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 RUNTIME := $(PY) -m kimberly.runtime exec --
 
-.PHONY: run test install lint services-up services-down bench-memory clean
+.PHONY: run test install browser lint services-up services-down bench-memory clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,10 +25,17 @@ install: $(STAMP)
 	  || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq bubblewrap python3; } \
 	  || { echo "make: the coder's sandbox needs: apt-get install bubblewrap python3" >&2; exit 1; }
 
+# The web UI's browser tests (web/tests) drive Debian's chromium, headless;
+# installed here when missing (as root; otherwise say what is missing).
+browser:
+	@command -v chromium >/dev/null \
+	  || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium; } \
+	  || { echo "make: the browser tests need: apt-get install chromium" >&2; exit 1; }
+
 run: install
 	$(RUNTIME) ./scripts/serve.sh
 
-test: install
+test: install browser
 	$(RUNTIME) ./scripts/test.sh
 
 lint: install

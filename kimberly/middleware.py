@@ -49,6 +49,7 @@ class RequestIdMiddleware:
 
 # urls.py mounts the admin here.
 ADMIN_PREFIX = "/admin/"
+API_PREFIX = "/v1/"
 
 
 class RlsMiddleware:
@@ -67,4 +68,17 @@ class RlsMiddleware:
         else:
             scope = rls.no_scope()
         with scope:
+            if not request.path.startswith((ADMIN_PREFIX, API_PREFIX)):
+                _bind_session_user(request)
             return self.get_response(request)
+
+
+def _bind_session_user(request: HttpRequest) -> None:
+    """The web UI's session: its user is found by the id the session holds (no
+    scope can see a row before anyone is known), then bound as the acting user
+    for the rest of the request. The API ignores sessions (bearer tokens only)."""
+    with rls.maintenance("web session: load the signed-in user"):
+        user = request.user
+        signed_in = bool(user.is_authenticated)  # loads the lazy user here
+    if signed_in and user.pk is not None:
+        rls.bind_user(user.pk)

@@ -14,7 +14,7 @@ python manage.py demo_user
 cat <<INFO
 
 Kimberly is starting:
-  web     http://127.0.0.1:8000  (API /v1, docs /v1/docs, admin /admin, metrics /metrics)
+  web     http://127.0.0.1:8000  (web UI /, API /v1, docs /v1/docs, admin /admin, metrics /metrics)
   worker  Celery worker (broker: REDIS_URL/1), metrics http://127.0.0.1:9808/metrics
   agents  Celery worker for agent tasks (queue "agents"; coder runs in bubblewrap),
           metrics http://127.0.0.1:9810/metrics

@@ -50,8 +50,9 @@ def _issue_token(user: User) -> IssuedToken:
     return IssuedToken(user=user, token=token, expires_in=settings.TOKEN_TTL_SECONDS)
 
 
-def user_signup(*, email: str, password: str, meta: RequestMeta) -> IssuedToken:
-    """Create an account and its first token; 400 email_taken / weak_password."""
+def user_register(*, email: str, password: str, meta: RequestMeta) -> User:
+    """Create an account (no token: the web UI signs in with a session);
+    400 email_taken / weak_password, 429 per IP."""
     rate_limit_hit(
         scope="signup_ip",
         ident=meta.ip,
@@ -75,7 +76,6 @@ def user_signup(*, email: str, password: str, meta: RequestMeta) -> IssuedToken:
     try:
         with rls.acting_user(user_id), transaction.atomic():
             user = User.objects.create_user(email=email, password=password, id=user_id)
-            issued = _issue_token(user)
             audit_record(
                 ctx=Context(Actor("user", str(user.pk)), meta),
                 action="auth.signup",
@@ -86,11 +86,20 @@ def user_signup(*, email: str, password: str, meta: RequestMeta) -> IssuedToken:
     except IntegrityError:
         # Lost a race with a concurrent signup for the same address.
         raise EmailTaken("An account with this email already exists.") from None
-    return issued
+    return user
 
 
-def user_login(*, email: str, password: str, meta: RequestMeta) -> IssuedToken:
-    """Exchange credentials for a token; throttled per IP and per email (429)."""
+def user_signup(*, email: str, password: str, meta: RequestMeta) -> IssuedToken:
+    """Create an account and its first token (user_register's errors)."""
+    with transaction.atomic():
+        user = user_register(email=email, password=password, meta=meta)
+        with rls.acting_user(user.pk):
+            return _issue_token(user)
+
+
+def user_authenticate(*, email: str, password: str, meta: RequestMeta) -> User:
+    """The user these credentials belong to, the login audited (the web UI then
+    opens a session); 401 invalid_credentials, throttled per IP and email (429)."""
     window = settings.LOGIN_RATE_WINDOW_SECONDS
     email = normalize_email(email)
     rate_limit_hit(
@@ -115,8 +124,7 @@ def user_login(*, email: str, password: str, meta: RequestMeta) -> IssuedToken:
         raise InvalidCredentials("Email or password is wrong.")
     assert isinstance(user, User)
     metrics.logins.labels(result="ok").inc()
-    with rls.acting_user(user.pk), transaction.atomic():
-        issued = _issue_token(user)
+    with rls.acting_user(user.pk):
         audit_record(
             ctx=Context(Actor("user", str(user.pk)), meta),
             action="auth.login",
@@ -124,7 +132,15 @@ def user_login(*, email: str, password: str, meta: RequestMeta) -> IssuedToken:
             target_type="user",
             target_id=str(user.pk),
         )
-    return issued
+    return user
+
+
+def user_login(*, email: str, password: str, meta: RequestMeta) -> IssuedToken:
+    """Exchange credentials for a token (user_authenticate's errors)."""
+    with transaction.atomic():
+        user = user_authenticate(email=email, password=password, meta=meta)
+        with rls.acting_user(user.pk):
+            return _issue_token(user)
 
 
 def _login_failed(known: uuid.UUID | None, meta: RequestMeta) -> None:

@@ -69,6 +69,9 @@ INSTALLED_APPS = [
     "agents",
     "billing",
     "privacy",
+    "django_htmx",
+    "csp",
+    "web",
 ]
 
 MIDDLEWARE = [
@@ -83,6 +86,8 @@ MIDDLEWARE = [
     "kimberly.middleware.RlsMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -356,6 +361,7 @@ from kimberly.settings.keys import *  # noqa: E402, F403
 from kimberly.settings.privacy import *  # noqa: E402, F403
 from kimberly.settings.ratelimits import *  # noqa: E402, F403
 from kimberly.settings.storage import *  # noqa: E402, F403
+from kimberly.settings.web import *  # noqa: E402, F403
 from kimberly.settings.webhooks import *  # noqa: E402, F403
 
 # --- I18N ----------------------------------------------------------------------

@@ -26,6 +26,29 @@ def test_signup_normalizes_email_and_hashes_password():
     assert issued.user == user
 
 
+def test_register_and_authenticate_issue_no_token_and_audit_both():
+    """The web UI's way in: a session, not a bearer token."""
+    from audit.models import AuditEvent
+
+    meta = RequestMeta(ip="127.0.0.1")
+    user = services.user_register(
+        email="web@example.com", password="a-long-enough-passphrase-42", meta=meta
+    )
+    assert (
+        services.user_authenticate(
+            email="WEB@example.com", password="a-long-enough-passphrase-42", meta=meta
+        )
+        == user
+    )
+    with pytest.raises(services.InvalidCredentials):
+        services.user_authenticate(email="web@example.com", password="no", meta=meta)
+    assert not AuthToken.objects.exists()
+    actions = AuditEvent.objects.filter(user_id=user.pk).values_list(
+        "action", flat=True
+    )
+    assert sorted(actions) == ["auth.login", "auth.login_failed", "auth.signup"]
+
+
 def test_purge_expired_tokens_removes_only_expired(alice):
     live, _ = AuthToken.objects.create(user=alice, expiry=timedelta(hours=1))
     dead, _ = AuthToken.objects.create(user=alice, expiry=timedelta(hours=1))

@@ -1,0 +1,99 @@
+"""What the UI's forms accept, parsed into plain values; the services decide the rest.
+
+A form only checks shape (a date is a date, a choice is one of the choices);
+every rule about memories (size, quota, tags, consent) is the services' own,
+and their refusals reach the page through web.views.base like any other.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django import forms
+from django.http import QueryDict
+
+from kimberly.api.errors import ValidationFailed
+from memory.constants import Status, Tier
+from memory.retrieval import MAX_QUERY_CHARS
+
+
+def parse(form_class: type[forms.Form], data: QueryDict) -> dict[str, Any]:
+    """The form's cleaned values, or 400 validation_error naming each bad field."""
+    form = form_class(data)
+    if form.is_valid():
+        return form.cleaned_data
+    fields = {name: [str(e) for e in errors] for name, errors in form.errors.items()}
+    name, messages = next(iter(fields.items()))
+    label = form.fields[name].label if name in form.fields else name
+    raise ValidationFailed(f"{label}: {messages[0]}", details={"fields": fields})
+
+
+def tag_list(raw: str) -> list[str]:
+    """ "a, b ,c" → ["a", "b", "c"] (empty entries dropped)."""
+    return [t.strip() for t in raw.split(",") if t.strip()]
+
+
+class LoginForm(forms.Form):
+    email = forms.EmailField(label="Email", max_length=254)
+    password = forms.CharField(
+        label="Password", max_length=512, strip=False, widget=forms.PasswordInput
+    )
+
+
+TIER_CHOICES = [("", "Any tier"), *Tier.choices]
+STATUS_CHOICES = [
+    (Status.ACTIVE.value, "Active"),
+    (Status.ARCHIVED.value, "Archived"),
+    ("all", "Active and archived"),
+]
+
+
+class MemoryFilterForm(forms.Form):
+    tier = forms.ChoiceField(label="Tier", choices=TIER_CHOICES, required=False)
+    tags = forms.CharField(label="Tags", max_length=2000, required=False)
+    status = forms.ChoiceField(label="Status", choices=STATUS_CHOICES, required=False)
+    since = forms.DateField(label="From", required=False)
+    until = forms.DateField(label="To", required=False)
+    q = forms.CharField(
+        label="Find by meaning", max_length=MAX_QUERY_CHARS, required=False
+    )
+    page = forms.IntegerField(min_value=1, required=False)
+
+
+def day_start(
+    day: date | None, tz_name: str, *, after: bool = False
+) -> datetime | None:
+    """Midnight starting `day` in the user's time zone (the next day's with
+    `after`, so a "to" date includes the whole day)."""
+    if day is None:
+        return None
+    if after:
+        day += timedelta(days=1)
+    return datetime.combine(day, time.min, tzinfo=ZoneInfo(tz_name))
+
+
+class MemoryAddForm(forms.Form):
+    tier = forms.ChoiceField(label="Tier", choices=Tier.choices)
+    content = forms.CharField(label="Content", strip=False, widget=forms.Textarea)
+    tags = forms.CharField(label="Tags", max_length=2000, required=False)
+    sensitive = forms.BooleanField(label="Sensitive", required=False)
+
+
+class MemoryEditForm(forms.Form):
+    tier = forms.ChoiceField(label="Tier", choices=Tier.choices)
+    content = forms.CharField(label="Content", strip=False, widget=forms.Textarea)
+    tags = forms.CharField(label="Tags", max_length=2000, required=False)
+
+
+class RevertForm(forms.Form):
+    version = forms.IntegerField(label="Version", min_value=1, max_value=2**31 - 1)
+
+
+# The choices the memory templates offer (filters, add, edit).
+CHOICES = {
+    "tier_choices": TIER_CHOICES,
+    "status_choices": STATUS_CHOICES,
+    "add_tier_choices": Tier.choices,
+}

@@ -1,0 +1,209 @@
+"""The memory manager: filters, quota bars, the list, adding, in-place actions,
+and the detail panel with editing and history. Each view parses its input,
+makes one call into memory's services or selectors, and renders a page or an
+htmx fragment."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import push_url
+
+from kimberly.api.errors import NotFound
+from kimberly.context import context_from_request
+from memory import retrieval, selectors, services
+from memory.constants import Status
+from users.models import User
+from web.forms import (
+    CHOICES,
+    MemoryAddForm,
+    MemoryEditForm,
+    MemoryFilterForm,
+    RevertForm,
+    day_start,
+    parse,
+    tag_list,
+)
+from web.presenters import memory_row, quota_bars, version_row
+from web.views.base import render, user_view
+
+# The in-place actions: the service action, and what is said when it is done.
+ACTIONS = {
+    "archive": "Memory archived.",
+    "restore": "Memory restored.",
+    "protect": "Memory protected.",
+    "unprotect": "Protection removed.",
+}
+assert set(ACTIONS) == set(services.LIFECYCLE_ACTIONS)
+# After an action the keyboard lands on the button that undoes it.
+UNDO = {
+    "archive": "restore",
+    "restore": "archive",
+    "protect": "unprotect",
+    "unprotect": "protect",
+}
+
+
+def _listing(request: HttpRequest, user: User) -> dict[str, Any]:
+    """The list for the filters in the query string: a page of memories, or
+    with text the hybrid query's ranked hits (as POST /v1/memory/query)."""
+    data = parse(MemoryFilterForm, request.GET)
+    tags = tag_list(data["tags"] or "")
+    since = day_start(data["since"], user.time_zone)
+    until = day_start(data["until"], user.time_zone, after=True)
+    query = {k: v for k, v in request.GET.items() if k != "page" and v}
+    context: dict[str, Any] = {"filters": data, "query": query}
+    if data["q"]:
+        result = retrieval.memory_query(
+            user=user,
+            query=data["q"],
+            tier=data["tier"] or "any",
+            top_k=50,
+            filters=retrieval.QueryFilters(tags=tags or None, since=since, until=until),
+            request_id=getattr(request, "request_id", ""),
+        )
+        rows = [
+            memory_row(h.item, relevance=round(h.final, 3), why=h.why)
+            for h in result.hits
+        ]
+        return {**context, "rows": rows, "searching": True}
+    filters = selectors.MemoryFilters(
+        tier=data["tier"] or None,
+        tags=tags or None,
+        status=data["status"] or Status.ACTIVE,
+        since=since,
+        until=until,
+    )
+    qs = selectors.memory_list(user=user, filters=filters)
+    page = Paginator(qs, settings.WEB_MEMORY_PAGE_SIZE).get_page(data["page"] or 1)
+    more = urlencode({**query, "page": page.number + 1}) if page.has_next() else ""
+    return {
+        **context,
+        "rows": [memory_row(i) for i in page.object_list],
+        "page": page,
+        "more": more,
+    }
+
+
+def _quotas(user: User) -> dict[str, Any]:
+    return {"quotas": quota_bars(selectors.memory_metrics(user=user).tiers)}
+
+
+@require_GET
+@user_view
+def memory_page(request: HttpRequest, user: User) -> HttpResponse:
+    context = {
+        "section": "memory",
+        **CHOICES,
+        **_listing(request, user),
+        **_quotas(user),
+    }
+    return render(request, "web/memory/page.html", context)
+
+
+@require_GET
+@user_view
+def memory_list(request: HttpRequest, user: User) -> HttpResponse:
+    """The list alone, for the filter form; the address bar shows the page URL
+    with the same filters, so reloading or sharing it gives the same list."""
+    context = _listing(request, user)
+    response = render(request, "web/memory/_list.html", context)
+    query = urlencode(context["query"])
+    return push_url(response, reverse("web:memory") + (f"?{query}" if query else ""))
+
+
+@require_POST
+@user_view
+def memory_add(request: HttpRequest, user: User) -> HttpResponse:
+    data = parse(MemoryAddForm, request.POST)
+    result = services.memory_create(
+        ctx=context_from_request(request),
+        user=user,
+        tier=data["tier"],
+        content=data["content"],
+        metadata={"tags": tag_list(data["tags"]), "sensitive": data["sensitive"]},
+    )
+    context = {"row": memory_row(result.item), "added": True, **_quotas(user)}
+    return render(request, "web/memory/_added.html", context, said="Memory saved.")
+
+
+@require_POST
+@user_view
+def memory_action(
+    request: HttpRequest, user: User, memory_id: str, action: str
+) -> HttpResponse:
+    """Archive, restore, protect or unprotect in place: the row again."""
+    if action not in ACTIONS:
+        raise NotFound(f"No action {action}.")
+    item = services.memory_lifecycle(
+        ctx=context_from_request(request), user=user, memory_id=memory_id, action=action
+    )
+    context = {"row": memory_row(item), "focus": UNDO[action], **_quotas(user)}
+    return render(request, "web/memory/_changed.html", context, said=ACTIONS[action])
+
+
+@require_POST
+@user_view
+def memory_delete(request: HttpRequest, user: User, memory_id: str) -> HttpResponse:
+    services.memory_delete(
+        ctx=context_from_request(request), user=user, memory_id=memory_id
+    )
+    context = {"deleted": memory_id, **_quotas(user)}
+    return render(request, "web/memory/_deleted.html", context, said="Memory deleted.")
+
+
+def _detail(user: User, memory_id: str) -> dict[str, Any]:
+    item, versions = selectors.memory_history(user=user, memory_id=memory_id)
+    return {
+        **CHOICES,
+        "row": memory_row(item),
+        "versions": [version_row(v) for v in reversed(versions)],
+    }
+
+
+@require_GET
+@user_view
+def memory_detail(request: HttpRequest, user: User, memory_id: str) -> HttpResponse:
+    return render(request, "web/memory/_detail.html", _detail(user, memory_id))
+
+
+def _changed_detail(
+    request: HttpRequest, user: User, memory_id: str, said: str
+) -> HttpResponse:
+    """The detail panel after a change, with the row and quotas in step."""
+    context = {**_detail(user, memory_id), "oob_row": True, **_quotas(user)}
+    return render(request, "web/memory/_detail.html", context, said=said)
+
+
+@require_POST
+@user_view
+def memory_edit(request: HttpRequest, user: User, memory_id: str) -> HttpResponse:
+    data = parse(MemoryEditForm, request.POST)
+    services.memory_update(
+        ctx=context_from_request(request),
+        user=user,
+        memory_id=memory_id,
+        content=data["content"],
+        tier=data["tier"],
+        metadata={"tags": tag_list(data["tags"])},
+    )
+    return _changed_detail(request, user, memory_id, "Changes saved.")
+
+
+@require_POST
+@user_view
+def memory_revert(request: HttpRequest, user: User, memory_id: str) -> HttpResponse:
+    version = parse(RevertForm, request.POST)["version"]
+    services.memory_revert(
+        ctx=context_from_request(request),
+        user=user,
+        memory_id=memory_id,
+        version=version,
+    )
+    return _changed_detail(request, user, memory_id, f"Reverted to version {version}.")
