@@ -10,7 +10,7 @@ from django.views import View
 
 from kimberly import rls
 from users.models import User
-from web.views import auth, memory, pages
+from web.views import agents, auth, memory, pages
 from web.views.base import user_view
 
 app_name = "web"
@@ -122,7 +122,7 @@ urlpatterns = [
     *password,
     *memory_urls,
     path("chat", pages.placeholder("chat"), name="chat"),
-    path("agents", pages.placeholder("agents"), name="agents"),
+    *agents.urlpatterns,
     path("insights", pages.placeholder("metrics"), name="metrics"),
     path("settings", pages.settings_page, name="settings"),
 ]

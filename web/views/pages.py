@@ -43,11 +43,6 @@ PLACEHOLDERS = {
         "Talk to Kimberly, see which memories each reply used and why, and "
         "save what matters to memory.",
     ),
-    "agents": (
-        "Agents",
-        "Cards per agent with their risk and permissions, runs with a preview "
-        "of memory reads and writes, task history, reminders and calendar.",
-    ),
     "metrics": (
         "Metrics",
         "Storage per tier over time and the history of nightly meditations.",
