@@ -12,6 +12,7 @@ from django.db import connection
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
+from agents.ics import IcsEvent, calendar_ics
 from agents.models import (
     EVENT_ID_PREFIX,
     REMINDER_ID_PREFIX,
@@ -22,7 +23,6 @@ from agents.models import (
     Reminder,
     UserAgentSwitch,
 )
-from agents.ics import IcsEvent, calendar_ics
 from agents.registry import AGENT_TYPES, AgentType
 from kimberly.api.errors import NotFound
 from memory import gateway
@@ -121,7 +121,7 @@ def events_for(*, user: User) -> QuerySet[Event]:
     return Event.objects.filter(user=user).order_by("starts_at", "pk")
 
 
-def calendar_for(*, user: User) -> str:
+def calendar_for(*, user: User) -> bytes:
     """The user's events as an iCalendar file (GET /v1/agents/calendar.ics and
     the Agents screen's download)."""
     events = [

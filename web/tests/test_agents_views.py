@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 import icalendar
 import pytest
@@ -19,7 +20,7 @@ from memory.tests.factories import memory_for
 
 pytestmark = pytest.mark.django_db
 
-HX = {"HTTP_HX_REQUEST": "true"}
+HX: dict[str, Any] = {"HTTP_HX_REQUEST": "true"}
 
 
 @pytest.fixture
@@ -44,12 +45,20 @@ def _text(response) -> str:
     return response.content.decode()
 
 
-def _run(client: Client, task: str, status: int = 200, **form) -> AgentTask | str:
-    r = client.post("/agents/run", {"task": task, **form}, **HX)
-    assert r.status_code == status, _text(r)
-    if status != 200:
-        return _text(r)
+def _post_run(client: Client, task: str, form: dict[str, Any]) -> Any:
+    return client.post("/agents/run", {"task": task, **form}, **HX)
+
+
+def _run(client: Client, task: str, **form: Any) -> AgentTask:
+    r = _post_run(client, task, form)
+    assert r.status_code == 200, _text(r)
     return AgentTask.objects.latest("created_at")
+
+
+def _refused(client: Client, task: str, status: int, **form: Any) -> str:
+    r = _post_run(client, task, form)
+    assert r.status_code == status, _text(r)
+    return _text(r)
 
 
 def _execute(task: AgentTask) -> str:
@@ -82,7 +91,7 @@ def test_turning_an_agent_off_refuses_its_tasks_beside_the_form(alice, alice_web
     assert r.status_code == 200
     assert 'aria-checked="false"' in _text(r) and "Off for you" in _text(r)
     assert _said(r) == "The reminder agent is off for you."
-    refused = _run(
+    refused = _refused(
         alice_web, "remind me to call mom tomorrow at 9", 409, agent="reminder"
     )
     assert 'data-error-code="agent_disabled"' in refused
@@ -97,7 +106,7 @@ def test_a_reminder_previewed_then_committed(alice, alice_web):
     task = _run(
         alice_web, "remind me to water the plants tomorrow at 18:00", preview="on"
     )
-    assert isinstance(task, AgentTask) and task.preview and task.agent == "reminder"
+    assert task.preview and task.agent == "reminder"
     waiting = _text(alice_web.get(f"/agents/tasks/{task.public_id}?watch=1", **HX))
     assert 'hx-trigger="every 1s"' in waiting and "Waiting for the agent" in waiting
 
@@ -140,7 +149,6 @@ def test_a_preview_shows_the_memories_it_reads_and_withholds_a_stale_one(
         agent="researcher",
         preview="on",
     )
-    assert isinstance(task, AgentTask)
     assert _execute(task) == "previewed"
     shown = _text(alice_web.get(f"/agents/tasks/{task.public_id}", **HX))
     assert f"<code>{item.public_id}</code>" in shown
@@ -159,15 +167,14 @@ def test_a_preview_shows_the_memories_it_reads_and_withholds_a_stale_one(
 
 
 def test_a_task_no_agent_fits_is_refused_in_words_with_its_code(alice_web):
-    refused = _run(alice_web, "xyzzy plugh", 400)
+    refused = _refused(alice_web, "xyzzy plugh", 400)
     assert 'data-error-code="no_agent_fits"' in refused
-    empty = _run(alice_web, "", 400)
+    empty = _refused(alice_web, "", 400)
     assert "validation_error" in empty and "Task:" in empty
 
 
 def test_a_task_can_be_cancelled_and_shows_in_the_history(alice_web):
     task = _run(alice_web, "remind me to stretch tomorrow at 7", preview="on")
-    assert isinstance(task, AgentTask)
     r = alice_web.post(f"/agents/tasks/{task.public_id}/cancel", **HX)
     assert r.status_code == 200 and _said(r) == "Task cancelled."
     assert 'data-error-code="cancelled"' in _text(r)
@@ -220,7 +227,6 @@ def test_bob_gets_404_on_alices_fragments_and_sees_none_of_her_data(
     alice, alice_web, bob_web
 ):
     task = _run(alice_web, "remind me to phone aunt Ines tomorrow at 9", preview="on")
-    assert isinstance(task, AgentTask)
     rem = _reminder(alice, "alice's secret errand")
     _event(alice, "Alice's secret party")
     for url, method in [
