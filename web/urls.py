@@ -10,7 +10,7 @@ from django.views import View
 
 from kimberly import rls
 from users.models import User
-from web.views import agents, auth, memory, pages
+from web.views import agents, auth, memory, metrics, pages
 from web.views.base import user_view
 
 app_name = "web"
@@ -123,6 +123,6 @@ urlpatterns = [
     *memory_urls,
     path("chat", pages.placeholder("chat"), name="chat"),
     *agents.urlpatterns,
-    path("insights", pages.placeholder("metrics"), name="metrics"),
+    *metrics.urlpatterns,
     path("settings", pages.settings_page, name="settings"),
 ]

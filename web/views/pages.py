@@ -43,10 +43,6 @@ PLACEHOLDERS = {
         "Talk to Kimberly, see which memories each reply used and why, and "
         "save what matters to memory.",
     ),
-    "metrics": (
-        "Metrics",
-        "Storage per tier over time and the history of nightly meditations.",
-    ),
 }
 
 
