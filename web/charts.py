@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from math import ceil, log10
 
 WIDTH, HEIGHT = 640, 240
-LEFT, RIGHT, TOP, BOTTOM = 64, 12, 12, 36  # room for the axis labels
+LEFT, RIGHT, TOP, BOTTOM = 64, 40, 12, 36  # room for the axis labels
 TICKS = 4
 MAX_LABELS = 8  # x labels shown at most (every nth one)
 

@@ -5,8 +5,11 @@ its duration. Reads only, through memory's selectors."""
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
+from django.utils.timezone import localtime
 from django.views.decorators.http import require_GET
 
 from memory import selectors
@@ -20,12 +23,22 @@ NIGHTS = 30
 COUNTS = ("processed", "promoted", "archived", "purged")
 
 
+def _labels(user: User, nights: list[selectors.MeditationNight]) -> list[str]:
+    """Each night's date where the user lives (and the time, if a day had two)."""
+    zone = ZoneInfo(user.time_zone or "UTC")
+    local = [localtime(n.finished_at, zone) for n in nights]
+    days = [f"{t:%d %b}" for t in local]
+    if len(set(days)) == len(days):
+        return days
+    return [f"{t:%d %b %H:%M}" for t in local]
+
+
 @require_GET
 @user_view
 def metrics_page(request: HttpRequest, user: User) -> HttpResponse:
     nights = selectors.meditation_history(user=user, limit=NIGHTS)
     metrics = selectors.memory_metrics(user=user)
-    labels = [f"{n.finished_at:%d %b}" for n in nights]
+    labels = _labels(user, nights)
     context = {
         "section": "metrics",
         "quotas": quota_bars(metrics.tiers),

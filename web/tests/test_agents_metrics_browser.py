@@ -1,7 +1,7 @@
-"""The Agents screen in a real headless chromium against a live server, with a
-real agents worker (agents/tests/conftest.py) running the tasks: the reminder
-agent previewed and committed, and an axe scan of the screen with its panels
-filled at desktop and phone width."""
+"""The Agents and Metrics screens in a real headless chromium against a live
+server, with a real agents worker (agents/tests/conftest.py) running the
+tasks: the reminder agent previewed and committed, and axe scans of both
+screens with their panels and charts filled, at desktop and phone width."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from playwright.sync_api import Page, expect
 
 from agents.models import AgentTask, Event, Reminder
 from agents.tests import conftest as agent_fixtures
+from memory import meditation
+from memory.tests.factories import ctx_for, memory_for
 from web.tests import test_browser as ui
 
 # The fixtures this module borrows: the agents' real worker, the UI's browser.
@@ -96,3 +98,19 @@ def test_the_agents_screen_with_its_panels_passes_axe(
         expect(form.locator(".error")).to_contain_text("no_agent_fits")
 
     assert ui._scan(page, "agents-task", f"{live_server.url}/agents", prepare) == []
+
+
+def test_the_metrics_screen_with_its_charts_passes_axe(live_server, page, alice):
+    memory_for(alice, "Alice's garden has three apple trees")
+    memory_for(alice, "call the bank", tier="short-term")
+    for _ in range(3):
+        meditation.meditation_run(ctx=ctx_for(alice), user=alice)
+    ui._sign_in(page, live_server.url, alice.email)
+
+    def prepare(page: Page) -> None:
+        expect(page.locator("svg.chart-svg")).to_have_count(2)
+        page.get_by_text("Show the figures as a table").first.click()
+
+    assert (
+        ui._scan(page, "metrics-charts", f"{live_server.url}/insights", prepare) == []
+    )
