@@ -1,6 +1,6 @@
 """What the Agents screen shows of an agent, a task, a reminder and an event.
 
-A task is shown as the API shows it (agents.apis.tasks.task_out: one rule for
+A task is shown as the API shows it (agents.outputs.task_out: one rule for
 withholding a result built on memories that changed since), plus what the
 screen needs on top: the memory reads gathered from the trace, and which
 actions the task's status allows.
@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from agents.apis.tasks import task_out
 from agents.models import AgentTask
+from agents.outputs import task_out
 from agents.selectors import AgentState
 
 Status = AgentTask.Status

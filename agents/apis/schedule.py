@@ -15,8 +15,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents import selectors
-from agents.apis.tasks import TaskOutput, task_out
+from agents.apis.tasks import TaskOutput
 from agents.models import Event, Reminder
+from agents.outputs import task_out
 from agents.services import reminders as reminder_services
 from agents.services import tasks as task_services
 from kimberly.api.errors import check_upload_size, invalid_field

@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.test import Client
 
 from memory import meditation, selectors
 from memory.models import MemoryItem
@@ -16,20 +15,6 @@ from memory.tests.factories import ctx_for, memory_for
 from web.charts import Series, _nice_max, bar_chart, line_chart
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def alice_web(alice) -> Client:
-    client = Client()
-    client.force_login(alice)
-    return client
-
-
-@pytest.fixture
-def bob_web(bob) -> Client:
-    client = Client()
-    client.force_login(bob)
-    return client
 
 
 def _meditate(user, *, dry_run: bool = False):
