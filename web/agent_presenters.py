@@ -114,8 +114,10 @@ def memory_reads(trace: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
-def task_view(task: AgentTask) -> TaskView:
-    out = task_out(task)
+def task_view(task: AgentTask, *, full: bool = True) -> TaskView:
+    """The task's panel; `full=False` for a history row (no result or trace,
+    so no look at the memories it read)."""
+    out = task_out(task, full=full)
     return TaskView(task=task, out=out, reads=memory_reads(out["trace"]))
 
 

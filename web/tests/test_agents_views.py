@@ -6,6 +6,7 @@ reminders, the calendar download, and bob seeing nothing of alice's."""
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -236,3 +237,31 @@ def test_signed_out_the_fragments_send_to_sign_in(client):
     r = client.get("/agents/tasks/tsk_x", **HX)
     assert r.status_code == 401 and r["HX-Redirect"] == "/login"
     assert client.get("/agents").status_code == 302
+
+
+def test_the_page_makes_as_many_queries_for_twenty_tasks_as_for_two(alice, alice_web):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def add(n: int) -> None:
+        for i in range(n):
+            AgentTask.objects.create(
+                user=alice,
+                agent="researcher",
+                task=f"research {i}",
+                timeout=60,
+                status="succeeded",
+                trace=[
+                    {"step": "search", "reads": [{"memory_id": f"mem_{uuid.uuid4()}"}]}
+                ],
+            )
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert alice_web.get("/agents").status_code == 200
+        return len(captured)
+
+    add(2)
+    few = queries()
+    add(18)
+    assert queries() == few

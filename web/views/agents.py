@@ -34,7 +34,7 @@ def _lists(user: User) -> dict[str, Any]:
     """The task history, the reminders and the events, as the page shows them."""
     tasks = selectors.tasks_for(user=user)[:HISTORY_SIZE]
     return {
-        "history": [task_view(t) for t in tasks],
+        "history": [task_view(t, full=False) for t in tasks],
         "reminders": list(selectors.reminders_for(user=user)[:LIST_SIZE]),
         "events": list(selectors.events_for(user=user)[:LIST_SIZE]),
         "history_size": HISTORY_SIZE,
