@@ -137,10 +137,10 @@ def user_authenticate(*, email: str, password: str, meta: RequestMeta) -> User:
 
 def user_login(*, email: str, password: str, meta: RequestMeta) -> IssuedToken:
     """Exchange credentials for a token (user_authenticate's errors)."""
-    with transaction.atomic():
-        user = user_authenticate(email=email, password=password, meta=meta)
-        with rls.acting_user(user.pk):
-            return _issue_token(user)
+    # Not one transaction with the check: a refusal's audit event must stay.
+    user = user_authenticate(email=email, password=password, meta=meta)
+    with rls.acting_user(user.pk):
+        return _issue_token(user)
 
 
 def _login_failed(known: uuid.UUID | None, meta: RequestMeta) -> None:
