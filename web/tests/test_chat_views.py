@@ -151,8 +151,9 @@ def test_the_reply_streams_then_comes_with_its_rail(alice, alice_web):
     text = "".join(d["content"] for name, d in events if name == "delta")
     assert text == _reply(alice).content
     done = events[-1][1]
-    assert f"/chat/replies/{_reply(alice).public_id}/{item.public_id}/protect" in (
-        done["html"]
+    assert (
+        f"/chat/replies/{_reply(alice).public_id}/{item.public_id}/protect"
+        in (done["html"])
     )
     assert done["said"] == "Kimberly replied, using 1 memory."
 
@@ -235,7 +236,9 @@ def test_the_proposals_panel_is_polled_after_a_configured_reply(
     r = _send(alice_web, "I love hiking")
     assert 'hx-get="/chat/proposals?seen=0&amp;until=' in _text(r)
     until = int(time.time()) + 60
-    assert alice_web.get(f"/chat/proposals?seen=0&until={until}", **HX).status_code == 204
+    assert (
+        alice_web.get(f"/chat/proposals?seen=0&until={until}", **HX).status_code == 204
+    )
     _propose(alice)
     r = alice_web.get(f"/chat/proposals?seen=0&until={until}", **HX)
     assert r.status_code == 200 and "Alice loves hiking in the Alps" in _text(r)
