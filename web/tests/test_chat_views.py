@@ -9,13 +9,13 @@ import json
 import time
 
 import pytest
-from django.test import Client
 
 from chat.models import Conversation, Message
 from memory import gateway
 from memory.models import MemoryItem, MemoryProposal
 from memory.tests.factories import ctx_for, memory_for
 from tests.standins.openai_server import Behaviour
+from web.tests import test_memory_views as memory_views
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,18 +23,9 @@ HX = {"HTTP_HX_REQUEST": "true"}
 ANNA = "Anna, my sister, has her birthday on March 3rd"
 
 
-@pytest.fixture
-def alice_web(alice) -> Client:
-    client = Client()
-    client.force_login(alice)
-    return client
-
-
-@pytest.fixture
-def bob_web(bob) -> Client:
-    client = Client()
-    client.force_login(bob)
-    return client
+# Signed-in test clients, as the memory manager's tests have them.
+alice_web = memory_views.alice_web
+bob_web = memory_views.bob_web
 
 
 def _text(response) -> str:
@@ -45,7 +36,7 @@ def _said(response) -> str:
     return json.loads(response["HX-Trigger"])["announce"]["message"]
 
 
-def _send(client: Client, message: str, **extra) -> object:
+def _send(client, message, **extra):
     return client.post("/chat/send", {"message": message, **extra}, **HX)
 
 
