@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from django import forms
 from django.http import QueryDict
 
+from chat.services import MAX_MESSAGE_CHARS
 from kimberly.api.errors import ValidationFailed
 from memory.constants import Status, Tier
 from memory.retrieval import MAX_QUERY_CHARS
@@ -97,3 +98,22 @@ CHOICES = {
     "status_choices": STATUS_CHOICES,
     "add_tier_choices": Tier.choices,
 }
+
+
+# --- Chat (web/views/chat.py) -------------------------------------------------
+
+
+class ChatForm(forms.Form):
+    message = forms.CharField(
+        label="Message",
+        strip=False,
+        max_length=MAX_MESSAGE_CHARS,
+        widget=forms.Textarea,
+    )
+    conversation_id = forms.CharField(max_length=64, required=False)
+    save_to_memory = forms.BooleanField(label="Save to memory", required=False)
+
+
+class ProposalPollForm(forms.Form):
+    seen = forms.IntegerField(min_value=0, required=False)
+    until = forms.IntegerField(min_value=0, required=False)

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse
-from django.urls import path, reverse_lazy
+from django.urls import include, path, reverse_lazy
 from django.views import View
 
 from kimberly import rls
@@ -121,7 +121,7 @@ urlpatterns = [
     path("logout", auth.logout_page, name="logout"),
     *password,
     *memory_urls,
-    path("chat", pages.placeholder("chat"), name="chat"),
+    path("", include("web.urls_chat")),
     path("agents", pages.placeholder("agents"), name="agents"),
     path("insights", pages.placeholder("metrics"), name="metrics"),
     path("settings", pages.settings_page, name="settings"),

@@ -187,7 +187,7 @@ def test_every_screen_has_a_strict_csp_and_no_inline_script_or_style(alice_web, 
 
 
 def test_unbuilt_screens_say_they_are_placeholders(alice_web):
-    for path in ("/chat", "/agents", "/insights"):
+    for path in ("/agents", "/insights"):
         assert "Not built yet" in _text(alice_web.get(path))
 
 

@@ -38,11 +38,6 @@ def dashboard(request: HttpRequest, user: User) -> HttpResponse:
 
 # The screens of issue 13 that this slice does not build yet: what each will do.
 PLACEHOLDERS = {
-    "chat": (
-        "Chat",
-        "Talk to Kimberly, see which memories each reply used and why, and "
-        "save what matters to memory.",
-    ),
     "agents": (
         "Agents",
         "Cards per agent with their risk and permissions, runs with a preview "
