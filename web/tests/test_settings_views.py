@@ -94,14 +94,14 @@ def test_weights_are_scaled_to_one_and_all_zero_is_refused(alice, alice_web):
     r = alice_web.post("/settings/weights", weights, **HX)
     assert r.status_code == 200
     assert _text(r).count('value="0.25"') == 4
-    assert _fresh(alice).meditation_weights["recency_freq"] == 0.25
+    assert (_fresh(alice).meditation_weights or {})["recency_freq"] == 0.25
 
     zero = dict.fromkeys(weights, "0")
     r = alice_web.post("/settings/weights", zero, **HX)
     assert r.status_code == 400
     assert 'data-error-code="validation_error"' in _text(r)
     assert "must not all be zero" in _text(r)
-    assert _fresh(alice).meditation_weights["recency_freq"] == 0.25
+    assert (_fresh(alice).meditation_weights or {})["recency_freq"] == 0.25
 
 
 def test_embeddings_and_auto_accept_are_switched(alice, alice_web):

@@ -24,7 +24,7 @@ from web.views import privacy
 from web.views.base import render, user_view
 
 # What each consent lets Kimberly do, in the words the page uses.
-PURPOSES = {
+PURPOSES: dict[str, tuple[str, str]] = {
     consents.Purpose.SENSITIVE_MEMORY: (
         "Sensitive memories",
         "Keep memories you mark sensitive (sealed with your own key).",
