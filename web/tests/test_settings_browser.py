@@ -97,10 +97,11 @@ def _fill_settings(page: Page) -> None:
     goals = page.locator("#settings-goals")
     goals.get_by_label("New goal").fill("Learn Portuguese")
     goals.get_by_role("button", name="Add goal").click()
-    expect(goals.locator(".goal").first).to_contain_text("Learn Portuguese")
+    expect(_live(page)).to_have_text("Goal added.")  # each step done before the next
     card = page.locator("#consent-telemetry")  # granted, or withdrawn the 2nd time
     card.locator("button").click()
     expect(card.locator("button")).to_be_focused()
+    expect(_live(page)).to_contain_text("Telemetry: consent")
     card.locator("summary").click()
     weights = page.locator("#settings-weights")
     for field in weights.locator("input[type=number]").all():
