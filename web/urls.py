@@ -10,6 +10,7 @@ from django.views import View
 
 from kimberly import rls
 from users.models import User
+from web import urls_settings
 from web.views import auth, memory, pages
 from web.views.base import user_view
 
@@ -124,5 +125,5 @@ urlpatterns = [
     path("", include("web.urls_chat")),
     path("agents", pages.placeholder("agents"), name="agents"),
     path("insights", pages.placeholder("metrics"), name="metrics"),
-    path("settings", pages.settings_page, name="settings"),
+    *urls_settings.urlpatterns,
 ]

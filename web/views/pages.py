@@ -63,8 +63,3 @@ def placeholder(section: str) -> Callable[..., HttpResponse]:
 
     view.__name__ = f"{section}_page"
     return view
-
-
-@user_view
-def settings_page(request: HttpRequest, user: User) -> HttpResponse:
-    return render(request, "web/settings.html", {"section": "settings"})

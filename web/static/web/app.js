@@ -167,5 +167,14 @@
     }).then(function () {
       form.removeAttribute("aria-busy");
     });
+
+// --- Settings (issue 13, settings and privacy) ---------------------------------
+// A token shown once (an API token, a receipt token) is selected when focused,
+// so copying it is one keystroke.
+(function () {
+  "use strict";
+  document.addEventListener("focusin", function (evt) {
+    var elt = evt.target;
+    if (elt && elt.matches && elt.matches("input[data-select-on-focus]")) elt.select();
   });
 })();
