@@ -167,6 +167,8 @@
     }).then(function () {
       form.removeAttribute("aria-busy");
     });
+  });
+})();
 
 // --- Settings (issue 13, settings and privacy) ---------------------------------
 // A token shown once (an API token, a receipt token) is selected when focused,
