@@ -99,11 +99,25 @@ class UsedMemory:
 
 def message_context(*, user: User, message: Message) -> list[UsedMemory]:
     """The exact memories a reply was given, best first, and their state now."""
-    rows = list(MessageContext.objects.filter(message=message).order_by("rank"))
-    states = gateway.memory_states(user=user, item_ids=[r.memory_id for r in rows])
-    out = []
+    return contexts_of(user=user, messages=[message])[message.pk]
+
+
+def contexts_of(
+    *, user: User, messages: list[Message]
+) -> dict[uuid.UUID, list[UsedMemory]]:
+    """`message_context` of each of `messages` (a transcript's replies) in two
+    queries: their provenance rows, and where those memories stand now."""
+    rows = list(
+        MessageContext.objects.filter(message_id__in=[m.pk for m in messages]).order_by(
+            "message_id", "rank"
+        )
+    )
+    states = gateway.memory_states(
+        user=user, item_ids=list({r.memory_id for r in rows})
+    )
+    out: dict[uuid.UUID, list[UsedMemory]] = {m.pk: [] for m in messages}
     for r in rows:
         state = states[r.memory_id]
         edited = state.digest is not None and state.digest != r.digest
-        out.append(UsedMemory(r, state.status, edited))
+        out[r.message_id].append(UsedMemory(r, state.status, edited))
     return out

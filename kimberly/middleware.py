@@ -63,12 +63,15 @@ class RlsMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.path.startswith(ADMIN_PREFIX):
+        # path_info, what URL routing matches: `path` carries SCRIPT_NAME, which
+        # a proxy (or a forwarded header) sets, and must not choose a scope.
+        path = request.path_info
+        if path.startswith(ADMIN_PREFIX):
             scope = rls.maintenance("admin site: staff sessions")
         else:
             scope = rls.no_scope()
         with scope:
-            if not request.path.startswith((ADMIN_PREFIX, API_PREFIX)):
+            if not path.startswith((ADMIN_PREFIX, API_PREFIX)):
                 _bind_session_user(request)
             return self.get_response(request)
 

@@ -53,6 +53,7 @@ from typing import Any, ParamSpec, TypeVar
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.backends.base.base import BaseDatabaseWrapper
+from psycopg.pq import TransactionStatus
 
 USER_GUC = "kimberly.user_id"
 SCOPE_GUC = "kimberly.scope"
@@ -91,13 +92,22 @@ def _set(user_id: str, scope: str, *, using: Any = None) -> None:
         cur.execute(_SET, [user_id, local, scope, local])
 
 
+def _aborted() -> bool:
+    """The transaction failed: no statement runs until its rollback, which also
+    takes back a transaction-local setting (so nothing is left to restore)."""
+    raw = connection.connection
+    return raw is not None and raw.info.transaction_status == TransactionStatus.INERROR
+
+
 @contextmanager
 def _scope(user_id: str, scope: str) -> Iterator[None]:
     prev = _swap(user_id, scope)
     try:
         yield
     finally:
-        if connection.connection is not None:  # a closed one starts clean anyway
+        # a closed connection starts clean anyway; an aborted transaction would
+        # turn the caller's real error into TransactionManagementError
+        if connection.connection is not None and not _aborted():
             _set(*prev)
 
 

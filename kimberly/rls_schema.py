@@ -29,6 +29,7 @@ from django.db.migrations.state import ProjectState
 from kimberly.rls import MAINTENANCE, SCOPE_GUC, USER_GUC
 
 POLICY = "kimberly_rls"
+SHARED_POLICY = "kimberly_rls_shared"  # FOR SELECT: rows of no user (shared_when_null)
 IS_MAINTENANCE = f"current_setting('{SCOPE_GUC}', true) = '{MAINTENANCE}'"
 ACTING_USER = f"NULLIF(current_setting('{USER_GUC}', true), '')::uuid"
 
@@ -96,17 +97,23 @@ class RowLevelSecurity(migrations.operations.base.Operation):
     ) -> None:
         t = _quote(self.table)
         rule = policy_rule(self.table, column=self.column, parent=self.parent)
-        seen = (
-            f"{rule} OR {_quote(self.column)} IS NULL"
-            if self.shared_when_null
-            else rule
-        )
-        for sql in (
+        statements = [
             f"ALTER TABLE {t} ENABLE ROW LEVEL SECURITY",
             f"ALTER TABLE {t} FORCE ROW LEVEL SECURITY",
             f"DROP POLICY IF EXISTS {POLICY} ON {t}",
-            f"CREATE POLICY {POLICY} ON {t} USING ({seen}) WITH CHECK ({rule})",
-        ):
+            f"DROP POLICY IF EXISTS {SHARED_POLICY} ON {t}",
+            f"CREATE POLICY {POLICY} ON {t} USING ({rule}) WITH CHECK ({rule})",
+        ]
+        if self.shared_when_null:
+            # Rows of no user (system defaults) are read by everyone, and only
+            # read: a second policy FOR SELECT alone, so UPDATE and DELETE still
+            # see only the acting user's rows (a USING that admitted them would
+            # let any user delete or take over a system row).
+            statements.append(
+                f"CREATE POLICY {SHARED_POLICY} ON {t} FOR SELECT "
+                f"USING ({_quote(self.column)} IS NULL)"
+            )
+        for sql in statements:
             schema_editor.execute(sql)
 
     def database_backwards(
@@ -119,6 +126,7 @@ class RowLevelSecurity(migrations.operations.base.Operation):
         t = _quote(self.table)
         for sql in (
             f"DROP POLICY IF EXISTS {POLICY} ON {t}",
+            f"DROP POLICY IF EXISTS {SHARED_POLICY} ON {t}",
             f"ALTER TABLE {t} NO FORCE ROW LEVEL SECURITY",
             f"ALTER TABLE {t} DISABLE ROW LEVEL SECURITY",
         ):

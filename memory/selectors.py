@@ -54,9 +54,23 @@ def memory_get(*, user: User, memory_id: str) -> MemoryItem:
     PATCH or DELETE still reach it, to unmark or delete it first)."""
     pk = parse_memory_id(memory_id)
     try:
-        return MemoryItem.objects.get(pk=pk, user=user, consent=True)
+        return visible_items(user).get(pk=pk)
     except MemoryItem.DoesNotExist:
         raise NotFound(f"No memory {memory_id}.") from None
+
+
+def visible_items(user: User) -> QuerySet[MemoryItem]:
+    """The user's items a reader may see: not the sensitive ones hidden by a
+    withdrawn consent (they wait to be purged)."""
+    return MemoryItem.objects.filter(user=user, consent=True)
+
+
+def memories_by_id(
+    *, user: User, item_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, MemoryItem]:
+    """The visible ones of the user's items `item_ids`, by id (gone or hidden
+    ones are simply absent)."""
+    return visible_items(user).in_bulk(item_ids)
 
 
 @dataclass(frozen=True)
@@ -101,7 +115,7 @@ def filter_items(
 def memory_list(*, user: User, filters: MemoryFilters) -> QuerySet[MemoryItem]:
     """The user's items matching the filters (status "all" for both); hidden
     sensitive items (consent withdrawn, waiting to be purged) are left out."""
-    qs = MemoryItem.objects.filter(user=user, consent=True)
+    qs = visible_items(user)
     if filters.status != "all":
         qs = qs.filter(status=filters.status)
     if filters.q:  # never matches a sealed item: its row has no text

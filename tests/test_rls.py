@@ -19,7 +19,7 @@ from chat.models import Conversation
 from kimberly import rls
 from kimberly.celery import app as celery_app
 from kimberly.management.operator import OperatorCommand
-from kimberly.rls_schema import EXEMPT, POLICY
+from kimberly.rls_schema import EXEMPT, POLICY, SHARED_POLICY
 from memory.models import Goal, MemoryItem
 from memory.tests.factories import memory_for
 from privacy.erasure.stores import user_tables
@@ -69,6 +69,48 @@ def test_an_anonymous_request_sees_no_row(alice, api):
         "conversations": 0,
         "users": [],
     }
+
+
+@pytest.mark.urls("tests.rls_probe_urls")
+def test_a_script_name_chooses_no_scope(alice, bob, api):
+    """A proxy (or a forwarded header) may set SCRIPT_NAME: `/admin` in front of
+    an API path must not make it the admin's maintenance scope."""
+    _data_for(alice)
+    _data_for(bob)
+    body = api.get("/v1/test/unscoped", SCRIPT_NAME="/admin").json()
+    assert body["users"] == [] and body["items"] == []
+
+
+def _system_default() -> Any:
+    from privacy.retention.models import RetentionPolicy
+
+    return RetentionPolicy.objects.create(user=None, data_type="chat_messages", days=90)
+
+
+def test_system_retention_defaults_are_read_by_users_but_never_written(alice):
+    from privacy.retention.models import RetentionPolicy
+
+    default = _system_default()
+    with rls.acting_user(alice.pk):
+        assert RetentionPolicy.objects.filter(user=None).count() == 1, "readable"
+        assert RetentionPolicy.objects.filter(user=None).delete()[0] == 0
+        assert RetentionPolicy.objects.filter(user=None).update(days=1) == 0
+        with pytest.raises(DatabaseError), transaction.atomic():
+            RetentionPolicy.objects.create(user=None, data_type="exports", days=1)
+    default.refresh_from_db()
+    assert default.days == 90 and default.user_id is None
+
+
+def test_a_database_error_inside_a_scope_stays_that_error(alice):
+    from django.db import IntegrityError
+
+    _system_default()
+    with (
+        pytest.raises(IntegrityError),
+        transaction.atomic(),
+        rls.maintenance("test: a duplicate system default"),
+    ):
+        _system_default()
 
 
 @pytest.mark.urls("tests.rls_probe_urls")
@@ -291,6 +333,13 @@ def test_every_table_of_user_data_has_forced_row_level_security():
             "JOIN pg_class c ON c.oid = p.polrelid GROUP BY 1"
         )
         policies = dict(cur.fetchall())
+        cur.execute(
+            "SELECT c.relname FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid"
+            " WHERE p.polname = %s AND p.polcmd = 'r'"
+            " AND pg_get_expr(p.polqual, p.polrelid) LIKE '%%IS NULL)'",
+            [SHARED_POLICY],
+        )
+        shared = {row[0] for row in cur.fetchall()}
     missing = []
     for label in sorted(user_data_models() - EXEMPT.keys()):
         table = apps.get_model(label)._meta.db_table
@@ -300,11 +349,12 @@ def test_every_table_of_user_data_has_forced_row_level_security():
             and forced
             and cmd == "*"
             and permissive
-            # shared_when_null: rows of no user are seen, never written
-            and (using == check or "IS NULL" in using)
+            and using == check
             and "kimberly.scope" in using
             and ("kimberly.user_id" in using or "EXISTS" in using)
-            and policies.get(table) == 1  # another permissive policy would widen it
+            # another permissive policy would widen it; the one allowed is
+            # shared_when_null's FOR SELECT of rows of no user (read, never written)
+            and policies.get(table) == 1 + (table in shared)
         )
         if not ok:
             missing.append(table)

@@ -17,10 +17,16 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from knox.models import AuthToken
+from knox.settings import CONSTANTS
 
 from audit.services import audit_record
 from kimberly import rls
-from kimberly.api.errors import ApplicationError, ValidationFailed, invalid_field
+from kimberly.api.errors import (
+    ApplicationError,
+    NotFound,
+    ValidationFailed,
+    invalid_field,
+)
 from kimberly.api.ratelimit import rate_limit_hit
 from kimberly.context import Actor, Context, RequestMeta
 from kimberly.destinations import InvalidWebhookUrl, WebhookRefused, check_destination
@@ -137,10 +143,10 @@ def user_authenticate(*, email: str, password: str, meta: RequestMeta) -> User:
 
 def user_login(*, email: str, password: str, meta: RequestMeta) -> IssuedToken:
     """Exchange credentials for a token (user_authenticate's errors)."""
-    with transaction.atomic():
-        user = user_authenticate(email=email, password=password, meta=meta)
-        with rls.acting_user(user.pk):
-            return _issue_token(user)
+    # Not one transaction with the check: a refusal's audit event must stay.
+    user = user_authenticate(email=email, password=password, meta=meta)
+    with rls.acting_user(user.pk):
+        return _issue_token(user)
 
 
 def _login_failed(known: uuid.UUID | None, meta: RequestMeta) -> None:
@@ -245,6 +251,11 @@ def _time_zones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
 
 
+def time_zone_names() -> list[str]:
+    """Every time zone a user may choose, sorted (what _checked_time_zone accepts)."""
+    return sorted(_time_zones())
+
+
 def _checked_time_zone(name: str) -> str:
     if name not in _time_zones():
         raise invalid_field(
@@ -268,6 +279,36 @@ def _checked_webhook_url(url: str) -> str:
             details={"fields": {"webhook_url": [exc.message]}},
         ) from None
     return url
+
+
+@transaction.atomic
+def api_token_create(*, ctx: Context, user: User) -> IssuedToken:
+    """A new bearer token for the API (Settings): the token itself is in the
+    answer only; knox keeps its hash. Audited by its key (the first characters)."""
+    issued = _issue_token(user)
+    audit_record(
+        ctx=ctx,
+        action="auth.token_create",
+        user_id=user.pk,
+        target_type="token",
+        target_id=issued.token[: CONSTANTS.TOKEN_KEY_LENGTH],
+    )
+    return issued
+
+
+@transaction.atomic
+def api_token_revoke(*, ctx: Context, user: User, token_key: str) -> None:
+    """Revoke one of the user's tokens by its key; 404 token_not_found if none."""
+    deleted, _ = AuthToken.objects.filter(user=user, token_key=token_key).delete()
+    if not deleted:
+        raise NotFound(f"No token {token_key[:16]}.", code="token_not_found")
+    audit_record(
+        ctx=ctx,
+        action="auth.token_revoke",
+        user_id=user.pk,
+        target_type="token",
+        target_id=token_key,
+    )
 
 
 def auth_tokens_purge_expired() -> int:

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.http import QueryDict
 
 from agents.registry import AGENT_TYPES
+from chat.services import MAX_MESSAGE_CHARS
 from kimberly.api.errors import ValidationFailed
 from memory.constants import Status, Tier
 from memory.retrieval import MAX_QUERY_CHARS
@@ -120,3 +121,22 @@ class AgentSwitchForm(forms.Form):
         choices=[("true", "on"), ("false", "off")],
         coerce=lambda v: v == "true",
     )
+
+
+# --- Chat (web/views/chat.py) -------------------------------------------------
+
+
+class ChatForm(forms.Form):
+    message = forms.CharField(
+        label="Message",
+        strip=False,
+        max_length=MAX_MESSAGE_CHARS,
+        widget=forms.Textarea,
+    )
+    conversation_id = forms.CharField(max_length=64, required=False)
+    save_to_memory = forms.BooleanField(label="Save to memory", required=False)
+
+
+class ProposalPollForm(forms.Form):
+    seen = forms.IntegerField(min_value=0, required=False)
+    until = forms.IntegerField(min_value=0, required=False)

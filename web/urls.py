@@ -5,11 +5,12 @@ from typing import Any
 
 from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse
-from django.urls import path, reverse_lazy
+from django.urls import include, path, reverse_lazy
 from django.views import View
 
 from kimberly import rls
 from users.models import User
+from web import urls_settings
 from web.views import agents, auth, memory, metrics, pages
 from web.views.base import user_view
 
@@ -121,8 +122,8 @@ urlpatterns = [
     path("logout", auth.logout_page, name="logout"),
     *password,
     *memory_urls,
-    path("chat", pages.placeholder("chat"), name="chat"),
+    path("", include("web.urls_chat")),
     *agents.urlpatterns,
     *metrics.urlpatterns,
-    path("settings", pages.settings_page, name="settings"),
+    *urls_settings.urlpatterns,
 ]

@@ -16,6 +16,7 @@ from agents import webhooks
 from agents.models import Reminder
 from agents.registry import AGENT_TYPES
 from audit.services import audit_record
+from kimberly import rls
 from kimberly.api.errors import ApplicationError, Conflict
 from kimberly.api.serializers import iso_time
 from kimberly.context import Actor, Context
@@ -89,7 +90,8 @@ def _deliver_one(pk: uuid.UUID) -> int:
         if rem is None:
             return 0
         try:
-            with transaction.atomic():
+            # found by a set-wise scan; the write itself acts as its user only
+            with transaction.atomic(), rls.acting_user(rem.user_id):
                 item = gateway.remember(
                     ctx=_ctx(rem),
                     user=rem.user,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from csp.constants import NONE, SELF
 
-from kimberly.env import env_int, env_str
+from kimberly.env import env_bool, env_int, env_str
 
 LOGIN_URL = "web:login"
 LOGIN_REDIRECT_URL = "web:home"
@@ -52,3 +52,7 @@ CONTENT_SECURITY_POLICY = {
 
 # Memories per page of the memory manager's list.
 WEB_MEMORY_PAGE_SIZE = env_int("WEB_MEMORY_PAGE_SIZE", 50)
+
+# Chat replies streamed to the page as server-sent events (off: each reply
+# comes whole in the htmx response to the composer).
+WEB_CHAT_STREAM = env_bool("WEB_CHAT_STREAM", True)

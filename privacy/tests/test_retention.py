@@ -328,13 +328,14 @@ def test_the_cli_shows_and_enforces(alice, capsys):
 def test_one_pass_at_a_time(alice):
     from django.db import connections
 
+    lock = "SELECT pg_advisory_{}(hashtextextended('privacy:retention', 0))"
     other = connections.create_connection("default")
     try:
         with other.cursor() as cur:
-            cur.execute(
-                "SELECT pg_advisory_lock(hashtextextended('privacy:retention', 0))"
-            )
+            cur.execute(lock.format("lock"))
         assert retention_enforce() == {}, "another pass holds the lock"
+        with other.cursor() as cur:  # (not by closing: the server frees it later)
+            cur.execute(lock.format("unlock"))
     finally:
         other.close()
     assert set(retention_enforce()) == set(DataType.values)

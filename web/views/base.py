@@ -54,16 +54,21 @@ def render(
     return response
 
 
-def error_response(request: HttpRequest, exc: ApplicationError) -> HttpResponse:
-    """The error in words with its stable code: a fragment for htmx (app.js
-    swaps it into the error slot beside the control that sent the request),
-    else a page."""
-    context = {
+def error_context(exc: ApplicationError) -> dict[str, Any]:
+    """What web/_error.html and web/error.html show of a refusal."""
+    return {
         "status": exc.status,
         "message": exc.message,
         "code": exc.code,
         "fields": _field_messages(exc.details),
     }
+
+
+def error_response(request: HttpRequest, exc: ApplicationError) -> HttpResponse:
+    """The error in words with its stable code: a fragment for htmx (app.js
+    swaps it into the error slot beside the control that sent the request),
+    else a page."""
+    context = error_context(exc)
     if is_htmx(request):
         response = render(request, "web/_error.html", context, status=exc.status)
         announce(response, f"Error: {exc.message}", error=True)

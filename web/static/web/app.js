@@ -65,3 +65,118 @@
     target.focus();
   });
 })();
+
+// --- Chat (web/views/chat.py): replies streamed as server-sent events ---------
+// The composer marked data-stream posts with fetch and reads the reply as it
+// comes: `turn` (the message and an empty reply), `delta`s of text, then
+// `done` (the reply with its context rail, HTML swapped in by htmx, with its
+// out-of-band parts) or `error`. Without fetch streaming it posts as a form.
+(function () {
+  "use strict";
+
+  function say(message) {
+    document.dispatchEvent(new CustomEvent("announce", { detail: { message: message } }));
+  }
+
+  function parseEvent(block) {
+    var name = "message", data = [];
+    block.split("\n").forEach(function (line) {
+      if (line.indexOf("event:") === 0) name = line.slice(6).trim();
+      else if (line.indexOf("data:") === 0) data.push(line.slice(5).replace(/^ /, ""));
+    });
+    return { name: name, data: data.length ? JSON.parse(data.join("\n")) : {} };
+  }
+
+  function refused(form, response) {
+    return response.text().then(function (html) {
+      htmx.swap(form.querySelector(".error-slot"), html, { swapStyle: "innerHTML" });
+      var said = null;
+      try { said = JSON.parse(response.headers.get("HX-Trigger") || "{}").announce; } catch (e) { said = null; }
+      say((said && said.message) || "Error: the message was not sent.");
+    });
+  }
+
+  function stream(form, response) {
+    var reader = response.body.getReader();
+    var decoder = new TextDecoder();
+    var buffer = "";
+    var pending = null;
+    var handlers = {
+      turn: function (data) {
+        htmx.swap(document.getElementById("transcript"), data.html, { swapStyle: "beforeend" });
+        pending = document.getElementById("pending-reply");
+        var field = document.getElementById("composer-conversation");
+        field.value = data.conversation_id;
+        field.setAttribute("value", data.conversation_id);
+        window.history.replaceState(null, "", data.url);
+        form.reset();
+      },
+      delta: function (data) {
+        if (pending) pending.querySelector(".turn-text").appendChild(document.createTextNode(data.content));
+      },
+      done: function (data) {
+        if (pending) htmx.swap(pending, data.html, { swapStyle: "outerHTML" });
+        pending = null;
+        say(data.said);
+      },
+      error: function (data) {
+        htmx.swap(form.querySelector(".error-slot"), data.html, { swapStyle: "innerHTML" });
+        if (pending) {
+          pending.removeAttribute("aria-busy");
+          pending.querySelector(".note").textContent = "No reply: " + data.message;
+        }
+        say("Error: " + data.message);
+      }
+    };
+    function pump() {
+      return reader.read().then(function (chunk) {
+        if (chunk.done) return;
+        buffer += decoder.decode(chunk.value, { stream: true });
+        var blocks = buffer.split("\n\n");
+        buffer = blocks.pop();
+        blocks.forEach(function (block) {
+          if (!block.trim()) return;
+          var evt = parseEvent(block);
+          if (handlers[evt.name]) handlers[evt.name](evt.data);
+        });
+        return pump();
+      });
+    }
+    return pump();
+  }
+
+  document.addEventListener("submit", function (evt) {
+    var form = evt.target;
+    if (!form.matches || !form.matches("form[data-stream]")) return;
+    if (!(window.fetch && window.ReadableStream && window.TextDecoder && window.htmx)) return;
+    evt.preventDefault();
+    if (form.getAttribute("aria-busy") === "true") return;
+    form.setAttribute("aria-busy", "true");  // one message at a time
+    form.querySelector(".error-slot").textContent = "";
+    fetch(form.getAttribute("data-stream"), {
+      method: "POST",
+      body: new URLSearchParams(new FormData(form)),
+      headers: { "HX-Request": "true" },
+      credentials: "same-origin"
+    }).then(function (response) {
+      var type = response.headers.get("Content-Type") || "";
+      if (!response.ok || type.indexOf("text/event-stream") !== 0) return refused(form, response);
+      return stream(form, response);
+    }).catch(function () {
+      say("Error: the server did not answer. Check your connection and try again.");
+    }).then(function () {
+      form.removeAttribute("aria-busy");
+    });
+  });
+})();
+
+// --- Settings (issue 13, settings and privacy) ---------------------------------
+// A token shown once (an API token, a receipt token) is selected when focused,
+// so copying it is one keystroke.
+(function () {
+  "use strict";
+  document.addEventListener("focusin", function (evt) {
+    var elt = evt.target;
+    if (elt && elt.matches && elt.matches("input[data-select-on-focus]")) elt.select();
+  });
+})();
