@@ -70,7 +70,6 @@ def test_the_page_shows_a_card_per_agent_with_risk_permissions_and_switch(
     assert '<span class="tag">code.exec</span>' in page
     assert page.count('role="switch" aria-checked="true"') == 4
     assert "Download the calendar (.ics)" in page
-    assert "Not built yet" not in page
 
 
 def test_turning_an_agent_off_refuses_its_tasks_beside_the_form(alice, alice_web):

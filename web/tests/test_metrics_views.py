@@ -26,7 +26,6 @@ def test_before_any_meditation_the_page_says_so(alice_web):
     assert "No meditation yet" in page
     assert "<svg" not in page
     assert 'id="quotas"' in page  # storage per tier now
-    assert "Not built yet" not in page
 
 
 def test_the_history_counts_each_finished_run_and_the_bytes_per_tier(alice):
