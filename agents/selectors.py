@@ -12,6 +12,7 @@ from django.db import connection
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
+from agents.ics import IcsEvent, calendar_ics
 from agents.models import (
     EVENT_ID_PREFIX,
     REMINDER_ID_PREFIX,
@@ -118,6 +119,22 @@ def event_get(*, user: User, event_id: str) -> Event:
 def events_for(*, user: User) -> QuerySet[Event]:
     """The user's events, in date order."""
     return Event.objects.filter(user=user).order_by("starts_at", "pk")
+
+
+def calendar_for(*, user: User) -> bytes:
+    """The user's events as an iCalendar file (GET /v1/agents/calendar.ics and
+    the Agents screen's download)."""
+    events = [
+        IcsEvent(
+            uid=e.uid,
+            title=e.title,
+            starts_at=e.starts_at,
+            ends_at=e.ends_at,
+            all_day=e.all_day,
+        )
+        for e in events_for(user=user)
+    ]
+    return calendar_ics(events, name="Kimberly")
 
 
 @dataclass(frozen=True)

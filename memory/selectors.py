@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 
 from kimberly.api.errors import NotFound
 from memory import embeddings, sealing
@@ -18,6 +18,7 @@ from memory.models import (
     MemoryProposal,
     MemoryVersion,
     RetrievalRecord,
+    ScoreRecord,
 )
 from memory.quotas import TierUsage, quota_overview
 from users import consents
@@ -244,6 +245,51 @@ def last_meditation(*, user: User) -> datetime | None:
         .values_list("finished_at", flat=True)
         .first()
     )
+
+
+@dataclass(frozen=True)
+class MeditationNight:
+    """One finished (not dry) meditation of a user: what it did, how long it
+    took, and the bytes per tier of the memories it considered."""
+
+    run_id: int
+    finished_at: datetime
+    processed: int
+    promoted: int
+    archived: int
+    purged: int
+    duration_ms: int | None
+    storage: dict[str, int]
+
+
+def meditation_history(*, user: User, limit: int = 30) -> list[MeditationNight]:
+    """The user's last `limit` finished meditations, oldest first."""
+    runs = list(
+        MeditationRun.objects.filter(
+            user=user, status=MeditationRun.State.DONE, dry_run=False
+        ).order_by("-finished_at", "-id")[:limit]
+    )
+    storage: dict[int, dict[str, int]] = {r.pk: {} for r in runs}
+    for row in (
+        ScoreRecord.objects.filter(run_id__in=list(storage))
+        .values("run_id", "tier")
+        .annotate(total=Sum("size_bytes"))
+        .order_by()
+    ):
+        storage[row["run_id"]][row["tier"]] = row["total"]
+    return [
+        MeditationNight(
+            run_id=r.pk,
+            finished_at=r.finished_at or r.started_at,
+            processed=r.processed,
+            promoted=r.promoted,
+            archived=r.archived,
+            purged=r.purged,
+            duration_ms=r.duration_ms,
+            storage=storage[r.pk],
+        )
+        for r in reversed(runs)
+    ]
 
 
 def memory_accesses(*, user: User, memory_id: str) -> QuerySet[RetrievalRecord]:

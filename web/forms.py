@@ -12,8 +12,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django import forms
+from django.conf import settings
 from django.http import QueryDict
 
+from agents.registry import AGENT_TYPES
 from chat.services import MAX_MESSAGE_CHARS
 from kimberly.api.errors import ValidationFailed
 from memory.constants import Status, Tier
@@ -98,6 +100,27 @@ CHOICES = {
     "status_choices": STATUS_CHOICES,
     "add_tier_choices": Tier.choices,
 }
+
+
+# --- Agents (web/views/agents.py) ---------------------------------------------
+
+
+class AgentRunForm(forms.Form):
+    agent = forms.ChoiceField(
+        label="Agent",
+        choices=[("", "Choose from the text"), *((n, n) for n in AGENT_TYPES)],
+        required=False,
+    )
+    task = forms.CharField(label="Task", max_length=settings.AGENT_TASK_TEXT_MAX_CHARS)
+    preview = forms.BooleanField(label="Preview first", required=False)
+
+
+class AgentSwitchForm(forms.Form):
+    enabled = forms.TypedChoiceField(
+        label="On",
+        choices=[("true", "on"), ("false", "off")],
+        coerce=lambda v: v == "true",
+    )
 
 
 # --- Chat (web/views/chat.py) -------------------------------------------------

@@ -11,7 +11,7 @@ from django.views import View
 from kimberly import rls
 from users.models import User
 from web import urls_settings
-from web.views import auth, memory, pages
+from web.views import agents, auth, memory, metrics, pages
 from web.views.base import user_view
 
 app_name = "web"
@@ -123,7 +123,7 @@ urlpatterns = [
     *password,
     *memory_urls,
     path("", include("web.urls_chat")),
-    path("agents", pages.placeholder("agents"), name="agents"),
-    path("insights", pages.placeholder("metrics"), name="metrics"),
+    *agents.urlpatterns,
+    *metrics.urlpatterns,
     *urls_settings.urlpatterns,
 ]

@@ -15,9 +15,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents import selectors
-from agents.apis.tasks import TaskOutput, task_out
-from agents.ics import IcsEvent, calendar_ics
+from agents.apis.tasks import TaskOutput
 from agents.models import Event, Reminder
+from agents.outputs import task_out
 from agents.services import reminders as reminder_services
 from agents.services import tasks as task_services
 from kimberly.api.errors import check_upload_size, invalid_field
@@ -167,18 +167,9 @@ class CalendarApi(APIView):
         }
     )
     def get(self, request: Request) -> HttpResponse:
-        events = [
-            IcsEvent(
-                uid=e.uid,
-                title=e.title,
-                starts_at=e.starts_at,
-                ends_at=e.ends_at,
-                all_day=e.all_day,
-            )
-            for e in selectors.events_for(user=current_user(request))
-        ]
         response = HttpResponse(
-            calendar_ics(events, name="Kimberly"), content_type="text/calendar"
+            selectors.calendar_for(user=current_user(request)),
+            content_type="text/calendar",
         )
         response["Content-Disposition"] = 'attachment; filename="kimberly.ics"'
         return response

@@ -14,11 +14,12 @@ from rest_framework.views import APIView
 from agents import selectors
 from agents.kinds.scheduler import SOURCES
 from agents.models import AgentTask
+from agents.outputs import task_out
 from agents.registry import AGENT_TYPES
 from agents.services import tasks as task_services
 from kimberly.api.pagination import PagePagination, PageQuery
 from kimberly.api.schema import error_responses
-from kimberly.api.serializers import StrictInput, documented_json, iso_time, parse
+from kimberly.api.serializers import StrictInput, documented_json, parse
 from kimberly.context import context_from_request, current_user
 
 STATUS_HELP = (
@@ -115,36 +116,6 @@ class TaskOutput(serializers.Serializer[Any]):
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
-
-
-WITHHELD = {"withheld": True, "reason": "memories it used have changed or are gone"}
-
-
-def task_out(t: AgentTask, *, full: bool = True) -> dict[str, Any]:
-    """A task as the API shows it. The list (`full=False`) leaves out the result
-    and the trace. A result built on memories that have since been deleted,
-    archived, made sensitive or edited is withheld, like its planned writes."""
-    stale = selectors.stale_reads(t) if full else []
-    plan = [{"kind": w["kind"], "summary": w["summary"]} for w in t.plan]
-    out: dict[str, Any] = {
-        "task_id": t.public_id,
-        "agent": t.agent,
-        "status": t.status,
-        "task": t.task,
-        "routed": t.routed,
-        "preview": t.preview,
-        "timeout": t.timeout,
-        "attempts": t.attempts,
-        "result": (WITHHELD if stale else t.result) if full else None,
-        "error": t.error or None,
-        "planned_writes": [{**w, "summary": ""} for w in plan] if stale else plan,
-        "stale_memories": stale,
-        "trace": t.trace if full else [],
-        "created_at": iso_time(t.created_at),
-        "started_at": iso_time(t.started_at),
-        "finished_at": iso_time(t.finished_at),
-    }
-    return out
 
 
 class TaskFilters(PageQuery):

@@ -15,17 +15,11 @@ from memory import gateway
 from memory.models import MemoryItem, MemoryProposal
 from memory.tests.factories import ctx_for, memory_for
 from tests.standins.openai_server import Behaviour
-from web.tests import test_memory_views as memory_views
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 HX = {"HTTP_HX_REQUEST": "true"}
 ANNA = "Anna, my sister, has her birthday on March 3rd"
-
-
-# Signed-in test clients, as the memory manager's tests have them.
-alice_web = memory_views.alice_web
-bob_web = memory_views.bob_web
 
 
 def _text(response) -> str:

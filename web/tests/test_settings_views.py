@@ -25,22 +25,6 @@ pytestmark = pytest.mark.django_db
 HX = {"HTTP_HX_REQUEST": "true"}
 
 
-def _web(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def alice_web(alice) -> Client:
-    return _web(alice)
-
-
-@pytest.fixture
-def bob_web(bob) -> Client:
-    return _web(bob)
-
-
 def _said(response) -> dict:
     return json.loads(response["HX-Trigger"])["announce"]
 

@@ -1,8 +1,6 @@
-"""The dashboard, and the screens not built yet (honest placeholders)."""
+"""The dashboard (every screen of issue 13 is built; no placeholders are left)."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
@@ -34,32 +32,3 @@ def dashboard(request: HttpRequest, user: User) -> HttpResponse:
             "embedding_pending": metrics.embedding_pending,
         },
     )
-
-
-# The screens of issue 13 that this slice does not build yet: what each will do.
-PLACEHOLDERS = {
-    "agents": (
-        "Agents",
-        "Cards per agent with their risk and permissions, runs with a preview "
-        "of memory reads and writes, task history, reminders and calendar.",
-    ),
-    "metrics": (
-        "Metrics",
-        "Storage per tier over time and the history of nightly meditations.",
-    ),
-}
-
-
-def placeholder(section: str) -> Callable[..., HttpResponse]:
-    title, plan = PLACEHOLDERS[section]
-
-    @user_view
-    def view(request: HttpRequest, user: User) -> HttpResponse:
-        return render(
-            request,
-            "web/placeholder.html",
-            {"section": section, "title": title, "plan": plan},
-        )
-
-    view.__name__ = f"{section}_page"
-    return view
