@@ -56,6 +56,25 @@ def _issue_token(user: User) -> IssuedToken:
     return IssuedToken(user=user, token=token, expires_in=settings.TOKEN_TTL_SECONDS)
 
 
+@transaction.atomic
+def user_password_set(*, user: User, password: str, how: str, meta: RequestMeta) -> int:
+    """A new password (`how`: change, or reset by an emailed link; the form has
+    validated it): every API token of the user dies with the old one, so a reset
+    also locks out whoever held a token. Audited; returns the tokens revoked."""
+    user.set_password(password)
+    user.save(update_fields=["password"])
+    revoked, _ = AuthToken.objects.filter(user=user).delete()
+    audit_record(
+        ctx=Context(Actor("user", str(user.pk)), meta),
+        action=f"auth.password_{how}",
+        user_id=user.pk,
+        target_type="user",
+        target_id=str(user.pk),
+        details={"tokens_revoked": revoked},
+    )
+    return int(revoked)
+
+
 def user_register(*, email: str, password: str, meta: RequestMeta) -> User:
     """Create an account (no token: the web UI signs in with a session);
     400 email_taken / weak_password, 429 per IP."""

@@ -50,7 +50,7 @@ password = [
         "password/change",
         _signed_in(
             _password(
-                auth_views.PasswordChangeView,
+                auth.PasswordChange,
                 "change_form",
                 success_url=reverse_lazy("web:password_change_done"),
             )
@@ -86,7 +86,7 @@ password = [
         "password/reset/<uidb64>/<token>",
         _by_token(
             _password(
-                auth_views.PasswordResetConfirmView,
+                auth.PasswordResetConfirm,
                 "reset_confirm",
                 success_url=reverse_lazy("web:password_reset_complete"),
             )

@@ -4,11 +4,15 @@ Django's own views with our templates (web/urls.py)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import login as session_login
 from django.contrib.auth import logout as session_logout
-from django.http import HttpRequest, HttpResponse
+from django.contrib.auth import update_session_auth_hash
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.views import INTERNAL_RESET_SESSION_TOKEN
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, resolve_url
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
@@ -93,3 +97,32 @@ def reset_limited(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespon
 def logout_page(request: HttpRequest) -> HttpResponse:
     session_logout(request)
     return redirect("web:home")
+
+
+class PasswordChange(auth_views.PasswordChangeView):
+    """Django's form and checks; the new password through users.services (which
+    revokes the API tokens and audits), and this session kept signed in."""
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        services.user_password_set(
+            user=form.user,
+            password=form.cleaned_data["new_password1"],
+            how="change",
+            meta=request_meta(self.request),
+        )
+        update_session_auth_hash(self.request, form.user)
+        return HttpResponseRedirect(self.get_success_url())
+
+
+class PasswordResetConfirm(auth_views.PasswordResetConfirmView):
+    """As PasswordChange, for a reset link (the link's token has been checked)."""
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        services.user_password_set(
+            user=form.user,
+            password=form.cleaned_data["new_password1"],
+            how="reset",
+            meta=request_meta(self.request),
+        )
+        del self.request.session[INTERNAL_RESET_SESSION_TOKEN]
+        return HttpResponseRedirect(self.get_success_url())

@@ -67,6 +67,8 @@ def _listing(request: HttpRequest, user: User) -> dict[str, Any]:
             top_k=50,
             filters=retrieval.QueryFilters(tags=tags or None, since=since, until=until),
             request_id=getattr(request, "request_id", ""),
+            # a GET (any site can make one): it must not count as using them
+            log=False,
         )
         rows = [
             memory_row(h.item, relevance=round(h.final, 3), why=h.why)
