@@ -15,10 +15,12 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url
 
+from audit.selectors import audit_events_for_user
 from kimberly.api.errors import NotFound
 from kimberly.context import context_from_request
 from memory import retrieval, selectors, services
 from memory.constants import Status
+from users import consents
 from users.models import User
 from web.forms import (
     CHOICES,
@@ -160,12 +162,27 @@ def memory_delete(request: HttpRequest, user: User, memory_id: str) -> HttpRespo
     return render(request, "web/memory/_deleted.html", context, said="Memory deleted.")
 
 
+# The detail panel shows this many of the newest accesses and audit events.
+DETAIL_ROWS = 20
+
+
 def _detail(user: User, memory_id: str) -> dict[str, Any]:
+    """The memory, its history, its audit events and accesses (as GET
+    /v1/memory/{id}/accesses), and where its consent stands."""
     item, versions = selectors.memory_history(user=user, memory_id=memory_id)
+    accesses = selectors.memory_accesses(user=user, memory_id=memory_id)
+    events = audit_events_for_user(user_id=user.pk, target=("memory", item.public_id))
     return {
         **CHOICES,
         "row": memory_row(item),
         "versions": [version_row(v) for v in reversed(versions)],
+        "accesses": list(accesses[:DETAIL_ROWS]),
+        "events": list(events[:DETAIL_ROWS]),
+        "consent": {
+            "needed": item.sensitive,
+            "given": consents.has_consent(user, consents.Purpose.SENSITIVE_MEMORY),
+            "visible": item.consent,
+        },
     }
 
 
