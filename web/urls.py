@@ -104,6 +104,7 @@ memory_urls = [
     path("memory", memory.memory_page, name="memory"),
     path("memory/list", memory.memory_list, name="memory-list"),
     path("memory/add", memory.memory_add, name="memory-add"),
+    path("memory/bulk", memory.memory_bulk, name="memory-bulk"),
     *memory_files.urlpatterns,  # before memory/<id>: "documents" is not an id
     path("memory/<str:memory_id>", memory.memory_detail, name="memory-detail"),
     path("memory/<str:memory_id>/edit", memory.memory_edit, name="memory-edit"),

@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from memory import indexing
+from memory.models import MemoryItem
 from memory.tests.factories import memory_for
 from web.tests import test_browser as journeys
 from web.tests.browser import WIDTHS, blocking_violations, screenshot
@@ -63,3 +64,32 @@ def test_upload_a_document_and_find_its_content(live_server, page, alice, tmp_pa
         page.set_viewport_size({"width": width, "height": height})
         assert blocking_violations(page) == [], width_name
         screenshot(page, "memory-documents", width_name)
+
+
+def test_bulk_archive_and_delete_the_selected_rows(live_server, page, alice):
+    for text in [journeys.CLARA, *journeys.OTHERS]:
+        memory_for(alice, text)
+    journeys._sign_in(page, live_server.url, alice.email)
+    page.goto(f"{live_server.url}/memory")
+    rows = page.locator("#memory-rows > li")
+    expect(rows).to_have_count(3)
+    bulk = page.locator("#memory-bulk")
+
+    bulk.get_by_role("button", name="Archive selected").click()
+    expect(bulk.locator(".error-slot")).to_contain_text("validation_error")
+
+    for text in journeys.OTHERS:
+        rows.filter(has_text=text).get_by_label("Select").check()
+    bulk.get_by_role("button", name="Archive selected").click()
+    expect(_live(page)).to_have_text("2 memories archived.")
+    expect(page.locator("#memory-rows > li.is-archived")).to_have_count(2)
+    expect(bulk.locator(".error-slot")).to_be_empty()
+
+    page.on("dialog", lambda dialog: dialog.accept())
+    for text in journeys.OTHERS:
+        rows.filter(has_text=text).get_by_label("Select").check()
+    bulk.get_by_role("button", name="Delete selected").click()
+    expect(_live(page)).to_have_text("2 memories deleted.")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text(journeys.CLARA)
+    assert MemoryItem.objects.filter(user=alice).count() == 1

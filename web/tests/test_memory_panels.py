@@ -119,3 +119,48 @@ def test_bob_gets_404_on_alices_documents_and_detail(alice, alice_web, bob_web):
         assert response.status_code == 404, path
         assert "garden" not in _text(response) and "recipe" not in _text(response)
     assert "garden.txt" not in _text(bob_web.get("/memory/documents", **HX))
+
+
+def test_bulk_archive_then_delete_the_selected_rows(alice, alice_web):
+    a = memory_for(alice, "first of two")
+    b = memory_for(alice, "second of two")
+    keep = memory_for(alice, "not selected")
+    ids = [a.public_id, b.public_id]
+    archived = alice_web.post("/memory/bulk", {"action": "archive", "ids": ids}, **HX)
+    assert archived.status_code == 200, _text(archived)
+    assert json.loads(archived["HX-Trigger"])["announce"]["message"] == (
+        "2 memories archived."
+    )
+    assert f'id="row-{a.public_id}" class="memory is-archived"' in _text(archived)
+    statuses = {i.pk: i.status for i in MemoryItem.objects.filter(user=alice)}
+    assert statuses == {a.pk: "archived", b.pk: "archived", keep.pk: "active"}
+
+    deleted = alice_web.post("/memory/bulk", {"action": "delete", "ids": ids}, **HX)
+    assert f'<li id="row-{b.public_id}" hx-swap-oob="delete">' in _text(deleted)
+    assert list(MemoryItem.objects.filter(user=alice)) == [keep]
+
+
+def test_bulk_with_nothing_selected_or_a_bad_action_is_400(alice, alice_web):
+    item = memory_for(alice, "stay")
+    nothing = alice_web.post("/memory/bulk", {"action": "archive"}, **HX)
+    assert nothing.status_code == 400
+    assert "validation_error" in _text(nothing) and "ids" in _text(nothing)
+    export = alice_web.post(
+        "/memory/bulk", {"action": "export", "ids": [item.public_id]}, **HX
+    )
+    assert export.status_code == 400 and "action" in _text(export)
+
+
+def test_bob_gets_404_bulk_on_alices_memories_and_nothing_changes(alice, bob, bob_web):
+    item = memory_for(alice, "Alice's secret recipe")
+    mine = memory_for(bob, "bob's own")
+    for action in ("archive", "delete"):
+        response = bob_web.post(
+            "/memory/bulk",
+            {"action": action, "ids": [mine.public_id, item.public_id]},
+            **HX,
+        )
+        assert response.status_code == 404
+        assert "recipe" not in _text(response)
+    assert MemoryItem.objects.get(pk=item.pk).status == "active"
+    assert MemoryItem.objects.get(pk=mine.pk).status == "active"  # all or none

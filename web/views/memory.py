@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url
 
 from audit.selectors import audit_events_for_user
-from kimberly.api.errors import NotFound
+from kimberly.api.errors import NotFound, invalid_field
 from kimberly.context import context_from_request
 from memory import retrieval, selectors, services
 from memory.constants import Status
@@ -150,6 +150,35 @@ def memory_action(
     )
     context = {"row": memory_row(item), "focus": UNDO[action], **_quotas(user)}
     return render(request, "web/memory/_changed.html", context, said=ACTIONS[action])
+
+
+# The bulk actions the list offers on its selected rows (memory_bulk has more).
+BULK = {
+    "archive": "archived",
+    "restore": "restored",
+    "delete": "deleted",
+}
+
+
+@require_POST
+@user_view
+def memory_bulk(request: HttpRequest, user: User) -> HttpResponse:
+    """Archive, restore or delete the selected rows, all or none (as POST
+    /v1/memory/bulk); the rows change in place."""
+    action = request.POST.get("action", "")
+    if action not in BULK:
+        raise invalid_field("action", f"must be one of {', '.join(BULK)}")
+    result = services.memory_bulk(
+        ctx=context_from_request(request),
+        user=user,
+        action=action,
+        ids=request.POST.getlist("ids"),
+    )
+    n = len(result.items)
+    said = f"{n} memor{'y' if n == 1 else 'ies'} {BULK[action]}."
+    rows = [memory_row(i) for i in result.items]
+    context = {"rows": rows, "deleted": action == "delete", **_quotas(user)}
+    return render(request, "web/memory/_bulk.html", context, said=said)
 
 
 @require_POST
