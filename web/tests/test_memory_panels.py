@@ -164,3 +164,11 @@ def test_bob_gets_404_bulk_on_alices_memories_and_nothing_changes(alice, bob, bo
         assert "recipe" not in _text(response)
     assert MemoryItem.objects.get(pk=item.pk).status == "active"
     assert MemoryItem.objects.get(pk=mine.pk).status == "active"  # all or none
+
+
+def test_a_document_over_the_limit_is_413_with_its_code(alice, alice_web, settings):
+    settings.ATTACHMENT_MAX_BYTES = 10
+    response = _upload(alice_web)
+    assert response.status_code == 413
+    assert "payload_too_large" in _text(response)
+    assert not Attachment.objects.filter(user=alice).exists()

@@ -10,7 +10,6 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import path
 from django.views.decorators.http import require_GET, require_POST
 
-from kimberly.api.errors import invalid_field
 from kimberly.context import context_from_request
 from memory.attachments import extract, selectors, services
 from memory.attachments.models import Attachment
@@ -49,16 +48,12 @@ def attachment_list(request: HttpRequest, user: User) -> HttpResponse:
 @require_POST
 @user_view
 def attachment_upload(request: HttpRequest, user: User) -> HttpResponse:
+    services.attachment_body_check(request.META.get("CONTENT_LENGTH"))
     data = parse(AttachmentUploadForm, request.POST, request.FILES)
-    if len(request.FILES.getlist("file")) > 1:
-        raise invalid_field("file", "send one file per request")
-    upload = data["file"]
-    services.attachment_size_check(upload.size)
-    attachment = services.attachment_create(
+    attachment = services.attachment_upload(
         ctx=context_from_request(request),
         user=user,
-        data=upload.read(),
-        filename=upload.name or "",
+        files=request.FILES.getlist("file"),
         tier=data["tier"] or Tier.LONG_TERM,  # as POST /v1/attachments
         tags=tag_list(data["tags"]),
     )
