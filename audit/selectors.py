@@ -19,9 +19,13 @@ def audit_events_for_user(
     action: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    target: tuple[str, str] | None = None,
 ) -> QuerySet[AuditEvent]:
-    """The user's own events, newest first."""
+    """The user's own events, newest first; `target` (type, id): those about one
+    thing, e.g. ("memory", "mem_<uuid>")."""
     qs = AuditEvent.objects.filter(user_id=user_id)
+    if target:
+        qs = qs.filter(target_type=target[0], target_id=target[1])
     if action:
         qs = qs.filter(action=action)
     if since:

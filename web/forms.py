@@ -22,9 +22,11 @@ from memory.constants import Status, Tier
 from memory.retrieval import MAX_QUERY_CHARS
 
 
-def parse(form_class: type[forms.Form], data: QueryDict) -> dict[str, Any]:
+def parse(
+    form_class: type[forms.Form], data: QueryDict, files: Any = None
+) -> dict[str, Any]:
     """The form's cleaned values, or 400 validation_error naming each bad field."""
-    form = form_class(data)
+    form = form_class(data, files)
     if form.is_valid():
         return form.cleaned_data
     fields = {name: [str(e) for e in errors] for name, errors in form.errors.items()}
@@ -87,6 +89,13 @@ class MemoryAddForm(forms.Form):
 class MemoryEditForm(forms.Form):
     tier = forms.ChoiceField(label="Tier", choices=Tier.choices)
     content = forms.CharField(label="Content", strip=False, widget=forms.Textarea)
+    tags = forms.CharField(label="Tags", max_length=2000, required=False)
+
+
+class AttachmentUploadForm(forms.Form):
+    # empty files pass here: the service answers empty_document
+    file = forms.FileField(label="Document", allow_empty_file=True)
+    tier = forms.ChoiceField(label="Tier", choices=Tier.choices, required=False)
     tags = forms.CharField(label="Tags", max_length=2000, required=False)
 
 

@@ -11,7 +11,7 @@ from django.views import View
 from kimberly import rls
 from users.models import User
 from web import urls_settings
-from web.views import agents, auth, memory, metrics, pages
+from web.views import agents, auth, memory, memory_files, metrics, pages
 from web.views.base import user_view
 
 app_name = "web"
@@ -104,6 +104,8 @@ memory_urls = [
     path("memory", memory.memory_page, name="memory"),
     path("memory/list", memory.memory_list, name="memory-list"),
     path("memory/add", memory.memory_add, name="memory-add"),
+    path("memory/bulk", memory.memory_bulk, name="memory-bulk"),
+    *memory_files.urlpatterns,  # before memory/<id>: "documents" is not an id
     path("memory/<str:memory_id>", memory.memory_detail, name="memory-detail"),
     path("memory/<str:memory_id>/edit", memory.memory_edit, name="memory-edit"),
     path("memory/<str:memory_id>/revert", memory.memory_revert, name="memory-revert"),

@@ -13,7 +13,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from kimberly import storage
-from kimberly.api.errors import invalid_field
 from kimberly.api.pagination import PagePagination, PageQuery
 from kimberly.api.schema import error_responses
 from kimberly.api.serializers import StrictInput, iso_time, parse
@@ -21,10 +20,6 @@ from kimberly.context import context_from_request, current_user
 from memory.attachments import extract, selectors, services
 from memory.attachments.models import Attachment
 from memory.constants import MAX_TAG_LENGTH, MAX_TAGS, Tier
-
-# Room for the multipart framing and the small fields around the file: a body
-# past ATTACHMENT_MAX_BYTES plus this is refused before it is read.
-FORM_OVERHEAD = 64 * 1024
 
 
 class AttachmentUploadInput(StrictInput):
@@ -90,16 +85,6 @@ def attachment_out(a: Attachment, *, status: str, link: bool) -> dict[str, Any]:
     return out
 
 
-def _refuse_oversized_body(request: Request) -> None:
-    """413 before reading a body that cannot hold a file within the limit."""
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        return  # Django's parser refuses it
-    if length > settings.ATTACHMENT_MAX_BYTES + FORM_OVERHEAD:
-        services.attachment_size_check(length - FORM_OVERHEAD)
-
-
 class AttachmentCollectionApi(APIView):
     """POST /v1/attachments (multipart upload), GET /v1/attachments (newest first)."""
 
@@ -127,18 +112,13 @@ class AttachmentCollectionApi(APIView):
         },
     )
     def post(self, request: Request) -> Response:
-        _refuse_oversized_body(request)
+        services.attachment_body_check(request.META.get("CONTENT_LENGTH"))
         data = parse(AttachmentUploadInput, request.data)
-        if len(request.FILES.getlist("file")) > 1:
-            raise invalid_field("file", "send one file per request")
-        upload = data["file"]
-        services.attachment_size_check(upload.size)
         user = current_user(request)
-        attachment = services.attachment_create(
+        attachment = services.attachment_upload(
             ctx=context_from_request(request),
             user=user,
-            data=upload.read(),
-            filename=upload.name or "",
+            files=request.FILES.getlist("file"),
             tier=data["tier"],
             tags=data.get("tags", []),
         )

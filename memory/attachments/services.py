@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils import timezone
 
@@ -29,6 +30,7 @@ from kimberly.api.errors import (
     NotFound,
     PayloadTooLarge,
     check_upload_size,
+    invalid_field,
 )
 from kimberly.context import Context
 from memory import metrics
@@ -55,6 +57,45 @@ def attachment_size_check(size: int) -> None:
     except PayloadTooLarge:
         metrics.attachments.labels(type="unknown", result=PayloadTooLarge.code).inc()
         raise
+
+
+# Room for the multipart framing and the small fields around the file: a body
+# past ATTACHMENT_MAX_BYTES plus this is refused before it is read.
+FORM_OVERHEAD = 64 * 1024
+
+
+def attachment_body_check(content_length: str | None) -> None:
+    """413 before reading a request body that cannot hold a file within the limit."""
+    try:
+        length = int(content_length or 0)
+    except ValueError:
+        return  # Django's parser refuses it
+    if length > settings.ATTACHMENT_MAX_BYTES + FORM_OVERHEAD:
+        attachment_size_check(length - FORM_OVERHEAD)
+
+
+def attachment_upload(
+    *,
+    ctx: Context,
+    user: User,
+    files: list[UploadedFile],
+    tier: str,
+    tags: list[str],
+) -> Attachment:
+    """The one file of a form's "file" field, as POST /v1/attachments and the
+    memory screen take it: more than one is 400, too large 413 before reading."""
+    if len(files) != 1:
+        raise invalid_field("file", "send one file per request")
+    upload = files[0]
+    attachment_size_check(upload.size or 0)
+    return attachment_create(
+        ctx=ctx,
+        user=user,
+        data=upload.read(),
+        filename=upload.name or "",
+        tier=tier,
+        tags=tags,
+    )
 
 
 def clean_filename(raw: str) -> str:

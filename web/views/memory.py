@@ -15,10 +15,12 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url
 
-from kimberly.api.errors import NotFound
+from audit.selectors import audit_events_for_user
+from kimberly.api.errors import NotFound, invalid_field
 from kimberly.context import context_from_request
 from memory import retrieval, selectors, services
 from memory.constants import Status
+from users import consents
 from users.models import User
 from web.forms import (
     CHOICES,
@@ -150,6 +152,35 @@ def memory_action(
     return render(request, "web/memory/_changed.html", context, said=ACTIONS[action])
 
 
+# The bulk actions the list offers on its selected rows (memory_bulk has more).
+BULK = {
+    "archive": "archived",
+    "restore": "restored",
+    "delete": "deleted",
+}
+
+
+@require_POST
+@user_view
+def memory_bulk(request: HttpRequest, user: User) -> HttpResponse:
+    """Archive, restore or delete the selected rows, all or none (as POST
+    /v1/memory/bulk); the rows change in place."""
+    action = request.POST.get("action", "")
+    if action not in BULK:
+        raise invalid_field("action", f"must be one of {', '.join(BULK)}")
+    result = services.memory_bulk(
+        ctx=context_from_request(request),
+        user=user,
+        action=action,
+        ids=request.POST.getlist("ids"),
+    )
+    n = len(result.items)
+    said = f"{n} memor{'y' if n == 1 else 'ies'} {BULK[action]}."
+    rows = [memory_row(i) for i in result.items]
+    context = {"rows": rows, "deleted": action == "delete", **_quotas(user)}
+    return render(request, "web/memory/_bulk.html", context, said=said)
+
+
 @require_POST
 @user_view
 def memory_delete(request: HttpRequest, user: User, memory_id: str) -> HttpResponse:
@@ -160,12 +191,27 @@ def memory_delete(request: HttpRequest, user: User, memory_id: str) -> HttpRespo
     return render(request, "web/memory/_deleted.html", context, said="Memory deleted.")
 
 
+# The detail panel shows this many of the newest accesses and audit events.
+DETAIL_ROWS = 20
+
+
 def _detail(user: User, memory_id: str) -> dict[str, Any]:
+    """The memory, its history, its audit events and accesses (as GET
+    /v1/memory/{id}/accesses), and where its consent stands."""
     item, versions = selectors.memory_history(user=user, memory_id=memory_id)
+    accesses = selectors.memory_accesses(user=user, memory_id=memory_id)
+    events = audit_events_for_user(user_id=user.pk, target=("memory", item.public_id))
     return {
         **CHOICES,
         "row": memory_row(item),
         "versions": [version_row(v) for v in reversed(versions)],
+        "accesses": list(accesses[:DETAIL_ROWS]),
+        "events": list(events[:DETAIL_ROWS]),
+        "consent": {
+            "needed": item.sensitive,
+            "given": consents.has_consent(user, consents.Purpose.SENSITIVE_MEMORY),
+            "visible": item.consent,
+        },
     }
 
 
