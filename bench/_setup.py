@@ -71,7 +71,10 @@ def longmemeval() -> tuple[list[str], list[str]]:
     import json
 
     texts, questions = [], []
-    for f in sorted((ROOT.parent / "shared" / "bench").glob("*.jsonl")):
+    # ../shared beside the main checkout; ../../shared from a worktree in /work/wt
+    where = [d / "shared" / "bench" for d in (ROOT.parent, ROOT.parent.parent)]
+    found = next((d for d in where if d.is_dir()), where[0])
+    for f in sorted(found.glob("*.jsonl")):
         for line in f.open():
             rec = json.loads(line)
             texts += [m["text"].removeprefix("User: ") for m in rec["memories"]]
