@@ -27,14 +27,22 @@ import http.client
 import itertools
 import os
 import random
-import subprocess
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 import numpy as np
-from _setup import ROOT, copy_rows, django_for_bench, log, longmemeval, machine, pct
+from _setup import (
+    ROOT,
+    copy_rows,
+    django_for_bench,
+    log,
+    longmemeval,
+    machine,
+    pct,
+    start_gunicorn,
+)
 
 DB = "kimberly_bench_web"
 EMAIL = "web-screens@bench.local"
@@ -203,34 +211,6 @@ def urls(ids: dict[str, str], some_id: str) -> list[tuple[str, str, bool]]:
     return out
 
 
-def start_server() -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "GUNICORN_BIND": f"127.0.0.1:{PORT}",
-        "LOG_LEVEL": "WARNING",
-        "GUNICORN_WORKERS": "2",
-        "GUNICORN_THREADS": "4",
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "RATE_LIMIT_ENABLED": "false",
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    server = subprocess.Popen(
-        [str(ROOT / ".venv/bin/gunicorn"), "kimberly.wsgi", "--config",
-         "python:kimberly.gunicorn_conf"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    for _ in range(120):
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=2)
-            c.request("GET", "/v1/health")
-            if c.getresponse().status == 200:
-                return server
-        except OSError:
-            time.sleep(1)
-    server.terminate()
-    raise SystemExit("gunicorn did not come up")
-
-
 def get(conn: http.client.HTTPConnection, path: str, cookie: str, htmx: bool):  # type: ignore[no-untyped-def]
     headers = {"Cookie": cookie, "Host": "127.0.0.1"}
     if htmx:
@@ -304,7 +284,7 @@ def main() -> None:
     _, questions = longmemeval()
     random.Random(5).shuffle(questions)
     targets = urls(ids, some_id)
-    server = start_server()
+    server = start_gunicorn(PORT)
     try:
         time.sleep(20)  # workers load the embedding model in post_worker_init
         load_before = os.getloadavg()[0]
