@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -48,6 +49,41 @@ def copy_rows(cur, sql: str, rows, types: list[str] | None = None) -> None:  # t
             copy.write_row(row)
 
 
+def start_gunicorn(port: int) -> Any:
+    """A real gunicorn (2 workers x 4 threads, `make run`'s config) on `port`,
+    rate limits off, once /v1/health answers; the caller terminates it."""
+    import http.client
+    import subprocess
+    import time
+
+    env = {
+        **os.environ,
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "LOG_LEVEL": "WARNING",
+        "GUNICORN_WORKERS": "2",
+        "GUNICORN_THREADS": "4",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        # many requests a minute from one user and one address is the point
+        "RATE_LIMIT_ENABLED": "false",
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    server = subprocess.Popen(
+        [str(ROOT / ".venv/bin/gunicorn"), "kimberly.wsgi", "--config",
+         "python:kimberly.gunicorn_conf"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    for _ in range(120):
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", "/v1/health")
+            if c.getresponse().status == 200:
+                return server
+        except OSError:
+            time.sleep(1)
+    server.terminate()
+    raise SystemExit("gunicorn did not come up")
+
+
 def machine() -> str:
     import platform
 
@@ -71,7 +107,10 @@ def longmemeval() -> tuple[list[str], list[str]]:
     import json
 
     texts, questions = [], []
-    for f in sorted((ROOT.parent / "shared" / "bench").glob("*.jsonl")):
+    # ../shared beside the main checkout; ../../shared from a worktree in /work/wt
+    where = [d / "shared" / "bench" for d in (ROOT.parent, ROOT.parent.parent)]
+    found = next((d for d in where if d.is_dir()), where[0])
+    for f in sorted(found.glob("*.jsonl")):
         for line in f.open():
             rec = json.loads(line)
             texts += [m["text"].removeprefix("User: ") for m in rec["memories"]]

@@ -19,10 +19,8 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import random
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -30,7 +28,16 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from _setup import ROOT, copy_rows, django_for_bench, log, longmemeval, machine, pct
+from _setup import (
+    ROOT,
+    copy_rows,
+    django_for_bench,
+    log,
+    longmemeval,
+    machine,
+    pct,
+    start_gunicorn,
+)
 
 DB = "kimberly_bench_speed"
 PORT = 8765
@@ -322,38 +329,8 @@ def http_bench() -> list[tuple[str, dict[str, float]]]:
     users = list(User.objects.filter(email__startswith="speed-").order_by("email")[:64])
     tokens = [AuthToken.objects.create(user=u)[1] for u in users]
     _, questions = longmemeval()
-    env = {
-        **os.environ,
-        "GUNICORN_BIND": f"127.0.0.1:{PORT}",
-        "LOG_LEVEL": "WARNING",
-        "GUNICORN_WORKERS": "2",
-        "GUNICORN_THREADS": "4",
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        # 150 queries a minute from one user and one address is the point here.
-        "RATE_LIMIT_ENABLED": "false",
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    server = subprocess.Popen(
-        [
-            str(ROOT / ".venv/bin/gunicorn"),
-            "kimberly.wsgi",
-            "--config",
-            "python:kimberly.gunicorn_conf",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = start_gunicorn(PORT)
     try:
-        for _ in range(120):
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=2)
-                c.request("GET", "/v1/health")
-                if c.getresponse().status == 200:
-                    break
-            except OSError:
-                time.sleep(1)
         time.sleep(20)  # workers load the embedding model in post_worker_init
         conn = get_redis_connection("default")
         results = []
