@@ -9,11 +9,11 @@ from web.views.errors import server_error
 
 pytestmark = pytest.mark.django_db
 
-PAGE = {"HTTP_ACCEPT": "text/html,application/xhtml+xml,*/*;q=0.8"}
+HTML = "text/html,application/xhtml+xml,*/*;q=0.8"
 
 
 def test_an_unknown_ui_address_is_a_page_in_words(alice_web):
-    r = alice_web.get("/no/such/page", **PAGE)
+    r = alice_web.get("/no/such/page", headers={"Accept": HTML})
     assert r.status_code == 404 and r["Content-Type"].startswith("text/html")
     text = r.content.decode()
     assert "There is no page at this address." in text
@@ -23,7 +23,7 @@ def test_an_unknown_ui_address_is_a_page_in_words(alice_web):
 
 def test_unknown_api_addresses_and_json_clients_still_get_json():
     client = Client()
-    api = client.get("/v1/no/such/route", **PAGE)
+    api = client.get("/v1/no/such/route", headers={"Accept": HTML})
     assert api.status_code == 404 and api.json()["error"] == "not_found"
     wants_json = client.get("/no/such/page", HTTP_ACCEPT="application/json")
     assert wants_json.status_code == 404 and wants_json.json()["error"] == "not_found"
@@ -31,9 +31,9 @@ def test_unknown_api_addresses_and_json_clients_still_get_json():
 
 def test_a_server_error_on_a_ui_route_is_a_page_and_json_on_the_api():
     factory = RequestFactory()
-    page = server_error(factory.get("/memory", **PAGE))
+    page = server_error(factory.get("/memory", headers={"Accept": HTML}))
     assert page.status_code == 500 and b'data-error-code="internal_error"' in (
         page.content
     )
-    api = server_error(factory.get("/v1/memory", **PAGE))
+    api = server_error(factory.get("/v1/memory", headers={"Accept": HTML}))
     assert api.status_code == 500 and api["Content-Type"] == "application/json"

@@ -16,7 +16,9 @@ pytestmark = pytest.mark.django_db
 
 
 def _shown(page: str) -> int:
-    return int(re.search(r'<p class="note">(\d+) memor', page).group(1))
+    found = re.search(r'<p class="note">(\d+) memor', page)
+    assert found, "no count shown"
+    return int(found.group(1))
 
 
 @pytest.fixture
