@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 
 from kimberly.api.errors import NotFound
 from memory import embeddings, sealing
@@ -252,6 +252,21 @@ def meditation_run_get(*, user: User, run_id: int) -> MeditationRun:
         return MeditationRun.objects.get(pk=run_id, user=user)
     except MeditationRun.DoesNotExist:
         raise NotFound(f"No meditation run {run_id}.") from None
+
+
+def nightly_runs(*, limit: int = 10) -> QuerySet[MeditationRun]:
+    """The latest scope-all runs (every user's nightly meditation), newest first,
+    with how many of their per-user runs failed (an operator's view)."""
+    return (
+        MeditationRun.objects.filter(scope=MeditationRun.Scope.ALL)
+        .annotate(
+            users=Count("children"),
+            failed_users=Count(
+                "children", filter=Q(children__status=MeditationRun.State.FAILED)
+            ),
+        )
+        .order_by("-started_at", "-id")[:limit]
+    )
 
 
 def last_meditation(*, user: User) -> datetime | None:
