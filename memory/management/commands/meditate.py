@@ -74,7 +74,7 @@ class Command(OperatorCommand):
             dry = " (dry run)" if run.dry_run else ""
             self.stdout.write(
                 f"{run.pk:>7}  {run.started_at:%Y-%m-%d %H:%M}  {run.status:<8}"
-                f"{seconds:>8}{run.users:>7}{run.failed_users:>7}"
+                f"{seconds:>8}{run.users:>7}{run.failed_users:>7}"  # type: ignore[attr-defined]
                 f"{run.processed:>8}{run.promoted:>9}{run.archived:>9}{run.purged:>7}"
                 f"  {run.error[:80]}{dry}"
             )
