@@ -146,6 +146,10 @@ class ChatForm(forms.Form):
     save_to_memory = forms.BooleanField(label="Save to memory", required=False)
 
 
+class ReplyPollForm(forms.Form):
+    until = forms.IntegerField(min_value=0, required=False)
+
+
 class ProposalPollForm(forms.Form):
     seen = forms.IntegerField(min_value=0, required=False)
     until = forms.IntegerField(min_value=0, required=False)

@@ -59,6 +59,8 @@ WEB_MEMORY_PAGE_SIZE = env_int("WEB_MEMORY_PAGE_SIZE", 50)
 # more widens the candidate pool the query re-ranks (4 per hit above 50).
 WEB_MEMORY_SEARCH_HITS = env_int("WEB_MEMORY_SEARCH_HITS", 20)
 
-# Chat replies streamed to the page as server-sent events (off: each reply
-# comes whole in the htmx response to the composer).
+# Chat replies streamed to the page as server-sent events (off: the composer's
+# htmx response shows the message, the model answers in a background thread of
+# the web process, and the page polls /chat/pending/<reply> each second until
+# the reply, its refusal, or the model's time limit has passed: chat/pending.py).
 WEB_CHAT_STREAM = env_bool("WEB_CHAT_STREAM", True)

@@ -1,15 +1,17 @@
 """The chat screen through Django's test client: the offline state said
-honestly, replies whole and streamed with their context rail, protect and
+honestly, replies polled for and streamed with their context rail, protect and
 archive from the rail, proposals accepted and rejected (and polled for), and
 bob getting 404 on every fragment of alice's."""
 
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
 
+from chat import pending
 from chat.models import Conversation, Message
 from memory import gateway
 from memory.models import MemoryItem, MemoryProposal
@@ -30,8 +32,28 @@ def _said(response) -> str:
     return json.loads(response["HX-Trigger"])["announce"]["message"]
 
 
+@pytest.fixture(autouse=True)
+def _replies_inline(monkeypatch):
+    """The background reply runs inline, before the composer's response returns
+    (the browser tests run the real thread against a live server)."""
+    monkeypatch.setattr(pending, "run_in_background", lambda work: work())
+
+
 def _send(client, message, **extra):
     return client.post("/chat/send", {"message": message, **extra}, **HX)
+
+
+def _poll_url(sent) -> str:
+    found = re.search(r'hx-get="(/chat/pending/[^"]+)"', _text(sent))
+    assert found, _text(sent)
+    return found.group(1).replace("&amp;", "&")
+
+
+def _exchange(client, message, **extra):
+    """Send, then ask once for the reply (answered inline, so it is there)."""
+    sent = _send(client, message, **extra)
+    assert sent.status_code == 200, _text(sent)
+    return client.get(_poll_url(sent), **HX)
 
 
 def _events(response) -> list[tuple[str, dict]]:
@@ -67,14 +89,25 @@ def test_a_configured_model_shows_no_offline_notice(alice_web, with_llm):
     assert "No language model configured." not in _text(alice_web.get("/chat"))
 
 
-def test_a_reply_comes_whole_with_its_context_rail(alice, alice_web):
+def test_the_message_shows_at_once_and_the_reply_is_polled_for(alice, alice_web):
     item = memory_for(alice, ANNA)
-    r = _send(alice_web, "When is Anna's birthday?")
+    sent = _send(alice_web, "When is Anna's birthday?")
+    assert sent.status_code == 200, _text(sent)
+    conversation = Conversation.objects.get(user=alice)
+    reply = _reply(alice)
+    asked = _text(sent)
+    assert "When is Anna&#x27;s birthday?" in asked
+    assert f'hx-get="/chat/pending/{reply.public_id}?until=' in asked
+    assert 'hx-trigger="every 1s"' in asked and 'aria-busy="true"' in asked
+    assert f'value="{conversation.public_id}" hx-swap-oob="true"' in asked
+    assert sent["HX-Push-Url"] == f"/chat/{conversation.public_id}"
+    assert _said(sent) == "Message sent; Kimberly is answering."
+
+    r = alice_web.get(_poll_url(sent), **HX)
     assert r.status_code == 200, _text(r)
     body = _text(r)
-    reply = _reply(alice)
-    conversation = Conversation.objects.get(user=alice)
     assert f'id="turn-{reply.public_id}"' in body
+    assert 'hx-trigger="every 1s"' not in body  # the polling element is replaced
     assert "Answered from memory alone: no language model configured." in body
     # The rail: the memory, why it was used, its score, and the actions.
     assert f"/chat/replies/{reply.public_id}/{item.public_id}/protect" in body
@@ -84,7 +117,6 @@ def test_a_reply_comes_whole_with_its_context_rail(alice, alice_web):
     # The list, the composer's conversation and the title follow out of band.
     assert f'value="{conversation.public_id}" hx-swap-oob="true"' in body
     assert f'href="/chat/{conversation.public_id}" aria-current="page"' in body
-    assert r["HX-Push-Url"] == f"/chat/{conversation.public_id}"
     assert _said(r) == "Kimberly replied, using 1 memory."
 
 
@@ -154,6 +186,34 @@ def test_a_failing_model_is_an_error_event_and_the_message_stays(
     assert Message.objects.filter(user=alice, role="user").count() == 1
 
 
+def test_a_failing_model_is_said_in_place_of_the_reply_and_the_message_stays(
+    alice, alice_web, with_llm
+):
+    with_llm.script(Behaviour(status=500), then=Behaviour(status=500))
+    r = _exchange(alice_web, "Hello")
+    assert r.status_code == 200
+    assert 'data-error-code="model_runner_error"' in _text(r)
+    assert "hx-get" not in _text(r)  # no more polling
+    assert _said(r).startswith("Error: No reply:")
+    assert Message.objects.filter(user=alice, role="user").count() == 1
+    assert not Message.objects.filter(user=alice, role="assistant").exists()
+
+
+def test_while_the_model_answers_the_poll_waits_then_gives_up(alice, alice_web):
+    later: list = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pending, "run_in_background", later.append)
+        sent = _send(alice_web, "Hello")
+    url = _poll_url(sent)
+    assert alice_web.get(url, **HX).status_code == 204  # still answering
+    past = re.sub(r"until=\d+", "until=1", url)
+    r = alice_web.get(past, **HX)
+    assert r.status_code == 200 and 'data-error-code="runner_timeout"' in _text(r)
+    assert "Your message is kept" in _text(r)
+    later[0]()  # the answer arrives after all: the next poll shows it
+    assert 'class="turn turn-reply"' in _text(alice_web.get(url, **HX))
+
+
 def test_a_refused_stream_is_an_ordinary_error_response(alice_web):
     r = alice_web.post(
         "/chat/stream", {"message": "Hi", "conversation_id": "conv_nope"}, **HX
@@ -218,7 +278,7 @@ def test_proposals_are_listed_and_accepted_or_rejected(alice, alice_web):
 def test_the_proposals_panel_is_polled_after_a_configured_reply(
     alice, alice_web, with_llm
 ):
-    r = _send(alice_web, "I love hiking")
+    r = _exchange(alice_web, "I love hiking")
     assert 'hx-get="/chat/proposals?seen=0&amp;until=' in _text(r)
     until = int(time.time()) + 60
     assert (
@@ -233,7 +293,7 @@ def test_the_proposals_panel_is_polled_after_a_configured_reply(
 
 
 def test_an_offline_reply_does_not_poll_for_proposals(alice_web):
-    assert "/chat/proposals?seen" not in _text(_send(alice_web, "Hello"))
+    assert "/chat/proposals?seen" not in _text(_exchange(alice_web, "Hello"))
 
 
 def test_bob_gets_404_on_alices_conversation_rail_and_proposals(
@@ -255,6 +315,13 @@ def test_bob_gets_404_on_alices_conversation_rail_and_proposals(
         "/chat/send", {"message": "hi", "conversation_id": conversation.public_id}, **HX
     )
     assert r.status_code == 404
+    # alice's reply, stored or still being answered, is no poll of bob's
+    assert bob_web.get(f"/chat/pending/{reply.public_id}", **HX).status_code == 404
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pending, "run_in_background", lambda work: None)
+        sent = _send(alice_web, "still thinking?")
+    assert alice_web.get(_poll_url(sent), **HX).status_code == 204
+    assert bob_web.get(_poll_url(sent), **HX).status_code == 404
     page = _text(bob_web.get("/chat"))
     assert ANNA not in page and "secret recipe" not in page
     assert conversation.title not in page
