@@ -212,7 +212,7 @@ class MemoryMetrics:
 
 def memory_metrics(*, user: User) -> MemoryMetrics:
     return MemoryMetrics(
-        tiers=quota_overview(user_id=user.pk),
+        tiers=tier_usage(user=user),
         last_meditation=last_meditation(user=user),
         embedding_enabled=user.embedding_enabled,
         embedding_pending=embedding_pending(user=user),

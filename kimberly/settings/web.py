@@ -8,6 +8,7 @@ authenticates an API call and the API needs no CSRF check.
 from __future__ import annotations
 
 from csp.constants import NONE, SELF
+from django.core.exceptions import ImproperlyConfigured
 
 from kimberly.env import env_bool, env_int, env_str
 
@@ -55,9 +56,16 @@ CONTENT_SECURITY_POLICY = {
 
 # Memories per page of the memory manager's list.
 WEB_MEMORY_PAGE_SIZE = env_int("WEB_MEMORY_PAGE_SIZE", 50)
-# Hits "find by meaning" shows: the best ones of the hybrid query (1-50). Each
-# more widens the candidate pool the query re-ranks (4 per hit above 50).
+# Hits "find by meaning" shows: the best ones of the hybrid query (1-50; above
+# RETRIEVAL_CANDIDATES / 4 each more widens the candidate pool it re-ranks).
 WEB_MEMORY_SEARCH_HITS = env_int("WEB_MEMORY_SEARCH_HITS", 20)
+if not 1 <= WEB_MEMORY_SEARCH_HITS <= 50:
+    raise ImproperlyConfigured("WEB_MEMORY_SEARCH_HITS must be from 1 to 50")
+# Chat replies the web process answers in the background at once (streaming
+# off); one more message is refused with 503 chat_busy until one is done.
+WEB_CHAT_REPLY_THREADS = env_int("WEB_CHAT_REPLY_THREADS", 4)
+if WEB_CHAT_REPLY_THREADS < 1:
+    raise ImproperlyConfigured("WEB_CHAT_REPLY_THREADS must be at least 1")
 
 # Chat replies streamed to the page as server-sent events (off: the composer's
 # htmx response shows the message, the model answers in a background thread of

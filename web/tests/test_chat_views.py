@@ -35,8 +35,10 @@ def _said(response) -> str:
 @pytest.fixture(autouse=True)
 def _replies_inline(monkeypatch):
     """The background reply runs inline, before the composer's response returns
-    (the browser tests run the real thread against a live server)."""
+    (the browser tests and tests of chat/pending.py run the real thread), with
+    this test's own reply slots."""
     monkeypatch.setattr(pending, "run_in_background", lambda work: work())
+    monkeypatch.setattr(pending, "_slots", None)
 
 
 def _send(client, message, **extra):
@@ -316,7 +318,8 @@ def test_bob_gets_404_on_alices_conversation_rail_and_proposals(
     )
     assert r.status_code == 404
     # alice's reply, stored or still being answered, is no poll of bob's
-    assert bob_web.get(f"/chat/pending/{reply.public_id}", **HX).status_code == 404
+    waiting = f"/chat/pending/{reply.public_id}?until={int(time.time()) + 60}"
+    assert bob_web.get(waiting, **HX).status_code == 404
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(pending, "run_in_background", lambda work: None)
         sent = _send(alice_web, "still thinking?")

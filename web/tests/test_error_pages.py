@@ -37,3 +37,17 @@ def test_a_server_error_on_a_ui_route_is_a_page_and_json_on_the_api():
     )
     api = server_error(factory.get("/v1/memory", headers={"Accept": HTML}))
     assert api.status_code == 500 and api["Content-Type"] == "application/json"
+
+
+def test_the_500_page_needs_no_user_and_its_last_resort_is_html():
+    from django.db import DatabaseError
+    from django.utils.functional import SimpleLazyObject
+
+    def unreachable():
+        raise DatabaseError("the database is down")
+
+    request = RequestFactory().get("/memory", headers={"Accept": HTML})
+    request.user = SimpleLazyObject(unreachable)  # type: ignore[assignment]
+    page = server_error(request)
+    assert page.status_code == 500 and page["Content-Type"].startswith("text/html")
+    assert b'data-error-code="internal_error"' in page.content

@@ -62,3 +62,10 @@ def test_the_quota_bars_count_what_the_user_can_see(alice_items, alice_web):
     page = alice_web.get("/memory").content.decode()
     # long-term: 3 visible active (the hidden sensitive one is not counted), 1 archived
     assert "3 active, 1 archived" in page
+
+
+def test_the_dashboard_and_the_memory_page_show_the_same_counts(alice_items, alice_web):
+    pattern = re.compile(r"(\d+) active, (\d+) archived")
+    dashboard = pattern.findall(alice_web.get("/").content.decode())
+    memory = pattern.findall(alice_web.get("/memory").content.decode())
+    assert dashboard and dashboard == memory

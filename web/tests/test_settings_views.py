@@ -224,6 +224,13 @@ def test_deleting_needs_the_confirmation_then_signs_out_and_shows_the_receipt(
     assert "<td>postgresql</td>" in fragment
     assert not User.objects.filter(pk=alice.pk).exists()
 
+    # Whoever signs in next in this browser gets a fresh, ordinary session.
+    bob = User.objects.create_user(email="bob-next@example.com", password="pw-9f2kq!x")
+    signed = alice_web.post("/login", {"email": bob.email, "password": "pw-9f2kq!x"})
+    assert signed.status_code == 302
+    assert alice_web.session.get_expiry_age() == settings.SESSION_COOKIE_AGE
+    assert "web.receipts" not in alice_web.session
+
     # Another browser has no receipt token for it: the same 404 as no deletion.
     assert Client().get(r["HX-Redirect"]).status_code == 404
     assert Client().get("/account/deleted/del_nothing").status_code == 404

@@ -183,8 +183,7 @@ def chat_send(request: HttpRequest, user: User) -> HttpResponse:
         result = chat_services.chat_reply(ctx=ctx, user=user, **_message(request))
         conversation = result.exchange.conversation
         return redirect(reverse("web:chat-conversation", args=[conversation.public_id]))
-    exchange = chat_services.chat_begin(ctx=ctx, user=user, **_message(request))
-    chat_pending.chat_reply_later(ctx=ctx, user=user, exchange=exchange)
+    exchange = chat_pending.chat_send_later(ctx=ctx, user=user, **_message(request))
     conversation = exchange.conversation
     reply_id = f"{MESSAGE_PREFIX}{exchange.reply_id}"
     until = int(time.time() + settings.LLM_MAX_SECONDS + REPLY_POLL_GRACE_SECONDS)
@@ -192,6 +191,7 @@ def chat_send(request: HttpRequest, user: User) -> HttpResponse:
         **_common(user, conversation),
         "asked": turn_row(exchange.message),
         "pending": True,
+        "pending_id": f"pending-{reply_id}",
         "poll_url": reverse("web:chat-reply-poll", args=[reply_id]) + f"?until={until}",
         "oob": True,
     }
@@ -203,34 +203,36 @@ def chat_send(request: HttpRequest, user: User) -> HttpResponse:
     return push_url(response, url)
 
 
+def _no_reply(
+    request: HttpRequest, message_id: str, words: str, code: str
+) -> HttpResponse:
+    context = {"note": words, "code": code, "pending_id": f"pending-{message_id}"}
+    return render(request, "web/chat/_no_reply.html", context, said=f"Error: {words}")
+
+
 @require_GET
 @user_view
 def chat_reply_poll(request: HttpRequest, user: User, message_id: str) -> HttpResponse:
     """The reply the page waits for: the reply with its rail once stored (the
     polling element is replaced), its refusal in words, "no reply came" after
     the page's deadline, else 204 (htmx keeps the element and asks again).
-    404 for a reply that is neither stored nor being answered for this user."""
+    404 before the deadline for a reply neither stored nor being answered for
+    this user (another user's, say)."""
     until = parse(ReplyPollForm, request.GET)["until"] or 0
+    # The state first: the thread stores the reply, then marks it done.
+    state = chat_pending.reply_state(user=user, message_id=message_id)
     reply = chat_selectors.reply_get(user=user, message_id=message_id)
     if reply is not None:
         context = _reply_context(user, reply.conversation, reply)
         said = _said_of(len(context["reply"].rail or []))
         return render(request, "web/chat/_replied.html", context, said=said)
-    state = chat_pending.reply_state(user=user, message_id=message_id)
-    if state is None:
-        raise NotFound(f"No reply {message_id} is being answered.")
-    if state.state == chat_pending.FAILED:
-        words = f"No reply: {state.message}"
-        context = {"note": words, "code": state.code}
-        return render(
-            request, "web/chat/_no_reply.html", context, said=f"Error: {words}"
-        )
+    if state is not None and state.state == chat_pending.FAILED:
+        return _no_reply(request, message_id, f"No reply: {state.message}", state.code)
     if time.time() > until:
         words = "No reply came in time. Your message is kept: send it again."
-        context = {"note": words, "code": "runner_timeout"}
-        return render(
-            request, "web/chat/_no_reply.html", context, said=f"Error: {words}"
-        )
+        return _no_reply(request, message_id, words, "runner_timeout")
+    if state is None:
+        raise NotFound(f"No reply {message_id} is being answered.")
     return HttpResponse(status=204)
 
 

@@ -8,9 +8,17 @@ from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 
 from kimberly.api.exceptions import json_404, json_500
+from kimberly.middleware import API_PREFIX
 
 # Routes whose clients are programs: their errors stay JSON.
-_MACHINE_PREFIXES = ("/v1/", "/metrics", "/static/")
+_MACHINE_PREFIXES = (API_PREFIX, "/metrics", "/static/")
+# The last resort when even the error page cannot be drawn (the database down,
+# say): plain HTML with no template, no user and no session.
+_BARE_500 = (
+    "<!doctype html><html lang=en><meta charset=utf-8><title>Error 500</title>"
+    "<h1>Something went wrong on our side (500)</h1>"
+    "<p>It has been logged; try again. (code: internal_error)</p></html>"
+)
 
 
 def _wants_page(request: HttpRequest) -> bool:
@@ -21,10 +29,20 @@ def _wants_page(request: HttpRequest) -> bool:
     )
 
 
-def _page(request: HttpRequest, status: int, message: str, code: str) -> HttpResponse:
+def _page(
+    request: HttpRequest,
+    status: int,
+    message: str,
+    code: str,
+    *,
+    anonymous: bool = False,
+) -> HttpResponse:
     # render_to_string, not TemplateResponse: a 500 must not depend on the
-    # middleware that failed (no request context processors beyond the basics).
-    context = {"status": status, "message": message, "code": code}
+    # middleware that failed. `anonymous`: the page shows no account (loading
+    # the user reads the session and the users table, which may be what failed).
+    context: dict[str, object] = {"status": status, "message": message, "code": code}
+    if anonymous:
+        context["user"] = None
     return HttpResponse(
         render_to_string("web/error.html", context, request), status=status
     )
@@ -56,6 +74,7 @@ def server_error(request: HttpRequest) -> HttpResponse:
             500,
             "Something went wrong on our side. It has been logged; try again.",
             "internal_error",
+            anonymous=True,
         )
-    except Exception:  # noqa: BLE001 - the page itself failed: the plain answer
-        return json_500(request)
+    except Exception:  # noqa: BLE001 - the page itself failed: the bare one
+        return HttpResponse(_BARE_500, status=500)

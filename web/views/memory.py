@@ -74,7 +74,10 @@ def _paginator(
     """The list's paginator. When the page has the per-tier counts and only tier
     and status filter the list, its size is their sum: no second COUNT."""
     size = settings.WEB_MEMORY_PAGE_SIZE
-    if counts is None or filters.tags or filters.since or filters.until:
+    plain = selectors.MemoryFilters(
+        tier=filters.tier, status=filters.status, ordering=filters.ordering
+    )
+    if counts is None or filters != plain:  # filtered by more than tier and status
         return Paginator(qs, size)
     n = sum(
         v

@@ -15,6 +15,13 @@ from memory.selectors import nightly_runs
 from users.selectors import user_resolve
 
 
+def _positive(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError(raw)
+    return value
+
+
 class Command(OperatorCommand):
     rls_reason = "operator: meditation for one or every user"
     help = "Run meditation (scoring v1) for one user or every active user."
@@ -32,7 +39,10 @@ class Command(OperatorCommand):
             help="list the latest nightly (every-user) runs instead of running one",
         )
         parser.add_argument(
-            "--limit", type=int, default=10, help="runs --history lists (default 10)"
+            "--limit",
+            type=_positive,
+            default=10,
+            help="runs --history lists (default 10)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -64,7 +74,7 @@ class Command(OperatorCommand):
 
     def _history(self, limit: int) -> None:
         self.stdout.write(
-            f"{'run':>7}  {'started (UTC)':<17}{'status':<8}{'seconds':>8}{'users':>7}"
+            f"{'run':>7}  {'started (UTC)':<18}{'status':<8}{'seconds':>8}{'users':>7}"
             f"{'failed':>7}{'scored':>8}{'promoted':>9}{'archived':>9}{'purged':>7}  error"
         )
         for run in nightly_runs(limit=limit):
