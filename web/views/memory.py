@@ -10,8 +10,9 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url
 
@@ -20,6 +21,7 @@ from kimberly.api.errors import NotFound, invalid_field
 from kimberly.context import context_from_request
 from memory import retrieval, selectors, services
 from memory.constants import Status
+from memory.outputs import bulk_out
 from users import consents
 from users.models import User
 from web.forms import (
@@ -33,7 +35,7 @@ from web.forms import (
     tag_list,
 )
 from web.presenters import memory_row, quota_bars, version_row
-from web.views.base import render, user_view
+from web.views.base import announce, render, user_view
 
 # The in-place actions: the service action, and what is said when it is done.
 ACTIONS = {
@@ -157,14 +159,16 @@ BULK = {
     "archive": "archived",
     "restore": "restored",
     "delete": "deleted",
+    "export": "exported",
 }
 
 
 @require_POST
 @user_view
 def memory_bulk(request: HttpRequest, user: User) -> HttpResponse:
-    """Archive, restore or delete the selected rows, all or none (as POST
-    /v1/memory/bulk); the rows change in place."""
+    """Archive, restore, delete or export the selected rows, all or none (as
+    POST /v1/memory/bulk, audited there); the rows change in place, and an
+    export is a JSON download of the API's own answer."""
     action = request.POST.get("action", "")
     if action not in BULK:
         raise invalid_field("action", f"must be one of {', '.join(BULK)}")
@@ -176,9 +180,24 @@ def memory_bulk(request: HttpRequest, user: User) -> HttpResponse:
     )
     n = len(result.items)
     said = f"{n} memor{'y' if n == 1 else 'ies'} {BULK[action]}."
+    if action == "export":
+        return _download(bulk_out(result), said)
     rows = [memory_row(i) for i in result.items]
     context = {"rows": rows, "deleted": action == "delete", **_quotas(user)}
     return render(request, "web/memory/_bulk.html", context, said=said)
+
+
+def _download(body: dict[str, Any], said: str) -> HttpResponse:
+    """The exported memories as a JSON file to save (app.js fetches it, saves
+    it and says `said`; without scripts the form's plain POST downloads it)."""
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    response = JsonResponse(body, json_dumps_params={"ensure_ascii": False})
+    response["Content-Disposition"] = (
+        f'attachment; filename="kimberly-memories-{stamp}.json"'
+    )
+    response["Cache-Control"] = "no-store"
+    announce(response, said)
+    return response
 
 
 @require_POST
