@@ -145,6 +145,7 @@ def test_import_with_progress_then_forecast_and_export(
     assert tasks.import_run(str(imp.id)) == "succeeded"
     expect(row).to_have_attribute("data-status", "succeeded")
     expect(row).to_contain_text("Processed 3 of 3 records")
+    expect(page.locator("#quotas")).to_contain_text("3 active")  # bars refreshed
     expect(_live(page)).to_have_text(
         "Import finished: 3 imported, 0 already there, 0 refused."
     )

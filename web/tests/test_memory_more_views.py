@@ -211,6 +211,8 @@ def test_a_small_import_is_done_at_once_and_its_row_says_so(alice, alice_web):
     assert "hx-trigger" not in body  # done: it does not poll
     assert "Processed 3 of 3 records" in body and "<dt>Imported</dt><dd>3</dd>" in body
     assert "JSON list of memories" in body  # the format, sniffed
+    assert '<section id="quotas" class="quotas"' in body  # the bars, fresh
+    assert "3 active, 0 archived" in body.split('id="quotas"')[1]
     items = MemoryItem.objects.filter(user=alice)
     assert {i.tier for i in items} == {"permanent"} and items.count() == 3
     assert min(i.created_at for i in items) == T0  # the original times
@@ -235,6 +237,7 @@ def test_a_large_import_polls_its_progress_until_done(
     body = text_of(response)
     assert f'hx-get="{url}" hx-trigger="every 1s"' in body
     assert "Processed 0 of 3 records" in body and 'data-status="queued"' in body
+    assert 'id="quotas"' not in body  # nothing stored yet
 
     # the worker does one batch, then hands over: the row shows how far it got
     assert (
@@ -250,6 +253,9 @@ def test_a_large_import_polls_its_progress_until_done(
     done = alice_web.get(url, **HX)
     assert "Processed 3 of 3 records" in text_of(done)
     assert "hx-trigger" not in text_of(done)  # the row stops polling
+    assert 'id="quotas" class="quotas" aria-labelledby="quotas-title" hx-swap-oob' in (
+        text_of(done)
+    )
     assert said(done)["message"] == (
         "Import finished: 3 imported, 0 already there, 0 refused."
     )

@@ -97,7 +97,7 @@ def _listing(request: HttpRequest, user: User) -> dict[str, Any]:
     }
 
 
-def _quotas(user: User) -> dict[str, Any]:
+def quota_context(user: User) -> dict[str, Any]:
     return {"quotas": quota_bars(selectors.memory_metrics(user=user).tiers)}
 
 
@@ -108,7 +108,7 @@ def memory_page(request: HttpRequest, user: User) -> HttpResponse:
         "section": "memory",
         **CHOICES,
         **_listing(request, user),
-        **_quotas(user),
+        **quota_context(user),
     }
     return render(request, "web/memory/page.html", context)
 
@@ -135,7 +135,7 @@ def memory_add(request: HttpRequest, user: User) -> HttpResponse:
         content=data["content"],
         metadata={"tags": tag_list(data["tags"]), "sensitive": data["sensitive"]},
     )
-    context = {"row": memory_row(result.item), "added": True, **_quotas(user)}
+    context = {"row": memory_row(result.item), "added": True, **quota_context(user)}
     return render(request, "web/memory/_added.html", context, said="Memory saved.")
 
 
@@ -150,7 +150,7 @@ def memory_action(
     item = services.memory_lifecycle(
         ctx=context_from_request(request), user=user, memory_id=memory_id, action=action
     )
-    context = {"row": memory_row(item), "focus": UNDO[action], **_quotas(user)}
+    context = {"row": memory_row(item), "focus": UNDO[action], **quota_context(user)}
     return render(request, "web/memory/_changed.html", context, said=ACTIONS[action])
 
 
@@ -183,7 +183,7 @@ def memory_bulk(request: HttpRequest, user: User) -> HttpResponse:
     if action == "export":
         return _download(bulk_out(result), said)
     rows = [memory_row(i) for i in result.items]
-    context = {"rows": rows, "deleted": action == "delete", **_quotas(user)}
+    context = {"rows": rows, "deleted": action == "delete", **quota_context(user)}
     return render(request, "web/memory/_bulk.html", context, said=said)
 
 
@@ -206,7 +206,7 @@ def memory_delete(request: HttpRequest, user: User, memory_id: str) -> HttpRespo
     services.memory_delete(
         ctx=context_from_request(request), user=user, memory_id=memory_id
     )
-    context = {"deleted": memory_id, **_quotas(user)}
+    context = {"deleted": memory_id, **quota_context(user)}
     return render(request, "web/memory/_deleted.html", context, said="Memory deleted.")
 
 
@@ -244,7 +244,7 @@ def _changed_detail(
     request: HttpRequest, user: User, memory_id: str, said: str
 ) -> HttpResponse:
     """The detail panel after a change, with the row and quotas in step."""
-    context = {**_detail(user, memory_id), "oob_row": True, **_quotas(user)}
+    context = {**_detail(user, memory_id), "oob_row": True, **quota_context(user)}
     return render(request, "web/memory/_detail.html", context, said=said)
 
 

@@ -18,6 +18,7 @@ from memory.imports.services import check_size, import_body_check, memory_import
 from users.models import User
 from web.forms import FORMAT_NAMES, ImportForm, parse
 from web.views.base import render, user_view
+from web.views.memory import quota_context
 
 # The imports panel lists this many of the newest.
 LISTED = 10
@@ -31,6 +32,12 @@ def _row(imp: MemoryImport) -> dict[str, Any]:
         "active": imp.status in ACTIVE,
         "skipped": [(why.replace("_", " "), n) for why, n in imp.skipped.items()],
     }
+
+
+def _row_context(user: User, imp: MemoryImport) -> dict[str, Any]:
+    """The row; once the import is done, the quota bars too (out of band)."""
+    done = {} if imp.status in ACTIVE else quota_context(user)
+    return {"row": _row(imp), **done}
 
 
 def _finished(imp: MemoryImport) -> str:
@@ -67,7 +74,9 @@ def import_upload(request: HttpRequest, user: User) -> HttpResponse:
         if imp.status in ACTIVE
         else _finished(imp)
     )
-    return render(request, "web/memory/_import.html", {"row": _row(imp)}, said=said)
+    return render(
+        request, "web/memory/_import.html", _row_context(user, imp), said=said
+    )
 
 
 @require_GET
@@ -77,7 +86,9 @@ def import_status(request: HttpRequest, user: User, import_id: str) -> HttpRespo
     end is announced once (the finished row no longer polls)."""
     imp = selectors.memory_import_get(user=user, import_id=import_id)
     said = None if imp.status in ACTIVE else _finished(imp)
-    return render(request, "web/memory/_import.html", {"row": _row(imp)}, said=said)
+    return render(
+        request, "web/memory/_import.html", _row_context(user, imp), said=said
+    )
 
 
 urlpatterns = [
