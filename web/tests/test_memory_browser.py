@@ -22,8 +22,10 @@ from web.tests import test_browser as journeys
 from web.tests.browser import (
     WIDTHS,
     blocking_violations,
+    focus_is_visible,
     overflows_horizontally,
     screenshot,
+    tab_to,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -150,12 +152,16 @@ def test_import_with_progress_then_forecast_and_export(
         "Import finished: 3 imported, 0 already there, 0 refused."
     )
 
-    page.get_by_role("button", name="Compute the forecast").click()
+    # the forecast by keyboard: from the import button on, focus follows the swaps
+    tab_to(page, "#forecast-compute")
+    page.keyboard.press("Enter")
     expect(page.locator("#forecast-title")).to_be_focused()
     expect(_live(page)).to_have_text("Forecast: 1 change tonight.")
     change = page.locator(f"#forecast-{old.public_id}")
     expect(change).to_contain_text("short-term past its lifetime")
-    change.get_by_role("button", name="Open").click()
+    tab_to(page, f"#forecast-{old.public_id} button")
+    assert focus_is_visible(page)
+    page.keyboard.press("Enter")
     expect(page.locator("#detail-title")).to_be_focused()
 
     bulk = page.locator("#memory-bulk")

@@ -311,3 +311,27 @@ def test_signed_out_the_new_fragments_send_to_sign_in(client):
     for url in ("/memory/forecast", "/memory/imports", "/memory/imports/imp_x"):
         response = client.get(url, **HX)
         assert response.status_code == 401 and response["HX-Redirect"] == "/login"
+
+
+def test_a_chatgpt_export_shows_what_it_skipped_and_each_refusal(alice, alice_web):
+    from memory.tests.chatgpt_export import chatgpt_export
+
+    export, wanted = chatgpt_export(user_messages=3)
+    response = _import(alice_web, json.dumps(export).encode(), "conversations.json")
+    body = text_of(response)
+    assert response.status_code == 200, body
+    assert "ChatGPT export (conversations.json)" in body  # sniffed
+    assert "<dt>Skipped: assistant message</dt>" in body  # entries not memories
+    assert MemoryItem.objects.filter(user=alice).count() == len(wanted) == 3
+
+
+def test_a_refused_record_is_listed_with_its_reason(alice, alice_web):
+    records = json.loads(_records(2))
+    records[1]["content"] = "x" * (64 * 1024 + 1)
+    response = _import(alice_web, json.dumps(records).encode())
+    body = text_of(response)
+    assert (
+        "<dt>Imported</dt><dd>1</dd>" in body and "<dt>Refused</dt><dd>1</dd>" in body
+    )
+    assert "Record 1: <code>content_too_large</code>" in body
+    assert said(response)["message"].endswith("1 refused.")
