@@ -17,6 +17,9 @@ LOGOUT_REDIRECT_URL = "web:home"
 
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 14 * 24 * 3600)
 SESSION_COOKIE_HTTPONLY = True
+# After an account's deletion the browser's new, signed-out session holds only
+# the deletion receipt's token, for this long.
+WEB_RECEIPT_SESSION_SECONDS = env_int("WEB_RECEIPT_SESSION_SECONDS", 24 * 3600)
 SESSION_COOKIE_SAMESITE = "Lax"
 # htmx sends the token from the page (hx-headers), so scripts never read the cookie.
 CSRF_COOKIE_HTTPONLY = True
@@ -52,6 +55,9 @@ CONTENT_SECURITY_POLICY = {
 
 # Memories per page of the memory manager's list.
 WEB_MEMORY_PAGE_SIZE = env_int("WEB_MEMORY_PAGE_SIZE", 50)
+# Hits "find by meaning" shows: the best ones of the hybrid query (1-50). Each
+# more widens the candidate pool the query re-ranks (4 per hit above 50).
+WEB_MEMORY_SEARCH_HITS = env_int("WEB_MEMORY_SEARCH_HITS", 20)
 
 # Chat replies streamed to the page as server-sent events (off: each reply
 # comes whole in the htmx response to the composer).

@@ -6,6 +6,7 @@ deleting the account with its receipt; errors beside their control; bob gets
 from __future__ import annotations
 
 import pytest
+from django.conf import settings
 from django.test import Client
 from knox.models import AuthToken
 
@@ -202,6 +203,8 @@ def test_deleting_needs_the_confirmation_then_signs_out_and_shows_the_receipt(
     assert not AuthToken.objects.filter(user=alice).exists()
     assert alice_web.get("/settings").status_code == 302  # signed out
 
+    # The signed-out session holds the receipt's token for a day, not for weeks.
+    assert alice_web.session.get_expiry_age() == settings.WEB_RECEIPT_SESSION_SECONDS
     page = text_of(alice_web.get(r["HX-Redirect"]))
     assert "Receipt token" in page and "Queued" in page
     assert 'hx-trigger="every 2s"' in page

@@ -5,6 +5,8 @@ htmx fragment."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlencode
 
@@ -37,6 +39,8 @@ from web.forms import (
 from web.presenters import memory_row, quota_bars, version_row
 from web.views.base import announce, render, user_view
 
+Counts = Mapping[tuple[str, str], int]  # items per (tier, status)
+
 # The in-place actions: the service action, and what is said when it is done.
 ACTIONS = {
     "archive": "Memory archived.",
@@ -54,7 +58,37 @@ UNDO = {
 }
 
 
-def _listing(request: HttpRequest, user: User) -> dict[str, Any]:
+class _CountedPaginator(Paginator):
+    """A paginator told its count (the page has counted the rows already)."""
+
+    def __init__(self, object_list: Any, per_page: int, *, count: int) -> None:
+        super().__init__(object_list, per_page)
+        self._known = count
+
+    @cached_property
+    def count(self) -> int:
+        return self._known
+
+
+def _paginator(
+    qs: Any, filters: selectors.MemoryFilters, counts: Counts | None
+) -> Paginator:
+    """The list's paginator. When the page has the per-tier counts and only tier
+    and status filter the list, its size is their sum: no second COUNT."""
+    size = settings.WEB_MEMORY_PAGE_SIZE
+    if counts is None or filters.tags or filters.since or filters.until:
+        return Paginator(qs, size)
+    n = sum(
+        v
+        for (tier, status), v in counts.items()
+        if filters.tier in (None, tier) and filters.status in ("all", status)
+    )
+    return _CountedPaginator(qs, size, count=n)
+
+
+def _listing(
+    request: HttpRequest, user: User, counts: Counts | None = None
+) -> dict[str, Any]:
     """The list for the filters in the query string: a page of memories, or
     with text the hybrid query's ranked hits (as POST /v1/memory/query)."""
     data = parse(MemoryFilterForm, request.GET)
@@ -68,7 +102,7 @@ def _listing(request: HttpRequest, user: User) -> dict[str, Any]:
             user=user,
             query=data["q"],
             tier=data["tier"] or "any",
-            top_k=50,
+            top_k=settings.WEB_MEMORY_SEARCH_HITS,
             filters=retrieval.QueryFilters(tags=tags or None, since=since, until=until),
             request_id=getattr(request, "request_id", ""),
             # a GET (any site can make one): it must not count as using them
@@ -87,7 +121,7 @@ def _listing(request: HttpRequest, user: User) -> dict[str, Any]:
         until=until,
     )
     qs = selectors.memory_list(user=user, filters=filters)
-    page = Paginator(qs, settings.WEB_MEMORY_PAGE_SIZE).get_page(data["page"] or 1)
+    page = _paginator(qs, filters, counts).get_page(data["page"] or 1)
     more = urlencode({**query, "page": page.number + 1}) if page.has_next() else ""
     return {
         **context,
@@ -97,18 +131,21 @@ def _listing(request: HttpRequest, user: User) -> dict[str, Any]:
     }
 
 
-def quota_context(user: User) -> dict[str, Any]:
-    return {"quotas": quota_bars(selectors.memory_metrics(user=user).tiers)}
+def quota_context(user: User, counts: Counts | None = None) -> dict[str, Any]:
+    """The quota bars (the memory screen, and any fragment that changes usage)."""
+    return {"quotas": quota_bars(selectors.tier_usage(user=user, counts=counts))}
 
 
 @require_GET
 @user_view
 def memory_page(request: HttpRequest, user: User) -> HttpResponse:
+    # One grouped count serves the quota bars and the list's size.
+    counts = selectors.visible_counts(user=user)
     context = {
         "section": "memory",
         **CHOICES,
-        **_listing(request, user),
-        **quota_context(user),
+        **_listing(request, user, counts),
+        **quota_context(user, counts),
     }
     return render(request, "web/memory/page.html", context)
 
