@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -170,12 +171,18 @@ def test_a_bad_forecast_time_is_refused_with_its_code(alice_web):
     assert "validation_error" in text_of(response) and "As of" in text_of(response)
 
 
-def test_bobs_forecast_shows_none_of_alices_memories(alice, bob, bob_web):
+def test_bobs_forecast_shows_none_of_alices_memories(alice, alice_web, bob_web):
     item = _past_its_lifetime(alice, "Alice's secret recipe")
-    response = bob_web.get("/memory/forecast", **HX)
-    assert response.status_code == 200
-    assert "recipe" not in text_of(response) and item.public_id not in text_of(response)
-    assert said(response)["message"] == "Forecast: 0 changes tonight."
+    mine = text_of(alice_web.get("/memory/forecast", **HX))
+    assert item.public_id in mine  # alice's forecast, now cached by its as_of
+    as_of = re.search(r'datetime="([^"]+)"', mine)
+    assert as_of
+    for url in ("/memory/forecast", f"/memory/forecast?as_of={quote(as_of[1])}"):
+        response = bob_web.get(url, **HX)
+        assert response.status_code == 200
+        body = text_of(response)
+        assert "recipe" not in body and item.public_id not in body
+        assert said(response)["message"] == "Forecast: 0 changes tonight."
 
 
 # --- Imports -------------------------------------------------------------------
