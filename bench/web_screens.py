@@ -199,6 +199,8 @@ def urls(ids: dict[str, str], some_id: str) -> list[tuple[str, str, bool]]:
         ("memory, find by meaning (q=)", "/memory?q={q}", False),
         ("detail (COPY-loaded memory)", f"/memory/{some_id}", True),
         ("detail (edited memory, history)", f"/memory/{ids['detail']}", True),
+        ("imports fragment", "/memory/imports", True),
+        ("forecast fragment (on demand: a dry run)", "/memory/forecast", True),
         ("chat", "/chat", False),
         ("agents", "/agents", False),
         ("insights", "/insights", False),
@@ -207,7 +209,7 @@ def urls(ids: dict[str, str], some_id: str) -> list[tuple[str, str, bool]]:
         ("settings exports fragment", "/settings/exports", True),
     ]
     if "conversation" in ids:
-        out.insert(11, ("chat conversation", f"/chat/{ids['conversation']}", False))
+        out.insert(13, ("chat conversation", f"/chat/{ids['conversation']}", False))
     return out
 
 

@@ -16,10 +16,9 @@ from kimberly import rls
 from privacy.erasure import redis_keys
 from privacy.erasure.redis_keys import Subject
 from tests.standins.openai_server import Behaviour
+from web.tests.conftest import HX, text_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-HX = {"HTTP_HX_REQUEST": "true"}
 
 
 @pytest.fixture(autouse=True)
@@ -27,13 +26,9 @@ def _own_slots(monkeypatch):
     monkeypatch.setattr(pending, "_slots", None)
 
 
-def _text(response) -> str:
-    return response.content.decode()
-
-
 def _poll_url(sent) -> str:
-    found = re.search(r'hx-get="(/chat/pending/[^"]+)"', _text(sent))
-    assert found, _text(sent)
+    found = re.search(r'hx-get="(/chat/pending/[^"]+)"', text_of(sent))
+    assert found, text_of(sent)
     return found.group(1).replace("&amp;", "&")
 
 
@@ -43,7 +38,7 @@ def _send_deferred(client, message="Hello", **extra):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(pending, "run_in_background", later.append)
         sent = client.post("/chat/send", {"message": message, **extra}, **HX)
-    assert sent.status_code == 200, _text(sent)
+    assert sent.status_code == 200, text_of(sent)
     return sent, later
 
 
@@ -73,7 +68,7 @@ def test_the_real_thread_answers_as_the_user_and_closes_its_connection(
     _wait_for_replies(alice, 1)
     time.sleep(0.2)  # the thread closes its connection after storing the reply
     r = alice_web.get(_poll_url(sent), **HX)
-    assert r.status_code == 200 and 'class="turn turn-reply"' in _text(r)
+    assert r.status_code == 200 and 'class="turn turn-reply"' in text_of(r)
     assert Message.objects.filter(user=alice, role="assistant").count() == 1
     assert _other_connections() == 0
 
@@ -97,7 +92,7 @@ def test_past_its_slots_a_process_refuses_more_and_stores_nothing(
         mp.setattr(pending, "run_in_background", later.append)
         r = alice_web.post("/chat/send", {"message": "two"}, **HX)
     assert r.status_code == 503 and r["Retry-After"] == "5"
-    assert 'data-error-code="chat_busy"' in _text(r)
+    assert 'data-error-code="chat_busy"' in text_of(r)
     assert list(
         Message.objects.filter(user=alice).values_list("content", flat=True)
     ) == ["one"]
@@ -116,7 +111,7 @@ def test_a_poll_racing_the_stored_reply_never_answers_404(
 
     monkeypatch.setattr(pending, "reply_state", state_then_the_thread_finishes)
     r = alice_web.get(_poll_url(sent), **HX)
-    assert r.status_code == 200 and 'class="turn turn-reply"' in _text(r)
+    assert r.status_code == 200 and 'class="turn turn-reply"' in text_of(r)
 
 
 def test_past_the_deadline_a_lost_state_says_no_reply_came(alice, alice_web):
@@ -125,7 +120,7 @@ def test_past_the_deadline_a_lost_state_says_no_reply_came(alice, alice_web):
     assert alice_web.get(_poll_url(sent), **HX).status_code == 404
     past = re.sub(r"until=\d+", "until=1", _poll_url(sent))
     r = alice_web.get(past, **HX)
-    assert r.status_code == 200 and 'data-error-code="runner_timeout"' in _text(r)
+    assert r.status_code == 200 and 'data-error-code="runner_timeout"' in text_of(r)
 
 
 def test_a_crashed_reply_is_said_at_once(alice, alice_web, monkeypatch):
@@ -137,8 +132,8 @@ def test_a_crashed_reply_is_said_at_once(alice, alice_web, monkeypatch):
     monkeypatch.setattr(pending, "chat_finish", broken)
     later[0]()
     r = alice_web.get(_poll_url(sent), **HX)
-    assert r.status_code == 200 and 'data-error-code="internal_error"' in _text(r)
-    assert "connection lost" not in _text(r)
+    assert r.status_code == 200 and 'data-error-code="internal_error"' in text_of(r)
+    assert "connection lost" not in text_of(r)
 
 
 def test_no_pending_state_comes_back_after_erasure(alice, alice_web):
@@ -156,7 +151,7 @@ def test_two_messages_waiting_have_their_own_elements(alice, alice_web):
     first, _ = _send_deferred(alice_web, "one")
     conversation = Conversation.objects.get(user=alice)
     second, _ = _send_deferred(alice_web, "two", conversation_id=conversation.public_id)
-    ids = re.findall(r'<li id="(pending-[^"]+)"', _text(first) + _text(second))
+    ids = re.findall(r'<li id="(pending-[^"]+)"', text_of(first) + text_of(second))
     assert len(ids) == 2 and len(set(ids)) == 2
 
 
