@@ -24,6 +24,7 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
+from django.db.utils import load_backend
 
 from audit.selectors import audit_verify
 from backups.models import BackupRun
@@ -65,18 +66,20 @@ def _counts_check(dbname: str, expected: dict[str, int]) -> Check:
 
 @contextmanager
 def database_alias(dbname: str) -> Iterator[str]:
-    """A temporary Django alias for `dbname`, like the default one otherwise."""
+    """A temporary Django alias for `dbname`, configured like the default one.
+
+    The connection is made here and registered by alias only (not in
+    settings.DATABASES): the ORM's `.using(alias)` finds it, and nothing else
+    in the process sees a new database."""
     alias = f"backup_{dbname}"
-    connections.settings[alias] = {
-        **connections[DEFAULT_DB_ALIAS].settings_dict,
-        "NAME": dbname,
-    }
+    params = {**connections[DEFAULT_DB_ALIAS].settings_dict, "NAME": dbname}
+    wrapper = load_backend(params["ENGINE"]).DatabaseWrapper(params, alias)
+    connections[alias] = wrapper
     try:
         yield alias
     finally:
-        connections[alias].close()
+        wrapper.close()
         del connections[alias]
-        del connections.settings[alias]
 
 
 def _audit_check(alias: str) -> Check:

@@ -22,9 +22,6 @@ BACKUP_KEEP_RECENT_HOURS = env_int("BACKUP_KEEP_RECENT_HOURS", 24)
 BACKUP_PG_BIN_DIR = env_opt("BACKUP_PG_BIN_DIR")
 # A live restore waits this long for a table lock (stop web and workers first).
 BACKUP_RESTORE_LOCK_TIMEOUT = env_str("BACKUP_RESTORE_LOCK_TIMEOUT", "30s")
-# The nightly create and weekly verify tasks may run longer than other tasks;
-# below the broker's visibility timeout (3600 s), or a long run is sent twice.
-BACKUP_TASK_TIME_LIMIT = env_int("BACKUP_TASK_TIME_LIMIT", 3000)
 
 if min(BACKUP_KEEP_DAILY, BACKUP_KEEP_WEEKLY, BACKUP_KEEP_MONTHLY) < 0:
     raise ImproperlyConfigured("BACKUP_KEEP_DAILY/WEEKLY/MONTHLY must be >= 0")
