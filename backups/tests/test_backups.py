@@ -17,11 +17,13 @@ import io
 import json
 import secrets
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import override_settings
+from prometheus_client.parser import text_string_to_metric_families
 
 from backups.metrics import BackupCollector
 from backups.models import BackupRun
@@ -60,6 +62,14 @@ def _copy_as(key: str, run_id: int, *, data: bytes, manifest: dict) -> str:
     storage.put_bytes(other, data, "application/octet-stream")
     objects.write_manifest(other, manifest)
     return other
+
+
+GAUGES = (
+    "kimberly_backup_last_success_timestamp_seconds",
+    "kimberly_backup_last_failure_timestamp_seconds",
+    "kimberly_backup_last_size_bytes",
+    "kimberly_backup_last_verify_success_timestamp_seconds",
+)
 
 
 def _gauges() -> dict[str, float]:
@@ -189,7 +199,19 @@ def test_restore_needs_yes_then_brings_back_a_deleted_row(alice):
     assert "migrations" in out and "FAILED" not in out
 
 
-def test_a_failed_dump_is_recorded_and_leaves_no_object(alice, tmp_path: Path):
+def _scraped(api: Any) -> dict[str, float]:
+    resp = api.get("/metrics")
+    assert resp.status_code == 200
+    return {
+        s.name: s.value
+        for family in text_string_to_metric_families(resp.content.decode())
+        for s in family.samples
+        if s.name.startswith("kimberly_backup_")
+    }
+
+
+def test_a_failed_dump_is_recorded_and_leaves_no_object(alice, api, tmp_path: Path):
+    assert _scraped(api) == dict.fromkeys(GAUGES, 0.0)
     fake = tmp_path / "pg_dump"
     fake.write_text("#!/bin/sh\necho 'pg_dump: error: no such luck' >&2\nexit 1\n")
     fake.chmod(0o755)
@@ -205,10 +227,10 @@ def test_a_failed_dump_is_recorded_and_leaves_no_object(alice, tmp_path: Path):
     assert run.status == "failed" and "no such luck" in run.error
     assert run.finished_at
     assert run.key and run.key not in storage.list_prefix(objects.prefix())
-    assert (
-        _gauges()["kimberly_backup_last_failure_timestamp_seconds"]
-        == run.finished_at.timestamp()
-    )
+    assert _scraped(api) == {
+        **dict.fromkeys(GAUGES, 0.0),
+        "kimberly_backup_last_failure_timestamp_seconds": run.finished_at.timestamp(),
+    }
 
 
 def test_unknown_and_malformed_keys_are_refused(db):
