@@ -73,6 +73,10 @@ def current_dbname() -> str:
     return str(connection.settings_dict["NAME"])
 
 
+# libpq's TLS parameters, passed on from DATABASES OPTIONS (?sslmode=... in the URL)
+_SSL = ("sslmode", "sslrootcert", "sslcert", "sslkey")
+
+
 def _params(dbname: str | None) -> dict[str, Any]:
     s = connection.settings_dict
     opts = s.get("OPTIONS") or {}
@@ -82,8 +86,7 @@ def _params(dbname: str | None) -> dict[str, Any]:
         "dbname": dbname or current_dbname(),
         "user": s.get("USER") or None,
         "password": s.get("PASSWORD") or None,
-        "sslmode": opts.get("sslmode"),
-        "sslrootcert": opts.get("sslrootcert"),
+        **{k: opts.get(k) for k in _SSL},
     }
     return {k: v for k, v in params.items() if v is not None}
 
@@ -97,10 +100,9 @@ def tool_env(dbname: str | None = None, *, options: str = "") -> dict[str, str]:
         "dbname": "PGDATABASE",
         "user": "PGUSER",
         "password": "PGPASSWORD",
-        "sslmode": "PGSSLMODE",
-        "sslrootcert": "PGSSLROOTCERT",
+        **{k: f"PG{k.upper()}" for k in _SSL},
     }
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env = dict(os.environ)
     env.update({names[k]: str(v) for k, v in _params(dbname).items()})
     env["PGOPTIONS"] = f"{MAINTENANCE_OPTIONS} {options}".strip()
     env["PGAPPNAME"] = "kimberly-backup"

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 from django.db.utils import load_backend
@@ -110,7 +111,10 @@ def migrations_check(alias: str) -> Check:
 
 def _scratch_checks(dump: Path, manifest: dict[str, Any]) -> list[Check]:
     name = pg.scratch_name()
-    pg.create_database(name)
+    try:
+        pg.create_database(name)
+    except psycopg.Error as exc:
+        return [Check("restore", False, f"cannot create the scratch database: {exc}")]
     try:
         try:
             restore(dump, name, live=False)
