@@ -240,3 +240,28 @@ def test_unknown_and_malformed_keys_are_refused(db):
         _cli("verify", "users/1/exports/x.zip")
     with pytest.raises(CommandError, match="backup_not_found"):
         _cli("restore", f"{objects.prefix()}20990101T000000Z-1.dump", "--yes")
+
+
+def test_a_backup_with_a_broken_audit_chain_fails_verify(alice):
+    memory_for(alice, "alice is allergic to hazelnuts")
+    # an edit behind the audit log's back (its trigger refuses UPDATE, so the
+    # table's owner turns it off for this one statement)
+    with connection.cursor() as cur:
+        cur.execute(
+            "ALTER TABLE audit_auditevent DISABLE TRIGGER audit_auditevent_append_only"
+        )
+        cur.execute(
+            "UPDATE audit_auditevent SET action = 'memory.nothing' "
+            "WHERE id = (SELECT min(id) FROM audit_auditevent WHERE user_id = %s)",
+            [alice.pk],
+        )
+        cur.execute(
+            "ALTER TABLE audit_auditevent ENABLE TRIGGER audit_auditevent_append_only"
+        )
+    key = _cli("create").split()[1].rstrip(":")
+    with pytest.raises(CommandError, match="failed: audit chains"):
+        _cli("verify", key)
+    checks = BackupRun.objects.get(kind="verify").details["checks"]
+    assert [c["check"] for c in checks if not c["ok"]] == ["audit chains"]
+    audit = next(c for c in checks if c["check"] == "audit chains")
+    assert "hash does not match" in audit["detail"]
