@@ -245,6 +245,28 @@ def check() -> dict[str, object]:
     }
 
 
+def list_prefix(prefix: str) -> dict[str, int]:
+    """Every object under `prefix` ("backups/"): its key (as callers name it,
+    without the storage's location) and size in bytes. Lists, reads no object."""
+    if not prefix.endswith("/"):
+        raise ValueError(f"list_prefix needs a prefix ending with '/': {prefix!r}")
+    storage = _storage()
+    client = storage.connection.meta.client
+    full = _name(prefix)
+    base = full[: len(full) - len(prefix)]
+    found: dict[str, int] = {}
+    with _errors(prefix):
+        pages = client.get_paginator("list_objects_v2").paginate(
+            Bucket=storage.bucket_name,
+            Prefix=full,
+            PaginationConfig={"PageSize": _BATCH},
+        )
+        for page in pages:
+            for obj in page.get("Contents", []):
+                found[obj["Key"][len(base) :]] = int(obj["Size"])
+    return found
+
+
 def count_prefix(prefix: str) -> int:
     """How many objects are under `prefix` (a probe: lists, reads no object)."""
     if not prefix.endswith("/") or len(_segments(prefix[:-1], "prefix")) < 2:

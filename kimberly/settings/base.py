@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "agents",
     "billing",
     "privacy",
+    "backups",
     "django_htmx",
     "csp",
     "web",
@@ -354,6 +355,7 @@ MEDITATION_RECORDS_DAYS = env_int("MEDITATION_RECORDS_DAYS", 14)
 
 # --- Chat, object storage and static files, imports: their own modules -------------
 from kimberly.settings.agents import *  # noqa: E402, F403
+from kimberly.settings.backups import *  # noqa: E402, F403
 from kimberly.settings.chat import *  # noqa: E402, F403
 from kimberly.settings.erasure import *  # noqa: E402, F403
 from kimberly.settings.imports import *  # noqa: E402, F403

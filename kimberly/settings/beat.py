@@ -74,6 +74,15 @@ CELERY_BEAT_SCHEDULE = {
             env_str("CRON_PRUNE_RETRIEVAL_RECORDS", "37 1 * * *"),
         ),
     },
+    # backups/: before retention and meditation change anything that night
+    "backups-create": {
+        "task": "backups.tasks.create_backup",
+        "schedule": _cron("CRON_BACKUP_CREATE", "7 1 * * *"),
+    },
+    "backups-verify": {
+        "task": "backups.tasks.verify_backup",
+        "schedule": _cron("CRON_BACKUP_VERIFY", "47 4 * * 0"),
+    },
     "privacy-expire-exports": {
         "task": "privacy.tasks.expire_exports",
         "schedule": _cron("CRON_EXPORT_EXPIRE", "41 * * * *"),
