@@ -188,9 +188,9 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # keep our JSON log format in workers
 WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 9808)
 WORKER_METRICS_ADDR = env_str("WORKER_METRICS_ADDR", "127.0.0.1")
 
-
-# The periodic tasks: kimberly/settings/beat.py (CELERY_BEAT_SCHEDULE).
+# The periodic tasks (CELERY_BEAT_SCHEDULE), the queues and the routes to them.
 from kimberly.settings.beat import *  # noqa: E402, F403
+from kimberly.settings.queues import *  # noqa: E402, F403
 
 # --- Auth ----------------------------------------------------------------------
 AUTH_USER_MODEL = "users.User"
