@@ -411,3 +411,12 @@ def test_the_local_datastores_admit_kimberly_pods_only():
         service = _named(objs, "Service", store)
         assert [p["port"] for p in service["spec"]["ports"]] == [port]
         assert service["spec"].get("type", "ClusterIP") == "ClusterIP", "never exposed"
+
+
+def test_hsts_is_on_in_production_and_staging_only():
+    def hsts(overlay: str) -> int:
+        config = _named(_overlay(overlay), "ConfigMap", "kimberly-config")["data"]
+        return int(config["SECURE_HSTS_SECONDS"])
+
+    assert hsts("production") >= 31536000 and hsts("staging") >= 31536000
+    assert hsts("k3d") == 0, "a laptop's self-signed host must not be pinned"
