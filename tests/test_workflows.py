@@ -75,6 +75,7 @@ def test_release_tests_then_pushes_tagged_images_to_ghcr():
     assert "type=raw,value=latest,enable={{is_default_branch}}" in tags
     build = _uses(image, "docker/build-push-action")["with"]
     assert build["push"] is True and build["tags"] == "${{ steps.meta.outputs.tags }}"
+    assert "linux/arm64" in build["platforms"]  # the free OCI VM (deploy/terraform)
     assert "v*.*.*" in release["on"]["push"]["tags"]
 
 
