@@ -291,7 +291,8 @@ def _dockerfile_env() -> dict[str, str]:
     env: dict[str, str] = {}
     for line in text.splitlines():
         if line.startswith("ENV "):
-            env.update(kv.split("=", 1) for kv in shlex.split(line[4:]) if "=" in kv)
+            pairs = (kv.partition("=") for kv in shlex.split(line[4:]) if "=" in kv)
+            env.update((k, v) for k, _, v in pairs)
     return env
 
 
