@@ -282,8 +282,19 @@ def test_web_probes_and_scrape_paths_resolve_to_our_views(overlay):
     assert paths["readinessProbe"] == "/v1/health/ready"
     for path in paths.values():
         assert resolve(path).url_name in {"health", "health-ready"}, path
-    # Host: localhost passes ALLOWED_HOSTS (the pod address does not)
     assert resolve("/metrics").url_name == "prometheus-django-metrics"
+    # Probes send Host: localhost; a scrape by pod address needs the address in
+    # ALLOWED_HOSTS: the kubelet expands $(VAR) from envFrom and earlier env only.
+    for probe in paths:
+        assert {"name": "Host", "value": "localhost"} in web[probe]["httpGet"][
+            "httpHeaders"
+        ]
+    env = [e["name"] for e in web["env"]]
+    assert env.index("POD_IP") < env.index("ALLOWED_HOSTS")
+    (hosts,) = [e["value"] for e in web["env"] if e["name"] == "ALLOWED_HOSTS"]
+    assert hosts == "$(ALLOWED_HOSTS),$(POD_IP)"
+    config = _named(_overlay(overlay), "ConfigMap", "kimberly-config")["data"]
+    assert "localhost" in config["ALLOWED_HOSTS"].split(",")
 
 
 def _dockerfile_env() -> dict[str, str]:
