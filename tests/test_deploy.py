@@ -159,3 +159,20 @@ def test_fly_migrates_on_release_and_checks_both_health_urls():
 def test_hsts_is_off_unless_a_deployment_turns_it_on():
     assert settings.SECURE_HSTS_SECONDS == 0
     assert _config()["SECURE_HSTS_SECONDS"] == "0"
+
+
+def test_a_cron_entry_set_off_is_left_out_of_beat_schedule(monkeypatch):
+    import importlib
+
+    from kimberly.settings import beat
+
+    monkeypatch.setenv("CRON_MEDITATION", "off")
+    try:
+        schedule = importlib.reload(beat).CELERY_BEAT_SCHEDULE
+        assert "meditate-all-users" not in schedule
+        assert "requeue-stale-meditations" in schedule, "only that one"
+    finally:
+        monkeypatch.undo()
+        importlib.reload(beat)
+    assert "meditate-all-users" in beat.CELERY_BEAT_SCHEDULE
+    assert "meditate-all-users" in settings.CELERY_BEAT_SCHEDULE

@@ -193,11 +193,10 @@ def test_the_meditation_cronjob_runs_nightly_never_twice_at_once():
         assert spec["concurrencyPolicy"] == "Forbid"
         (c,) = spec["jobTemplate"]["spec"]["template"]["spec"]["containers"]
         assert c["args"] == ["python", "manage.py", "meditate"]
-        # ... and beat does not send the same night's run as well
-        assert (
-            _named(objs, "ConfigMap", "kimberly-config")["data"]["CRON_MEDITATION"]
-            == "off"
-        )
+        # ... and beat does not send the same runs as well ("off": no beat entry)
+        config = _named(objs, "ConfigMap", "kimberly-config")["data"]
+        for entry in ("CRON_MEDITATION", "CRON_BACKUP_CREATE", "CRON_BACKUP_VERIFY"):
+            assert config[entry] == "off", (overlay, entry)
     backups = {
         name: _named(objs, "CronJob", name)["spec"]
         for name in ("backup", "backup-verify")
