@@ -6,7 +6,8 @@ own worker in deploy/k8s (a Deployment each), fly.toml (a process group each)
 and the Procfile; `make run` on a small machine runs one worker for the three
 light queues (scripts/serve.sh). Scans and sweeps that only find work and queue
 it stay on the default queue, so a worker busy with long tasks never holds them
-back. Every list of queues (test workers, metrics, deploy checks) reads these.
+back. Whatever lists the queues (the test workers, the deploy checks, a
+per-queue depth metric) reads CELERY_QUEUE_NAMES rather than naming them again.
 """
 
 from __future__ import annotations
