@@ -83,14 +83,14 @@ class MemoryStoreCollector(_CachedStoreRead):
             "Memory items by tier and status.",
             labels=["tier", "status"],
         )
-        for tier, status, n in data["items"]:  # type: ignore[misc]
+        for tier, status, n in data["items"]:
             items.add_metric([tier, status], n)
         size = GaugeMetricFamily(
             "kimberly_memory_bytes",
             "Bytes of active memories by tier.",
             labels=["tier"],
         )
-        for tier, total in data["bytes"]:  # type: ignore[misc]
+        for tier, total in data["bytes"]:
             size.add_metric([tier], total)
         yield items
         yield size

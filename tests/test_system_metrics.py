@@ -12,6 +12,7 @@ from django.db import connection
 from django.db.utils import ConnectionHandler
 from django.test import override_settings
 from django.utils import timezone
+from kombu import Queue
 from prometheus_client.parser import text_string_to_metric_families
 
 from kimberly.celery import app as celery_app
@@ -143,7 +144,7 @@ def _purge(queues: list[str]) -> None:
     """Empty every queue (control.purge() empties only the default one)."""
     with celery_app.connection_for_write() as conn:
         for queue in queues:
-            conn.default_channel.queue_purge(queue)
+            Queue(queue, channel=conn.default_channel).purge()
 
 
 def test_queue_depth_counts_the_waiting_messages_of_every_configured_queue(api):
@@ -187,7 +188,8 @@ def _use(user: Any, tier: str, used: int) -> None:
 
 @QUOTAS
 def test_quota_pressure_counts_users_with_any_tier_over_each_threshold(api, alice, bob):
-    carol, dave = UserFactory(), UserFactory()
+    carol: Any = UserFactory()
+    dave: Any = UserFactory()
     _use(alice, "long-term", 950)  # over 90%
     _use(alice, "short-term", 850)  # same user: counted once
     _use(bob, "permanent", 800)  # exactly 80%: counted at 0.8
