@@ -108,8 +108,13 @@ def celery_queue_names() -> list[str]:
     any declared in CELERY_TASK_QUEUES or on a beat entry."""
     names = {getattr(settings, "CELERY_TASK_DEFAULT_QUEUE", "celery")}
     routes = getattr(settings, "CELERY_TASK_ROUTES", None) or {}
-    if isinstance(routes, dict):
-        names.update(r["queue"] for r in routes.values() if r.get("queue"))
+    # a map, or a list of maps (router functions name no queue up front); a
+    # route is {"queue": name, ...} or the queue's name alone
+    for table in [routes] if isinstance(routes, dict) else routes:
+        for route in table.values() if isinstance(table, dict) else ():
+            queue = route if isinstance(route, str) else route.get("queue")
+            if queue:
+                names.add(queue)
     for queue in getattr(settings, "CELERY_TASK_QUEUES", None) or ():
         names.add(getattr(queue, "name", queue))
     for entry in getattr(settings, "CELERY_BEAT_SCHEDULE", {}).values():

@@ -172,9 +172,14 @@ def test_queue_depth_counts_the_waiting_messages_of_every_configured_queue(api):
 
 
 def test_queue_names_come_from_the_settings():
-    routes = {"a.task": {"queue": "embedding"}, "b.task": {"queue": "meditation"}}
+    routes = {"a.task": {"queue": "embedding"}, "b.task": "meditation"}
     with override_settings(CELERY_TASK_ROUTES=routes):
         assert celery_queue_names() == ["celery", "embedding", "meditation"]
+    with override_settings(CELERY_TASK_ROUTES=[routes, {"c.task": {"queue": "x"}}]):
+        assert celery_queue_names() == ["celery", "embedding", "meditation", "x"]
+    beat = {"nightly": {"task": "t", "options": {"queue": "night"}}}
+    with override_settings(CELERY_TASK_ROUTES={}, CELERY_BEAT_SCHEDULE=beat):
+        assert celery_queue_names() == ["celery", "night"]
 
 
 def test_a_broker_that_does_not_answer_reads_as_down_without_raising():
