@@ -12,13 +12,15 @@ these are the few the alert rules and dashboards need, with no extra process.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from django.conf import settings
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # One round trip. Replication lag: on a standby, how old the last replayed
 # transaction is; on a primary, the largest replay lag of its replicas (0 with
@@ -39,6 +41,22 @@ SELECT coalesce(state, 'unknown'), count(*) FROM pg_stat_activity
 """
 
 
+def _probe(
+    name: str, what: str, read: Callable[[], T]
+) -> tuple[GaugeMetricFamily, T | None]:
+    """Read a store for a scrape: the `name` gauge says whether it answered, and
+    the result is None when it did not (down is a value here, not an error)."""
+    up = GaugeMetricFamily(name, f"1 when {what} answered this scrape, else 0.")
+    try:
+        result = read()
+    except Exception:
+        logger.warning("%s did not answer the metrics scrape", what, exc_info=True)
+        up.add_metric([], 0)
+        return up, None
+    up.add_metric([], 1)
+    return up, result
+
+
 class PostgresCollector:
     """kimberly_postgres_*: `connection` is a Django connection (the default one
     unless a test passes another)."""
@@ -57,20 +75,11 @@ class PostgresCollector:
         return row, states
 
     def collect(self) -> Iterator[Metric]:
-        up = GaugeMetricFamily(
-            "kimberly_postgres_up", "1 when PostgreSQL answered this scrape, else 0."
-        )
-        try:
-            (size, max_conn, lag), states = self._read()
-        except Exception:  # down is a value here, not an error
-            logger.warning(
-                "PostgreSQL did not answer the metrics scrape", exc_info=True
-            )
-            up.add_metric([], 0)
-            yield up
-            return
-        up.add_metric([], 1)
+        up, read = _probe("kimberly_postgres_up", "PostgreSQL", self._read)
         yield up
+        if read is None:
+            return
+        (size, max_conn, lag), states = read
         yield GaugeMetricFamily(
             "kimberly_postgres_database_size_bytes",
             "Size of the application's database on disk.",
@@ -165,21 +174,14 @@ class BrokerCollector:
         url = self._url or settings.CELERY_BROKER_URL
         if not url.startswith(("redis://", "rediss://", "unix://")):
             return  # another broker: its own exporter tells
-        up = GaugeMetricFamily(
-            "kimberly_redis_up", "1 when the broker's Redis answered this scrape."
-        )
         queues = celery_queue_names()
-        try:
-            depths, info = self._read(queues)
-        except Exception:  # down is a value here, not an error
-            logger.warning(
-                "the broker did not answer the metrics scrape", exc_info=True
-            )
-            up.add_metric([], 0)
-            yield up
-            return
-        up.add_metric([], 1)
+        up, read = _probe(
+            "kimberly_redis_up", "the broker's Redis", lambda: self._read(queues)
+        )
         yield up
+        if read is None:
+            return
+        depths, info = read
         depth = GaugeMetricFamily(
             "kimberly_celery_queue_depth",
             "Messages waiting in each Celery queue of the broker.",
