@@ -7,7 +7,7 @@ REQ_HASH := $(shell cat requirements.txt | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 RUNTIME := $(PY) -m kimberly.runtime exec --
 
-.PHONY: run test install browser lint services-up services-down bench-memory clean
+.PHONY: run test install browser promtool lint services-up services-down bench-memory clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,10 +32,18 @@ browser:
 	  || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium; } \
 	  || { echo "make: the browser tests need: apt-get install chromium" >&2; exit 1; }
 
+# The alert rules (deploy/prometheus/) are checked and unit-tested with promtool,
+# from Debian's prometheus package; installed here when missing (as root;
+# otherwise say what is missing).
+promtool:
+	@command -v promtool >/dev/null \
+	  || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; } \
+	  || { echo "make: the alert rule tests need: apt-get install prometheus (promtool)" >&2; exit 1; }
+
 run: install
 	$(RUNTIME) ./scripts/serve.sh
 
-test: install browser
+test: install browser promtool
 	$(RUNTIME) ./scripts/test.sh
 
 lint: install

@@ -15,7 +15,11 @@ class KimberlyConfig(AppConfig):
         # Row-level security: every connection starts with no scope.
         from django.db.backends.signals import connection_created
 
-        from kimberly import rls
+        from kimberly import hooks, rls
         from kimberly.celery import app  # noqa: F401
+        from kimberly.system_metrics import BrokerCollector, PostgresCollector
 
         connection_created.connect(rls.on_connection_created, dispatch_uid="rls")
+        # PostgreSQL's and the broker's gauges on the web's /metrics.
+        hooks.register_store_collector(PostgresCollector(), user_rows=False)
+        hooks.register_store_collector(BrokerCollector(), user_rows=False)

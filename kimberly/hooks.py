@@ -11,29 +11,56 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry
+from prometheus_client.core import Metric
 
 logger = logging.getLogger(__name__)
 
 _warmups: list[Callable[[], None]] = []
 
 # Gauges read from the stores at scrape time (the web's /metrics). Their own
-# registry: in multiprocess mode the default one only aggregates what processes
+# registries: in multiprocess mode the default one only aggregates what processes
 # wrote to PROMETHEUS_MULTIPROC_DIR, which cannot hold DB-derived values.
+# store_registry is read in a maintenance scope (counts over every user's rows);
+# system_registry needs no scope (PostgreSQL's own statistics, the broker), so it
+# still answers when the database does not.
 store_registry = CollectorRegistry(auto_describe=False)
+system_registry = CollectorRegistry(auto_describe=False)
 _store_collectors: set[str] = set()
 
 
-def register_store_collector(collector: Any) -> None:
+class _Guarded:
+    """A collector that never raises: a store that cannot be read leaves its own
+    gauges out of the scrape (and logs why), not every other collector's."""
+
+    def __init__(self, collector: Any) -> None:
+        self.collector = collector
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            metrics = list(self.collector.collect())
+        except Exception:  # a scrape must always answer
+            logger.warning(
+                "store collector %s failed",
+                type(self.collector).__qualname__,
+                exc_info=True,
+            )
+            return iter(())
+        return iter(metrics)
+
+
+def register_store_collector(collector: Any, *, user_rows: bool = True) -> None:
     """Export `collector` (anything with collect()) at every scrape, once per class
-    (ready() may run again in one process, e.g. in tests)."""
+    (ready() may run again in one process, e.g. in tests). user_rows=False: it
+    reads no table of user data, and is exported outside the maintenance scope."""
     name = f"{type(collector).__module__}.{type(collector).__qualname__}"
     if name not in _store_collectors:
         _store_collectors.add(name)
-        store_registry.register(collector)
+        registry = store_registry if user_rows else system_registry
+        registry.register(_Guarded(collector))
 
 
 def register_warmup(fn: Callable[[], None]) -> None:

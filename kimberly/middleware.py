@@ -50,6 +50,10 @@ class RequestIdMiddleware:
 # urls.py mounts the admin here.
 ADMIN_PREFIX = "/admin/"
 API_PREFIX = "/v1/"
+# Prometheus's scrape: the view scopes its own reads (kimberly/metrics_view.py)
+# and must answer while PostgreSQL does not (kimberly_postgres_up 0), so it gets
+# no frame here: opening one is a query.
+METRICS_PATH = "/metrics"
 
 
 class RlsMiddleware:
@@ -66,6 +70,8 @@ class RlsMiddleware:
         # path_info, what URL routing matches: `path` carries SCRIPT_NAME, which
         # a proxy (or a forwarded header) sets, and must not choose a scope.
         path = request.path_info
+        if path == METRICS_PATH:
+            return self.get_response(request)
         if path.startswith(ADMIN_PREFIX):
             scope = rls.maintenance("admin site: staff sessions")
         else:

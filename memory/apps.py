@@ -10,11 +10,18 @@ class MemoryConfig(AppConfig):
         # at scrape time by the web's /metrics) are registered here.
         from kimberly import hooks
         from memory import embeddings
-        from memory.metrics import EmbeddingBacklogCollector, MemoryStoreCollector
+        from memory.metrics import (
+            EmbeddingBacklogCollector,
+            MeditationRunCollector,
+            MemoryStoreCollector,
+            QuotaPressureCollector,
+        )
 
         hooks.register_warmup(embeddings.warm_up)
         hooks.register_store_collector(MemoryStoreCollector())
         hooks.register_store_collector(EmbeddingBacklogCollector())
+        hooks.register_store_collector(QuotaPressureCollector())
+        hooks.register_store_collector(MeditationRunCollector())
 
         from memory.services.consent import sensitive_consent_changed
         from users import consents

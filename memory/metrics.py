@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -34,20 +35,36 @@ retrieval_seconds = Histogram(
 )
 
 
-class MemoryStoreCollector:
-    """Gauges read from PostgreSQL at scrape time, cached briefly: items per tier and
-    status, and active bytes per tier (from the quota rows, not a table scan)."""
+class _CachedStoreRead:
+    """A store read done at most once per CACHE_SECONDS over all web processes
+    (the result is shared through the cache): scrapes stay cheap."""
 
-    CACHE_KEY = "kb:metrics:memory_store"
+    CACHE_KEY = ""
     CACHE_SECONDS = 15
 
-    def _read(self) -> dict[str, list[tuple[str, str, int]] | list[tuple[str, int]]]:
+    def query(self) -> Any:
+        raise NotImplementedError
+
+    def _read(self) -> Any:
         from django.core.cache import cache
-        from django.db import connection
 
         cached = cache.get(self.CACHE_KEY)
         if cached is not None:
             return cached
+        data = self.query()
+        cache.set(self.CACHE_KEY, data, self.CACHE_SECONDS)
+        return data
+
+
+class MemoryStoreCollector(_CachedStoreRead):
+    """Gauges read from PostgreSQL at scrape time, cached briefly: items per tier and
+    status, and active bytes per tier (from the quota rows, not a table scan)."""
+
+    CACHE_KEY = "kb:metrics:memory_store"
+
+    def query(self) -> dict[str, list[tuple[str, str, int]] | list[tuple[str, int]]]:
+        from django.db import connection
+
         with connection.cursor() as cur:
             cur.execute(
                 "SELECT tier, status, count(*) FROM memory_memoryitem GROUP BY tier, status"
@@ -57,9 +74,7 @@ class MemoryStoreCollector:
                 "SELECT tier, coalesce(sum(used_bytes), 0) FROM memory_quota GROUP BY tier"
             )
             size = [(r[0], int(r[1])) for r in cur.fetchall()]
-        data = {"items": items, "bytes": size}
-        cache.set(self.CACHE_KEY, data, self.CACHE_SECONDS)
-        return data  # type: ignore[return-value]
+        return {"items": items, "bytes": size}
 
     def collect(self) -> Iterator[Metric]:
         data = self._read()
@@ -68,14 +83,14 @@ class MemoryStoreCollector:
             "Memory items by tier and status.",
             labels=["tier", "status"],
         )
-        for tier, status, n in data["items"]:  # type: ignore[misc]
+        for tier, status, n in data["items"]:
             items.add_metric([tier, status], n)
         size = GaugeMetricFamily(
             "kimberly_memory_bytes",
             "Bytes of active memories by tier.",
             labels=["tier"],
         )
-        for tier, total in data["bytes"]:  # type: ignore[misc]
+        for tier, total in data["bytes"]:
             size.add_metric([tier], total)
         yield items
         yield size
@@ -102,6 +117,80 @@ class EmbeddingBacklogCollector:
             "kimberly_embedding_backlog",
             f"Memories waiting for their vector, counted at scrape (at most {self.LIMIT}).",
             value=self.count(),
+        )
+
+
+class QuotaPressureCollector(_CachedStoreRead):
+    """kimberly_quota_pressure_users{threshold}: users with any tier at or above
+    that fraction of its (soft) quota, for each of QUOTA_PRESSURE_THRESHOLDS. A
+    count, never who: one pass over the quota rows, cached like the store gauges."""
+
+    CACHE_KEY = "kb:metrics:quota_pressure"
+
+    def query(self) -> list[tuple[str, int]]:
+        from django.conf import settings
+        from django.db import connection
+
+        from memory.quotas import effective_limit_sql, limit_params  # imports us
+
+        thresholds = [float(t) for t in settings.QUOTA_PRESSURE_THRESHOLDS]
+        params = {**limit_params(), **{f"t{i}": t for i, t in enumerate(thresholds)}}
+        counts = ", ".join(
+            f"count(DISTINCT user_id) FILTER (WHERE used_bytes > 0"
+            f" AND used_bytes >= %(t{i})s * lim)"
+            for i in range(len(thresholds))
+        )
+        # bandit B608: only fixed names and placeholders are interpolated.
+        sql = (
+            f"SELECT {counts} FROM (SELECT user_id, used_bytes, "  # nosec B608
+            f"{effective_limit_sql('q', 'q.tier')} AS lim FROM memory_quota q) s"
+        )
+        with connection.cursor() as cur:
+            cur.execute(sql, params)
+            row = cur.fetchone()
+        return [(format(t, "g"), int(n)) for t, n in zip(thresholds, row, strict=True)]
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily(
+            "kimberly_quota_pressure_users",
+            "Users with any tier at or above `threshold` of its quota.",
+            labels=["threshold"],
+        )
+        for threshold, n in self._read():
+            gauge.add_metric([threshold], n)
+        yield gauge
+
+
+class MeditationRunCollector:
+    """How long the latest nightly (scope-all, not dry) run took, or has been
+    running, against MEDITATION_WINDOW_SECONDS: meditation_job_slow compares the
+    two, so a run that hangs past its window is seen before it ends."""
+
+    def collect(self) -> Iterator[Metric]:
+        from django.conf import settings
+        from django.db import connection
+
+        with connection.cursor() as cur:
+            cur.execute(
+                """SELECT CASE WHEN status = 'queued'
+                               THEN extract(epoch FROM statement_timestamp() - started_at)
+                               ELSE coalesce(duration_ms, 0) / 1000.0 END
+                     FROM memory_meditationrun
+                    WHERE user_id IS NULL AND NOT dry_run
+                    ORDER BY started_at DESC LIMIT 1"""
+            )
+            row = cur.fetchone()
+        if row is not None:
+            yield GaugeMetricFamily(
+                "kimberly_meditation_latest_all_seconds",
+                "Seconds the latest nightly meditation run took (or has run so far).",
+                value=float(row[0]),
+            )
+        yield GaugeMetricFamily(
+            "kimberly_meditation_window_seconds",
+            "The window a nightly meditation run should finish in"
+            " (MEDITATION_WINDOW_SECONDS).",
+            value=settings.MEDITATION_WINDOW_SECONDS,
         )
 
 

@@ -153,10 +153,10 @@ def test_memory_metrics_carry_no_user_label(api, alice, alice_api, bob):
     assert set(MEMORY_METRICS) <= names
     for name, labels in samples:
         if name.startswith(("kimberly_memory", "kimberly_quota")):
-            # bounded enums only (format: an import's file format)
-            assert {k for k, _ in labels} <= {"tier", "status", "result", "format"}, (
-                name
-            )
+            # bounded enums only (format: an import's file format; threshold: a
+            # quota pressure fraction from the settings)
+            allowed = {"tier", "status", "result", "format", "threshold"}
+            assert {k for k, _ in labels} <= allowed, name
     for who in (alice, bob):
         assert str(who.pk) not in text
         assert who.email not in text

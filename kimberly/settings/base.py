@@ -364,6 +364,7 @@ from kimberly.settings.chat import *  # noqa: E402, F403
 from kimberly.settings.erasure import *  # noqa: E402, F403
 from kimberly.settings.imports import *  # noqa: E402, F403
 from kimberly.settings.keys import *  # noqa: E402, F403
+from kimberly.settings.observability import *  # noqa: E402, F403
 from kimberly.settings.privacy import *  # noqa: E402, F403
 from kimberly.settings.ratelimits import *  # noqa: E402, F403
 from kimberly.settings.storage import *  # noqa: E402, F403

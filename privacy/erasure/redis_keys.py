@@ -35,6 +35,7 @@ EMBED_PENDING = "kb:embed:pending"  # memory/indexing/queue.py: a set of item id
 EMBED_SCHEDULED = "kb:embed:scheduled"  # memory/indexing/queue.py: a flag
 SWEEP_CURSOR = "kb:embed:sweep_cursor"  # memory/indexing/repair.py: an item id
 METRICS = "kb:metrics:memory_store"  # memory/metrics.py: system-wide totals
+QUOTA_PRESSURE = "kb:metrics:quota_pressure"  # memory/metrics.py: user counts
 
 # Rate-limit scopes counted per user (ident: the user id) or per email (the
 # account's address); login_ip and signup_ip count an address, which is no
@@ -267,4 +268,7 @@ REDIS_KEYS: tuple[RedisKey, ...] = (
     ),
     RedisKey(EMBED_SCHEDULED, "memory/indexing/queue.py", "a flag; no user data"),
     RedisKey(METRICS, "memory/metrics.py", "system-wide totals; no user data"),
+    RedisKey(
+        QUOTA_PRESSURE, "memory/metrics.py", "counts of users near a quota; no ids"
+    ),
 )

@@ -1,0 +1,19 @@
+"""What the alert rules and dashboards (deploy/prometheus, deploy/grafana) read
+besides the metrics themselves: capacities and windows only a deployer knows."""
+
+from __future__ import annotations
+
+from kimberly.env import env_int
+
+# Bytes of the volume PostgreSQL's data lives on (its PVC or disk size). 0: not
+# known, and /metrics then exports no storage ratio (the storage alerts stay
+# silent; deploy/prometheus/README.md says how to use postgres_exporter's or the
+# node's filesystem metrics instead).
+POSTGRES_STORAGE_BYTES = env_int("POSTGRES_STORAGE_BYTES", 0)
+# The nightly meditation run should be done within this many seconds (the
+# design's SLO: a configured window, e.g. 10 minutes); longer raises
+# meditation_job_slow.
+MEDITATION_WINDOW_SECONDS = env_int("MEDITATION_WINDOW_SECONDS", 600)
+# Quota pressure counts users with any tier at or above these fractions of its
+# quota (kimberly_quota_pressure_users{threshold}).
+QUOTA_PRESSURE_THRESHOLDS = (0.8, 0.9)
