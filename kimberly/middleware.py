@@ -50,10 +50,14 @@ class RequestIdMiddleware:
 # urls.py mounts the admin here.
 ADMIN_PREFIX = "/admin/"
 API_PREFIX = "/v1/"
-# Prometheus's scrape: the view scopes its own reads (kimberly/metrics_view.py)
-# and must answer while PostgreSQL does not (kimberly_postgres_up 0), so it gets
-# no frame here: opening one is a query.
+# Prometheus's scrape and the probes must answer while PostgreSQL does not
+# (kimberly_postgres_up 0; liveness 200, readiness 503), so they get no frame
+# here: opening one is a query. None of them reads a user's row (the scrape
+# scopes its own reads: kimberly/metrics_view.py).
 METRICS_PATH = "/metrics"
+UNSCOPED_PATHS = frozenset(
+    {METRICS_PATH, f"{API_PREFIX}health", f"{API_PREFIX}health/ready"}
+)
 
 
 class RlsMiddleware:
@@ -70,7 +74,7 @@ class RlsMiddleware:
         # path_info, what URL routing matches: `path` carries SCRIPT_NAME, which
         # a proxy (or a forwarded header) sets, and must not choose a scope.
         path = request.path_info
-        if path == METRICS_PATH:
+        if path in UNSCOPED_PATHS:
             return self.get_response(request)
         if path.startswith(ADMIN_PREFIX):
             scope = rls.maintenance("admin site: staff sessions")

@@ -112,3 +112,26 @@ def test_a_hung_store_is_checked_once_at_a_time_and_does_not_starve_the_others(
         release.set()
     assert len(calls) == 1, "a check still running is waited on, not queued again"
     assert all(b["degraded"] == ["storage"] for b in bodies), "redis and broker ok"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_postgres_down_liveness_answers_and_readiness_says_503(api):
+    """The probes get no row-level-security frame (opening one is a query):
+    a database outage makes the pods unready, not restarted for failing liveness."""
+    from django.db import connection
+
+    from kimberly.runtime import common
+
+    connection.close()
+    port = connection.settings_dict["PORT"]
+    connection.settings_dict["PORT"] = str(common.free_port())
+    try:
+        live = api.get("/v1/health")
+        ready = api.get("/v1/health/ready")
+    finally:
+        connection.close()
+        connection.settings_dict["PORT"] = port
+    assert live.status_code == 200
+    assert ready.status_code == 503
+    assert ready.json()["error"] == "not_ready"
+    assert "database" in ready.json()["details"]["failed"]
