@@ -19,18 +19,6 @@ from prometheus_client.parser import text_string_to_metric_families
 # Made by Prometheus itself for every target, not by an exporter.
 PROMETHEUS_SYNTHETIC = frozenset({"up", "scrape_duration_seconds"})
 
-# Written by the backup work (`./cli backup`, another branch) with exactly these
-# names; the rules read them already. Accepted until they are exported, then
-# checked like every other name (drop them from here after that merge).
-AWAITING_BACKUP_METRICS = frozenset(
-    {
-        "kimberly_backup_last_success_timestamp_seconds",
-        "kimberly_backup_last_failure_timestamp_seconds",
-        "kimberly_backup_last_size_bytes",
-        "kimberly_backup_last_verify_success_timestamp_seconds",
-    }
-)
-
 _SUFFIXES = {
     "counter": ("_total", "_created"),
     "histogram": ("_bucket", "_sum", "_count", "_created"),

@@ -14,7 +14,6 @@ import pytest
 import yaml
 
 from tests.metric_names import (
-    AWAITING_BACKUP_METRICS,
     exported_metric_names,
     promql_metric_names,
     unknown_names,
@@ -141,4 +140,4 @@ def test_every_panel_query_reads_metrics_the_project_exports(api):
     exported = exported_metric_names(api)
     exprs = _exprs()
     assert all(promql_metric_names(e) for e in exprs)
-    assert unknown_names(exprs, exported, allowed=set(AWAITING_BACKUP_METRICS)) == {}
+    assert unknown_names(exprs, exported, allowed=set()) == {}

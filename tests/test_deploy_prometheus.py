@@ -14,7 +14,6 @@ import pytest
 import yaml
 
 from tests.metric_names import (
-    AWAITING_BACKUP_METRICS,
     exported_metric_names,
     promql_metric_names,
     unknown_names,
@@ -134,18 +133,19 @@ def test_the_rules_read_only_metrics_the_project_exports(api):
     exported = exported_metric_names(api)
     exprs = [rule["expr"] for rule in _rules()]
     assert all(promql_metric_names(e) for e in exprs)
-    assert unknown_names(exprs, exported, allowed=set(AWAITING_BACKUP_METRICS)) == {}
+    assert unknown_names(exprs, exported, allowed=set()) == {}
 
 
 @pytest.mark.django_db
-def test_the_awaited_backup_names_go_once_backups_export_metrics(api):
-    """The backup metrics are accepted unseen only until the backup work exports
-    any: from then on the rules must match what it really exports."""
+def test_the_backup_alerts_read_what_the_backups_export(api):
     exported = exported_metric_names(api)
-    if any(name.startswith("kimberly_backup_") for name in exported):
-        assert not AWAITING_BACKUP_METRICS, "drop AWAITING_BACKUP_METRICS now"
+    backup = {n for n in exported if n.startswith("kimberly_backup_")}
     used = set().union(*(promql_metric_names(r["expr"]) for r in _rules()))
-    assert AWAITING_BACKUP_METRICS - {"kimberly_backup_last_size_bytes"} <= used
+    assert {
+        "kimberly_backup_last_success_timestamp_seconds",
+        "kimberly_backup_last_failure_timestamp_seconds",
+        "kimberly_backup_last_verify_success_timestamp_seconds",
+    } <= used & backup
 
 
 def test_the_name_reader_finds_metrics_and_skips_functions_labels_and_keywords():
