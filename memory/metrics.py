@@ -129,26 +129,12 @@ class QuotaPressureCollector(_CachedStoreRead):
 
     def query(self) -> list[tuple[str, int]]:
         from django.conf import settings
-        from django.db import connection
 
-        from memory.quotas import effective_limit_sql, limit_params  # imports us
+        from memory.quotas import quota_pressure_counts  # imports us
 
         thresholds = [float(t) for t in settings.QUOTA_PRESSURE_THRESHOLDS]
-        params = {**limit_params(), **{f"t{i}": t for i, t in enumerate(thresholds)}}
-        counts = ", ".join(
-            f"count(DISTINCT user_id) FILTER (WHERE used_bytes > 0"
-            f" AND used_bytes >= %(t{i})s * lim)"
-            for i in range(len(thresholds))
-        )
-        # bandit B608: only fixed names and placeholders are interpolated.
-        sql = (
-            f"SELECT {counts} FROM (SELECT user_id, used_bytes, "  # nosec B608
-            f"{effective_limit_sql('q', 'q.tier')} AS lim FROM memory_quota q) s"
-        )
-        with connection.cursor() as cur:
-            cur.execute(sql, params)
-            row = cur.fetchone()
-        return [(format(t, "g"), int(n)) for t, n in zip(thresholds, row, strict=True)]
+        counts = quota_pressure_counts(thresholds)
+        return [(format(t, "g"), n) for t, n in zip(thresholds, counts, strict=True)]
 
     def collect(self) -> Iterator[Metric]:
         gauge = GaugeMetricFamily(

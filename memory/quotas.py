@@ -243,3 +243,54 @@ def quota_set(
         details={"tier": tier, "before": before, "after": limit_bytes},
     )
     return quota
+
+
+# --- pressure: tiers at or above a fraction of their (soft) quota ---------------
+# One definition for the metric (a count per threshold, never who) and for the
+# operator's list (./cli quota pressure). bandit B608: only fixed names and
+# placeholders are interpolated.
+_USAGE_SQL = (
+    "SELECT q.user_id, q.tier, q.used_bytes, "  # nosec B608
+    f"{effective_limit_sql('q', 'q.tier')} AS lim FROM memory_quota q"
+)
+
+
+def _pressed(threshold: str) -> str:
+    return f"used_bytes > 0 AND used_bytes >= {threshold} * lim"
+
+
+def quota_pressure_counts(thresholds: list[float]) -> list[int]:
+    """How many users have any tier at or above each threshold (fractions)."""
+    params = {**limit_params(), **{f"t{i}": t for i, t in enumerate(thresholds)}}
+    counts = ", ".join(
+        f"count(DISTINCT user_id) FILTER (WHERE {_pressed(f'%(t{i})s')})"
+        for i in range(len(thresholds))
+    )
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT {counts} FROM ({_USAGE_SQL}) s", params)  # nosec B608
+        row = cur.fetchone()
+    return [int(n) for n in row]
+
+
+@dataclass(frozen=True)
+class PressedTier:
+    user_id: uuid.UUID
+    email: str
+    tier: str
+    used_bytes: int
+    quota_bytes: int
+
+
+def quota_pressure_list(*, threshold: float, limit: int = 100) -> list[PressedTier]:
+    """The tiers at or above `threshold` of their quota, fullest first, with
+    their users (an operator's view: call under a maintenance scope)."""
+    params = {**limit_params(), "t": threshold, "limit": limit}
+    sql = (
+        "SELECT s.user_id, u.email, s.tier, s.used_bytes, s.lim "  # nosec B608
+        f"FROM ({_USAGE_SQL}) s JOIN users_user u ON u.id = s.user_id "
+        f"WHERE {_pressed('%(t)s')} "
+        "ORDER BY s.used_bytes::float / s.lim DESC, u.email LIMIT %(limit)s"
+    )
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        return [PressedTier(*row) for row in cur.fetchall()]

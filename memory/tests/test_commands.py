@@ -199,7 +199,7 @@ def test_cli_script_at_the_repo_root_forwards_to_manage_py():
 
     assert result.returncode == 0, result.stderr
     assert "Show or override a user's memory quotas." in result.stdout
-    assert "{show,set}" in result.stdout
+    assert "{show,set,pressure}" in result.stdout
 
 
 def test_reembed_queues_items_missing_a_current_vector(alice):
@@ -243,3 +243,21 @@ def test_meditate_history_lists_the_nightly_runs_and_changes_nothing(alice, bob)
     before = MeditationRun.objects.count()
     call_command("meditate", "--history", "--limit", "1", stdout=StringIO())
     assert MeditationRun.objects.count() == before
+
+
+def test_quota_pressure_lists_the_nearly_full_tiers_fullest_first(alice, bob):
+    for user, share in ((alice, 0.85), (bob, 0.95)):
+        memory_for(user, "a note of some length to count")
+        used = Quota.objects.get(user=user, tier="long-term").used_bytes
+        limit = str(int(used / share))
+        _quota("set", "--user", user.email, "--tier", "long-term", "--limit", limit)
+    lines = _quota("pressure", "--threshold", "0.8").splitlines()
+    assert [line.split()[:2] for line in lines[1:3]] == [
+        [bob.email, "long-term"],
+        [alice.email, "long-term"],
+    ]
+    assert lines[-1] == "2 tier(s) at or above 80% of quota"
+    only_bob = _quota("pressure", "--threshold", "0.9").splitlines()
+    assert [line.split()[0] for line in only_bob[1:-1]] == [bob.email]
+    with pytest.raises(CommandError):
+        _quota("pressure", "--threshold", "0")

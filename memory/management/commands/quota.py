@@ -1,4 +1,5 @@
-"""./cli quota set --user U --tier T --limit BYTES | --default;  ./cli quota show --user U."""
+"""./cli quota set --user U --tier T --limit BYTES | --default;  ./cli quota show --user U;
+./cli quota pressure [--threshold 0.8]: the users whose tiers are nearly full."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from kimberly.api.errors import ApplicationError
 from kimberly.context import Actor, Context
 from kimberly.management.operator import OperatorCommand
 from memory.constants import Tier
-from memory.quotas import quota_overview, quota_set
+from memory.quotas import quota_overview, quota_pressure_list, quota_set
 from users.selectors import user_resolve
 
 
@@ -28,8 +29,17 @@ class Command(OperatorCommand):
         limit = set_.add_mutually_exclusive_group(required=True)
         limit.add_argument("--limit", type=int, help="quota in bytes")
         limit.add_argument("--default", action="store_true", help="remove the override")
+        pressure = sub.add_parser(
+            "pressure", help="tiers at or above a share of their quota, fullest first"
+        )
+        pressure.add_argument(
+            "--threshold", type=float, default=0.8, help="share of the quota (0.8)"
+        )
+        pressure.add_argument("--limit", type=int, default=100, help="rows at most")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["action"] == "pressure":
+            return self._pressure(options["threshold"], options["limit"])
         try:
             user = user_resolve(options["user"])
             if options["action"] == "set":
@@ -51,3 +61,18 @@ class Command(OperatorCommand):
                 f"{t.tier:<12}{t.quota_bytes:>12}{t.hard_limit_bytes:>12}{t.used_bytes:>12}"
                 f"  {t.active_items} active, {t.archived_items} archived{mark}"
             )
+
+    def _pressure(self, threshold: float, limit: int) -> None:
+        if not 0 < threshold <= 10 or limit < 1:
+            raise CommandError("--threshold must be above 0, --limit at least 1")
+        rows = quota_pressure_list(threshold=threshold, limit=limit)
+        self.stdout.write(
+            f"{'user':<40}{'tier':<12}{'used':>12}{'quota':>12}{'share':>8}"
+        )
+        for r in rows:
+            share = r.used_bytes / r.quota_bytes if r.quota_bytes else 0.0
+            self.stdout.write(
+                f"{r.email:<40}{r.tier:<12}{r.used_bytes:>12}{r.quota_bytes:>12}"
+                f"{share:>8.0%}"
+            )
+        self.stdout.write(f"{len(rows)} tier(s) at or above {threshold:.0%} of quota")
