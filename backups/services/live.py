@@ -1,7 +1,10 @@
 """`backup restore KEY --yes`: put a backup back into the live database.
 
-Order, each step only if the one before passed: the dump is downloaded and its
-checksum checked; a fresh backup of the live database is taken (without
+Order, each step only if the one before passed: no other session is connected
+to the database (the writers are stopped: what they wrote after the safety
+backup would be in neither copy, and a lock one of them holds would stall the
+restore, whose own lock_timeout pg_restore's script resets; `--force` skips
+this check); the dump is downloaded and its checksum checked; a fresh backup of the live database is taken (without
 pruning: nothing is deleted on the way to a restore); the dump is restored in
 one transaction (backups/services/restore.py says why in place); every Django
 connection is closed (their sessions may cache plans of the dropped tables);
@@ -31,17 +34,43 @@ class RestoreNotConfirmed(ApplicationError):
     status = 400
 
 
+class DatabaseInUse(ApplicationError):
+    code = "backup_database_in_use"
+    status = 409
+
+
+def _other_sessions() -> list[str]:
+    """Who else is connected to this database (application names, or 'client')."""
+    with connections[DEFAULT_DB_ALIAS].cursor() as cur:
+        cur.execute(
+            """SELECT coalesce(nullif(application_name, ''), 'client')
+                 FROM pg_stat_activity
+                WHERE datname = current_database() AND pid <> pg_backend_pid()
+                  AND backend_type = 'client backend'"""
+        )
+        return [r[0] for r in cur.fetchall()]
+
+
 class BackupCorrupt(ApplicationError):
     code = "backup_checksum_mismatch"
     status = 409
 
 
-def backup_restore(key: str, *, confirmed: bool) -> BackupRun:
-    """Restore the backup `key` over the live database (only when `confirmed`)."""
+def backup_restore(key: str, *, confirmed: bool, force: bool = False) -> BackupRun:
+    """Restore the backup `key` over the live database (only when `confirmed`,
+    and with no other session connected unless `force`)."""
     if not confirmed:
         raise RestoreNotConfirmed(
             f"restoring {key} replaces the live database {pg.current_dbname()!r}: "
             "nothing was changed; run again with --yes to do it"
+        )
+    if not force and (others := _other_sessions()):
+        raise DatabaseInUse(
+            f"{len(others)} other session(s) are connected to "
+            f"{pg.current_dbname()!r}: stop the web, the workers, beat and the "
+            "CronJobs first (deploy/runbooks/backup-failure-and-restore.md); "
+            "nothing was changed (--force restores anyway)",
+            details={"sessions": sorted(set(others))},
         )
     key = objects.resolve(key)
     run = BackupRun.objects.create(kind=BackupRun.Kind.RESTORE, key=key)

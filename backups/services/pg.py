@@ -30,6 +30,8 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +131,34 @@ def create_database(name: str) -> None:
     """An empty database owned by the app role (from template1: its extensions)."""
     with connect() as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+@contextmanager
+def verify_lock() -> Iterator[bool]:
+    """One verify at a time on this database: True while this one holds the
+    lock (a session advisory lock on a connection of its own), False when
+    another verify runs."""
+    with connect() as conn:
+        got = conn.execute(
+            "SELECT pg_try_advisory_lock(hashtextextended('kimberly:backup-verify', 0))"
+        ).fetchone()
+        yield bool(got and got[0])
+
+
+def drop_stale_scratch() -> list[str]:
+    """Drop the scratch databases an interrupted verify left behind (SIGKILL at
+    a time limit, a node lost): call while holding verify_lock."""
+    with connect() as conn:
+        names = [
+            r[0]
+            for r in conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s",
+                [SCRATCH_PREFIX.replace("_", r"\_") + "%"],
+            ).fetchall()
+        ]
+    for name in names:
+        drop_database(name)
+    return names
 
 
 def drop_database(name: str) -> None:

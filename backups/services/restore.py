@@ -74,6 +74,10 @@ def restore(dump: Path, dbname: str, *, live: bool) -> None:
             "--exit-on-error",
             "--single-transaction",
             "--no-password",
+            # onto a server whose role has another name (disaster recovery):
+            # the objects belong to whoever restores, as they do today
+            "--no-owner",
+            "--no-privileges",
             f"--use-list={listing.name}",
             f"--dbname={dbname}",
         ]

@@ -26,6 +26,7 @@ import psycopg
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 from django.db.utils import load_backend
+from django.utils import timezone
 
 from audit.selectors import audit_verify
 from backups.models import BackupRun
@@ -33,6 +34,7 @@ from backups.services import objects, pg
 from backups.services.restore import RestoreFailed, restore
 from backups.services.runs import finish, run_or_fail
 from kimberly import rls
+from kimberly.api.errors import ApplicationError
 
 
 @dataclass(frozen=True)
@@ -130,9 +132,37 @@ def _scratch_checks(dump: Path, manifest: dict[str, Any]) -> list[Check]:
         pg.drop_database(name)
 
 
+class VerifyRunning(ApplicationError):
+    code = "backup_verify_running"
+    status = 409
+
+
+def _clear_interrupted(current: BackupRun) -> None:
+    """What an interrupted verify left: its scratch database, its run 'running'."""
+    dropped = pg.drop_stale_scratch()
+    BackupRun.objects.filter(
+        kind=BackupRun.Kind.VERIFY, status=BackupRun.Status.RUNNING
+    ).exclude(pk=current.pk).update(
+        status=BackupRun.Status.FAILED,
+        error="interrupted (its scratch database was dropped by the next verify)",
+        finished_at=timezone.now(),
+    )
+    if dropped:
+        current.details = {"dropped_scratch": dropped}
+
+
 def backup_verify(key: str | None = None) -> BackupRun:
-    """Verify the named backup (or the newest); the run's details hold the checks."""
+    """Verify the named backup (or the newest); the run's details hold the checks.
+    One at a time (409 backup_verify_running)."""
+    with pg.verify_lock() as mine:
+        if not mine:
+            raise VerifyRunning("another backup verify is running; try again later")
+        return _verify(key)
+
+
+def _verify(key: str | None) -> BackupRun:
     run = BackupRun.objects.create(kind=BackupRun.Kind.VERIFY, key=key or "")
+    _clear_interrupted(run)
     with run_or_fail(run):
         run.key = objects.resolve(key)
         manifest = objects.read_manifest(run.key)
@@ -142,7 +172,7 @@ def backup_verify(key: str | None = None) -> BackupRun:
             run.sha256, run.size_bytes = manifest.get("sha256", ""), dump.stat().st_size
             if checks[0].ok:
                 checks += _scratch_checks(dump, manifest)
-        run.details = {"checks": [asdict(c) for c in checks]}
+        run.details = {**run.details, "checks": [asdict(c) for c in checks]}
         failed = [c.check for c in checks if not c.ok]
         finish(
             run, ok=not failed, error=f"failed: {', '.join(failed)}" if failed else ""

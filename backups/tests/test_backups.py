@@ -265,3 +265,58 @@ def test_a_backup_with_a_broken_audit_chain_fails_verify(alice):
     assert [c["check"] for c in checks if not c["ok"]] == ["audit chains"]
     audit = next(c for c in checks if c["check"] == "audit chains")
     assert "hash does not match" in audit["detail"]
+
+
+def test_restore_refuses_while_another_session_is_connected(alice):
+    import psycopg
+
+    lost = memory_for(alice, "a row the restore would bring back")
+    key = _cli("create").split()[1].rstrip(":")
+    MemoryItem.objects.filter(pk=lost.pk).delete()
+    runs_before = BackupRun.objects.count()
+    s = connection.settings_dict
+    other = psycopg.connect(
+        host=s["HOST"],
+        port=s["PORT"],
+        dbname=s["NAME"],
+        user=s["USER"],
+        password=s["PASSWORD"],
+        application_name="a web worker",
+    )
+    try:
+        with pytest.raises(CommandError, match=r"backup_database_in_use: 1 other"):
+            _cli("restore", key, "--yes")
+        assert not MemoryItem.objects.filter(pk=lost.pk).exists()
+        assert BackupRun.objects.count() == runs_before
+    finally:
+        other.close()
+    _cli("restore", key, "--yes")
+    assert MemoryItem.objects.filter(pk=lost.pk).exists()
+
+
+def test_a_verify_clears_what_an_interrupted_one_left_and_runs_alone():
+    stale_run = BackupRun.objects.create(kind=BackupRun.Kind.VERIFY, key="x")
+    leftover = pg.scratch_name()
+    pg.create_database(leftover)  # as a verify killed mid-restore leaves it
+    _cli("create")
+    run = backups_verify_latest()
+    assert run.status == BackupRun.Status.SUCCEEDED, run.error
+    assert run.details["dropped_scratch"] == [leftover]
+    with pg.connect() as conn:
+        left = conn.execute(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'kimberly\\_verify\\_%'"
+        ).fetchone()
+    assert left == (0,)
+    stale_run.refresh_from_db()
+    assert stale_run.status == BackupRun.Status.FAILED
+    assert "interrupted" in stale_run.error
+    with pg.verify_lock() as mine:  # a verify in progress elsewhere
+        assert mine
+        with pytest.raises(CommandError, match="backup_verify_running"):
+            _cli("verify")
+
+
+def backups_verify_latest() -> BackupRun:
+    from backups.services.verify import backup_verify
+
+    return backup_verify()

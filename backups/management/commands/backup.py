@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
@@ -15,6 +16,10 @@ from backups.services.verify import backup_verify
 from kimberly import storage
 from kimberly.api.errors import ApplicationError
 from kimberly.management.operator import OperatorCommand
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -44,8 +49,17 @@ class Command(OperatorCommand):
         p.add_argument(
             "--yes", action="store_true", help="really replace the live database"
         )
+        p.add_argument(
+            "--force",
+            action="store_true",
+            help="restore although other sessions are connected to the database",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # SIGTERM (a Job's deadline, an eviction, `kubectl delete job`) as an
+        # exit: the `finally`s run, so a verify drops its scratch database and
+        # every run is recorded as failed rather than left running.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
         action = options["action"]
         try:
             if action == "create":
@@ -55,7 +69,7 @@ class Command(OperatorCommand):
             elif action == "verify":
                 self._verify(options["key"])
             else:
-                self._restore(options["key"], options["yes"])
+                self._restore(options["key"], options["yes"], options["force"])
         except ApplicationError as exc:
             raise CommandError(f"{exc.code}: {exc.message}") from exc
 
@@ -104,8 +118,8 @@ class Command(OperatorCommand):
             raise CommandError(f"backup {run.key} FAILED verification: {run.error}")
         self.stdout.write(f"backup {run.key} verified")
 
-    def _restore(self, key: str, yes: bool) -> None:
-        run = backup_restore(key, confirmed=yes)
+    def _restore(self, key: str, yes: bool, force: bool) -> None:
+        run = backup_restore(key, confirmed=yes, force=force)
         self.stdout.write(
             f"restored {run.key}; the database before it is backup "
             f"{run.details.get('safety_backup')}"
