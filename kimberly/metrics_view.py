@@ -10,8 +10,10 @@ scrape still says `kimberly_postgres_up 0` when PostgreSQL is down.
 
 from __future__ import annotations
 
+import hmac
 import logging
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django_prometheus.exports import ExportToDjangoView
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -22,7 +24,25 @@ from kimberly.hooks import store_registry, system_registry
 logger = logging.getLogger(__name__)
 
 
+def _allowed(request: HttpRequest) -> bool:
+    """With METRICS_TOKEN set, only a scrape that sends it as a bearer token
+    (Prometheus: `authorization: {credentials: ...}`) reads the metrics: the
+    web port is public wherever the platform routes all of it (Fly.io)."""
+    token = settings.METRICS_TOKEN
+    if not token:
+        return True
+    sent = request.headers.get("Authorization", "")
+    return hmac.compare_digest(sent.encode(), f"Bearer {token}".encode())
+
+
 def metrics_view(request: HttpRequest) -> HttpResponse:
+    if not _allowed(request):
+        return HttpResponse(
+            "metrics need the scrape token\n",
+            status=401,
+            content_type="text/plain",
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
     base = ExportToDjangoView(request)
     system = generate_latest(system_registry)  # its collectors never raise
     try:

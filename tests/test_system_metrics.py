@@ -243,3 +243,14 @@ def test_the_latest_nightly_run_is_measured_against_the_window(api):
         started_at=timezone.now() - timedelta(minutes=20)
     )
     assert _value(_scrape(api), "kimberly_meditation_latest_all_seconds") >= 1200
+
+
+@pytest.mark.django_db
+def test_with_a_scrape_token_metrics_need_it(api):
+    with override_settings(METRICS_TOKEN="s3cret-scrape"):
+        assert api.get("/metrics").status_code == 401
+        wrong = api.get("/metrics", HTTP_AUTHORIZATION="Bearer nope")
+        assert wrong.status_code == 401
+        right = api.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-scrape")
+        assert right.status_code == 200 and b"kimberly_postgres_up" in right.content
+    assert api.get("/metrics").status_code == 200  # no token set: open

@@ -54,6 +54,8 @@ def test_the_workflows_are_the_pipeline():
 def test_ci_runs_lint_and_the_one_test_entry_point():
     ci = _load("ci.yml")
     assert {"push", "pull_request", "workflow_call"} <= set(ci["on"])
+    # main is tested once, by release.yml's call, not also by its own push
+    assert ci["on"]["push"] == {"branches-ignore": ["main"]}
     runs = [s.get("run", "") for s in _steps(ci["jobs"]["test"])]
     assert ".ci/run" in runs
     assert "make test" in (ROOT / ".ci" / "run").read_text()
