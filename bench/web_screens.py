@@ -240,7 +240,12 @@ def measure(targets, cookie: str, rounds: int, questions: list[str]):  # type: i
             redis.delete(key)
         for label, path, htmx in targets:
             p = path.replace("{q}", urlencode({"": next(qs)})[1:])
-            status, ms, size = get(conn, p, cookie, htmx)
+            try:
+                status, ms, size = get(conn, p, cookie, htmx)
+            except TimeoutError:
+                raise SystemExit(
+                    f"{label} {p}: no answer in 60 s (round {r})"
+                ) from None
             if status not in (200, 286):
                 raise SystemExit(f"{label} {p}: HTTP {status}")
             if r >= 3:

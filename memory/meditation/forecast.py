@@ -76,6 +76,12 @@ def _compute(user: User, as_of: datetime | None) -> Forecast:
     with transaction.atomic(), connection.cursor() as cur:
         # No user lock: a forecast reads committed state and is rolled back, so
         # it never waits for (or holds up) a run of the user in progress.
+        # The score records a forecast writes are always rolled back, so the
+        # table's statistics may say it is empty while this transaction holds
+        # thousands: a nested-loop plan over them then took minutes (bench:
+        # 10,000 memories, the 10th forecast in a row). Set-based statements
+        # over the run's records are hash joins anyway.
+        cur.execute("SET LOCAL enable_nestloop = off")
         run.save()
         params = run_params([run])
         processed = decide(cur, params)
