@@ -1,5 +1,5 @@
-"""Request id (taken from X-Request-ID when sane, else generated; echoed back) and
-the request's row-level-security frame."""
+"""Request id (taken from X-Request-ID when sane, else generated; echoed back),
+the request's row-level-security frame, and the bound on a request's body."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import time
 import uuid
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from kimberly import rls
+from kimberly.api.exceptions import error_body
 from kimberly.logging import request_id_var
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -95,3 +97,47 @@ def _bind_session_user(request: HttpRequest) -> None:
         signed_in = bool(user.is_authenticated)  # loads the lazy user here
     if signed_in and user.pk is not None:
         rls.bind_user(user.pk)
+
+
+# Routes that take an upload and the setting that bounds it; every other route
+# takes at most DATA_UPLOAD_MAX_MEMORY_SIZE (JSON or a form), plus room for a
+# multipart envelope.
+UPLOAD_LIMITS = {
+    f"{API_PREFIX}attachments": "ATTACHMENT_MAX_BYTES",
+    "/memory/documents/upload": "ATTACHMENT_MAX_BYTES",
+    f"{API_PREFIX}memory/import": "IMPORT_MAX_BYTES",
+    "/memory/imports/upload": "IMPORT_MAX_BYTES",
+}
+ENVELOPE_BYTES = 64 * 1024
+
+
+def body_limit(path: str) -> int:
+    setting = UPLOAD_LIMITS.get(path, "DATA_UPLOAD_MAX_MEMORY_SIZE")
+    return int(getattr(settings, setting)) + ENVELOPE_BYTES
+
+
+class BodyLimitMiddleware:
+    """413 for a body longer than its route may take, before anything reads it:
+    the CSRF check reads a form's whole body (to disk past 2.5 MB), for anyone,
+    signed in or not. The services check the exact limits again."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        limit = body_limit(request.path_info)
+        if length > limit:
+            return JsonResponse(
+                error_body(
+                    "payload_too_large",
+                    "The request body is larger than this address accepts.",
+                    413,
+                    {"size_bytes": length, "max_bytes": limit},
+                ),
+                status=413,
+            )
+        return self.get_response(request)

@@ -157,11 +157,12 @@ def memory_bulk(
         except NotFound:
             missing.append(raw)
     # Lock in primary-key order so concurrent bulk requests cannot deadlock.
-    items = list(
-        MemoryItem.objects.select_for_update()
-        .filter(user=user, pk__in=list(wanted))
-        .order_by("pk")
-    )
+    # A sensitive item hidden by a withdrawn consent is seen by no list, query
+    # or export any more: only deleting it (its purge, sooner) reaches it.
+    mine = MemoryItem.objects.filter(user=user, pk__in=list(wanted))
+    if action != "delete":
+        mine = mine.filter(consent=True)
+    items = list(mine.select_for_update().order_by("pk"))
     found = {i.pk for i in items}
     missing += [raw for pk, raw in wanted.items() if pk not in found]
     if missing:

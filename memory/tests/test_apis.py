@@ -1134,6 +1134,18 @@ def test_bulk_export_returns_the_items_and_changes_nothing(alice_api, alice):
     assert {i: alice_api.get(f"/v1/memory/{i}").json() for i in before} == before
 
 
+@pytest.mark.parametrize("action", ["export", "archive", "restore", "protect"])
+def test_bulk_does_not_reach_a_hidden_sensitive_item_but_delete_does(
+    alice_api, alice, action
+):
+    hidden = memory_for(alice, "my diagnosis", metadata={"sensitive": True})
+    MemoryItem.objects.filter(pk=hidden.pk).update(consent=False)
+    resp = _bulk(alice_api, action, [hidden.public_id])
+    assert resp.status_code == 404 and "my diagnosis" not in resp.content.decode()
+    assert _bulk(alice_api, "delete", [hidden.public_id]).status_code == 200
+    assert not MemoryItem.objects.filter(pk=hidden.pk).exists()
+
+
 @pytest.mark.parametrize("action", ["archive", "delete", "protect", "export"])
 @pytest.mark.parametrize(
     "bad_id", [f"mem_{uuid.UUID(int=5)}", "mem_garbage", "not-an-id"]

@@ -242,7 +242,7 @@ def test_the_rail_acts_only_on_memories_the_reply_used(alice, alice_web):
     assert MemoryItem.objects.get(pk=other.pk).status == "archived"
 
 
-def test_a_deleted_memory_shows_in_the_rail_without_itstext_of(alice, alice_web):
+def test_a_deleted_memory_shows_in_the_rail_without_its_text(alice, alice_web):
     item = memory_for(alice, ANNA)
     _send(alice_web, "When is Anna's birthday?")
     MemoryItem.objects.filter(pk=item.pk).delete()
