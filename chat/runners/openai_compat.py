@@ -238,9 +238,8 @@ class OpenAICompatRunner:
             with self._http.stream("POST", self._url, json=body, timeout=timeout) as r:
                 if r.status_code >= 400:
                     r.read()
-                    logger.warning(
-                        "model server answered %d: %.300s", r.status_code, r.text
-                    )
+                    # The status only: an error body can quote the prompt back.
+                    logger.warning("model server answered %d", r.status_code)
                     retry = r.status_code == 429 or r.status_code >= 500
                     raise _Failure(
                         "http", "http_status", status=r.status_code, retry=retry
