@@ -5,6 +5,7 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import (
+    beat_init,
     setup_logging,
     task_postrun,
     task_prerun,
@@ -76,3 +77,19 @@ def _warm_up(**_: object) -> None:
     from kimberly import hooks
 
     hooks.run_warmups(in_thread=True)
+
+
+@worker_process_init.connect
+def _trace_worker(**_: object) -> None:
+    """Tracing (settings.OTEL_ENABLED) in each worker child, after the fork: the
+    exporter's thread and connections must belong to the process using them."""
+    from kimberly import tracing
+
+    tracing.setup("worker")
+
+
+@beat_init.connect
+def _trace_beat(**_: object) -> None:
+    from kimberly import tracing
+
+    tracing.setup("beat")

@@ -29,3 +29,10 @@ def post_worker_init(worker: object) -> None:
     from kimberly import hooks
 
     hooks.run_warmups()
+
+
+def worker_exit(server: object, worker: object) -> None:
+    # Spans still batched go out before the worker does (settings.OTEL_ENABLED).
+    from kimberly import tracing
+
+    tracing.shutdown()

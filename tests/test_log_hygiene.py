@@ -18,6 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from django.test import Client, override_settings
 from django.urls import path
 
+from kimberly import rls
 from kimberly.logging import REDACTED
 from tests.log_canary import CANARY, find_leaks
 from tests.standins.openai_server import Behaviour
@@ -133,6 +134,7 @@ def test_a_server_error_names_the_method_and_path_not_the_query_string(tail):
 
 
 @shared_task(name="tests.test_log_hygiene.echo")
+@rls.task_scope(no_rows="a test task: logs, reads no table")
 def echo(text: str) -> str:
     logger.info("echo ran", extra={"chars": len(text)})
     return text
@@ -151,7 +153,7 @@ def info_trace_log() -> Iterator[None]:
 def test_a_tasks_lines_carry_its_id_and_name_never_its_arguments_or_result(
     tail, info_trace_log
 ):
-    result = echo.apply(args=[CANARY])
+    result = echo.apply(args=(CANARY,))
     assert result.get() == CANARY
     records = tail.records()
     [ran] = [r for r in records if r["message"] == "echo ran"]
