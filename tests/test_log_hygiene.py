@@ -150,6 +150,7 @@ def info_trace_log() -> Iterator[None]:
     trace.setLevel(level)
 
 
+@pytest.mark.django_db  # a task's row-level-security frame sets its scope
 def test_a_tasks_lines_carry_its_id_and_name_never_its_arguments_or_result(
     tail, info_trace_log
 ):

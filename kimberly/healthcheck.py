@@ -1,0 +1,184 @@
+"""`./cli healthcheck`: every dependency of a deployment, checked from here.
+
+The readiness probe's checks (kimberly/health.py: PostgreSQL with pgvector and
+this code's migrations, Redis, the broker, object storage), then what only an
+operator's check can afford: loading the embedding model and embedding a probe,
+asking the model server (when one is configured) for its models, and a broadcast
+to the Celery workers: who consumes each queue the code sends tasks to.
+
+Required: the stores and the embedding model (without them a part of the
+product is down). Optional (their failure is "degraded"): the model server (chat
+answers offline without one) and the workers (tasks wait in the queue until one
+comes; a queue with none answering says "no worker").
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from django.conf import settings
+from django.db import connections
+
+from kimberly import health
+
+OK, FAILED, DEGRADED = 0, 1, 2
+# How long each check may take (the first load of the embedding model: ~20 s
+# on 2 cores); a check still running then is reported as timed out.
+CHECK_SECONDS = 15.0
+EMBEDDING_SECONDS = 120.0
+DETAIL_CHARS = 300
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    ok: bool
+    ms: float
+    required: bool
+    detail: str
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+Check = Callable[[], str | None]  # raises when the dependency is not fine
+
+
+def _store(name: str) -> Check:
+    check = health.CHECKS[name][0]
+
+    def run() -> None:
+        check()
+
+    return run
+
+
+def _embedding() -> str:
+    from memory import embeddings
+
+    if not embeddings.enabled():
+        return f"disabled (EMBEDDING_PROVIDER={settings.EMBEDDING_PROVIDER})"
+    vectors = embeddings.embed_texts(["healthcheck"])
+    return f"{embeddings.model_tag()}: {vectors.shape[1]} dimensions"
+
+
+def _model_runner() -> str:
+    from chat.runners import get_runner
+    from chat.runners.openai_compat import OpenAICompatRunner
+
+    runner = get_runner()
+    if not isinstance(runner, OpenAICompatRunner):
+        return "not configured (LLM_BASE_URL unset): chat answers offline"
+    return runner.probe()
+
+
+def queues() -> list[str]:
+    """Every queue the code sends tasks to: the default one and the routed."""
+    routed = {
+        route["queue"]
+        for route in (settings.CELERY_TASK_ROUTES or {}).values()
+        if isinstance(route, dict) and "queue" in route
+    }
+    return sorted({getattr(settings, "CELERY_TASK_DEFAULT_QUEUE", "celery"), *routed})
+
+
+def worker_rows(timeout: float) -> list[Row]:
+    """One broadcast; each queue's row names the workers that answered for it."""
+    from kimberly.celery import app
+
+    started = time.perf_counter()
+    try:
+        answers = app.control.inspect(timeout=timeout).active_queues() or {}
+        error = None
+    except Exception as exc:  # noqa: BLE001 - the broker is down: its row says why
+        answers, error = {}, _why(exc)
+    ms = round((time.perf_counter() - started) * 1000, 1)
+    rows = []
+    for queue in queues():
+        workers = sorted(
+            worker
+            for worker, consumed in answers.items()
+            if any(q.get("name") == queue for q in consumed or [])
+        )
+        detail = error or (", ".join(workers) if workers else "no worker answered")
+        rows.append(Row(f"workers:{queue}", bool(workers), ms, False, detail))
+    return rows
+
+
+def _why(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+    return text[:DETAIL_CHARS]
+
+
+def _run(name: str, check: Check, out: dict[str, tuple[float, bool, str]]) -> None:
+    started = time.perf_counter()
+    try:
+        result = (True, check() or "ok")
+    except Exception as exc:  # noqa: BLE001 - a failed check is its row, not a crash
+        result = (False, _why(exc))
+    finally:
+        if threading.current_thread() is not threading.main_thread():
+            connections.close_all()
+    out[name] = (round((time.perf_counter() - started) * 1000, 1), *result)
+
+
+CHECKS: list[tuple[str, Check, bool, float]] = [
+    # name, check, required, seconds allowed
+    ("redis", _store("redis"), True, CHECK_SECONDS),
+    ("broker", _store("broker"), True, CHECK_SECONDS),
+    ("storage", _store("storage"), True, CHECK_SECONDS),
+    ("embedding_model", _embedding, True, EMBEDDING_SECONDS),
+    ("model_runner", _model_runner, False, CHECK_SECONDS),
+]
+
+
+def run(worker_timeout: float = 2.0) -> list[Row]:
+    """Every check, the slow ones side by side; never raises."""
+    done: dict[str, tuple[float, bool, str]] = {}
+    _run("database", _store("database"), done)  # this thread's connection
+    threads = {}
+    for name, check, _, _ in CHECKS:
+        # daemon threads: a check that hangs must not keep the command alive
+        threads[name] = threading.Thread(
+            target=_run, args=(name, check, done), daemon=True, name=f"check-{name}"
+        )
+        threads[name].start()
+    # The broadcast too: a broker that hangs must not hang the command.
+    workers: list[Row] = []
+    asking = threading.Thread(
+        target=lambda: workers.extend(worker_rows(worker_timeout)), daemon=True
+    )
+    asking.start()
+    started = time.monotonic()
+    for name, _, _, seconds in CHECKS:
+        threads[name].join(max(0.0, seconds - (time.monotonic() - started)))
+    asking.join(max(0.0, worker_timeout + CHECK_SECONDS - (time.monotonic() - started)))
+    if not workers:
+        detail = "timed out asking the workers"
+        workers = [Row(f"workers:{q}", False, 0.0, False, detail) for q in queues()]
+    rows = [_row(done, "database", True, CHECK_SECONDS)]
+    rows += [
+        _row(done, name, required, seconds) for name, _, required, seconds in CHECKS
+    ]
+    return [*rows, *workers]
+
+
+def _row(
+    done: dict[str, tuple[float, bool, str]], name: str, required: bool, seconds: float
+) -> Row:
+    if name not in done:
+        return Row(
+            name, False, seconds * 1000, required, f"timed out after {seconds:g} s"
+        )
+    ms, ok, detail = done[name]
+    return Row(name, ok, ms, required, detail)
+
+
+def status(rows: list[Row]) -> int:
+    """0 all fine; 1 a required check failed; 2 only optional ones did."""
+    if any(r.required and not r.ok for r in rows):
+        return FAILED
+    return DEGRADED if any(not r.ok for r in rows) else OK
