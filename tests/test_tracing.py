@@ -228,6 +228,10 @@ def test_a_request_to_the_deployed_web_exports_its_http_and_sql_spans_without_co
     assert "url.query" not in get.attributes
     everything = json.dumps([(s.name, s.attributes, s.events) for s in receiver.spans])
     assert CANARY not in everything
+    # gunicorn's own lines are JSON as well (a worker's boot, the shutdown)
+    lines = (tmp_path / "web.log").read_text().splitlines()
+    logged = [json.loads(line) for line in lines]
+    assert "Booting worker" in " ".join(x["message"] for x in logged)
     # the request's log lines carry its trace (the run's log file has INFO)
     test_log = Path(settings.TEST_LOG_FILE).read_text().splitlines()
     traced = [json.loads(x) for x in test_log if post.trace_id in x]
