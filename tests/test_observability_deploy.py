@@ -28,7 +28,8 @@ def _block(text: str, name: str) -> set[str]:
 
 
 def _a_task_line_in_a_span() -> dict[str, object]:
-    config: dict[str, Any] = settings.LOGGING["formatters"]["json"]
+    logging_config: dict[str, Any] = settings.LOGGING
+    config = logging_config["formatters"]["json"]
     assert config["()"] == "pythonjsonlogger.json.JsonFormatter"
     formatter = JsonFormatter(config["fmt"], rename_fields=config["rename_fields"])
     record = logging.LogRecord(
