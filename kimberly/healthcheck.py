@@ -1,15 +1,16 @@
 """`./cli healthcheck`: every dependency of a deployment, checked from here.
 
 The readiness probe's checks (kimberly/health.py: PostgreSQL with pgvector and
-this code's migrations, Redis, the broker, object storage), then what only an
-operator's check can afford: loading the embedding model and embedding a probe,
-asking the model server (when one is configured) for its models, and a broadcast
-to the Celery workers: who consumes each queue the code sends tasks to.
+this code's migrations, Redis, the broker, object storage), then those the apps
+register (kimberly/hooks.py), which only an operator's check can afford: the
+embedding model loads and embeds a probe (memory); the model server, when one
+is configured, lists its models (chat). Last, a broadcast to the Celery
+workers: who consumes each queue the code sends tasks to.
 
 Required: the stores and the embedding model (without them a part of the
 product is down). Optional (their failure is "degraded"): the model server (chat
 answers offline without one) and the workers (tasks wait in the queue until one
-comes; a queue with none answering says "no worker").
+comes; a queue with none answering says "no worker answered").
 """
 
 from __future__ import annotations
@@ -22,13 +23,12 @@ from dataclasses import asdict, dataclass
 from django.conf import settings
 from django.db import connections
 
-from kimberly import health
+from kimberly import health, hooks
 
 OK, FAILED, DEGRADED = 0, 1, 2
-# How long each check may take (the first load of the embedding model: ~20 s
-# on 2 cores); a check still running then is reported as timed out.
+# How long a store's check may take; one still running then is reported as
+# timed out (the apps' checks say how long theirs may take as they register).
 CHECK_SECONDS = 15.0
-EMBEDDING_SECONDS = 120.0
 DETAIL_CHARS = 300
 
 
@@ -54,25 +54,6 @@ def _store(name: str) -> Check:
         check()
 
     return run
-
-
-def _embedding() -> str:
-    from memory import embeddings
-
-    if not embeddings.enabled():
-        return f"disabled (EMBEDDING_PROVIDER={settings.EMBEDDING_PROVIDER})"
-    vectors = embeddings.embed_texts(["healthcheck"])
-    return f"{embeddings.model_tag()}: {vectors.shape[1]} dimensions"
-
-
-def _model_runner() -> str:
-    from chat.runners import get_runner
-    from chat.runners.openai_compat import OpenAICompatRunner
-
-    runner = get_runner()
-    if not isinstance(runner, OpenAICompatRunner):
-        return "not configured (LLM_BASE_URL unset): chat answers offline"
-    return runner.probe()
 
 
 def queues() -> list[str]:
@@ -125,27 +106,27 @@ def _run(name: str, check: Check, out: dict[str, tuple[float, bool, str]]) -> No
     out[name] = (round((time.perf_counter() - started) * 1000, 1), *result)
 
 
-CHECKS: list[tuple[str, Check, bool, float]] = [
-    # name, check, required, seconds allowed
-    ("redis", _store("redis"), True, CHECK_SECONDS),
-    ("broker", _store("broker"), True, CHECK_SECONDS),
-    ("storage", _store("storage"), True, CHECK_SECONDS),
-    ("embedding_model", _embedding, True, EMBEDDING_SECONDS),
-    ("model_runner", _model_runner, False, CHECK_SECONDS),
-]
+def checks() -> list[hooks.HealthCheck]:
+    """The stores' checks, then those the apps registered."""
+    stores = [
+        hooks.HealthCheck(name, _store(name), True, CHECK_SECONDS)
+        for name in ("redis", "broker", "storage")
+    ]
+    return [*stores, *hooks.health_checks.values()]
 
 
 def run(worker_timeout: float = 2.0) -> list[Row]:
     """Every check, the slow ones side by side; never raises."""
     done: dict[str, tuple[float, bool, str]] = {}
     _run("database", _store("database"), done)  # this thread's connection
+    todo = checks()
     threads = {}
-    for name, check, _, _ in CHECKS:
+    for c in todo:
         # daemon threads: a check that hangs must not keep the command alive
-        threads[name] = threading.Thread(
-            target=_run, args=(name, check, done), daemon=True, name=f"check-{name}"
+        threads[c.name] = threading.Thread(
+            target=_run, args=(c.name, c.check, done), daemon=True
         )
-        threads[name].start()
+        threads[c.name].start()
     # The broadcast too: a broker that hangs must not hang the command.
     workers: list[Row] = []
     asking = threading.Thread(
@@ -153,16 +134,14 @@ def run(worker_timeout: float = 2.0) -> list[Row]:
     )
     asking.start()
     started = time.monotonic()
-    for name, _, _, seconds in CHECKS:
-        threads[name].join(max(0.0, seconds - (time.monotonic() - started)))
+    for c in todo:
+        threads[c.name].join(max(0.0, c.seconds - (time.monotonic() - started)))
     asking.join(max(0.0, worker_timeout + CHECK_SECONDS - (time.monotonic() - started)))
     if not workers:
         detail = "timed out asking the workers"
         workers = [Row(f"workers:{q}", False, 0.0, False, detail) for q in queues()]
     rows = [_row(done, "database", True, CHECK_SECONDS)]
-    rows += [
-        _row(done, name, required, seconds) for name, _, required, seconds in CHECKS
-    ]
+    rows += [_row(done, c.name, c.required, c.seconds) for c in todo]
     return [*rows, *workers]
 
 

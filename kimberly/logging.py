@@ -60,10 +60,6 @@ class ContextFilter(logging.Filter):
         return True
 
 
-# The name the settings used before tasks and traces were added.
-RequestIdFilter = ContextFilter
-
-
 def _scrub(record: logging.LogRecord) -> None:
     request = getattr(record, "request", None)
     if request is not None and hasattr(request, "path"):
