@@ -30,6 +30,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanProto
 
 from kimberly import tracing
+from kimberly.celery import app as celery_app
 from kimberly.runtime import common
 from tests.log_canary import CANARY
 
@@ -236,6 +237,79 @@ def test_a_request_to_the_deployed_web_exports_its_http_and_sql_spans_without_co
     test_log = Path(settings.TEST_LOG_FILE).read_text().splitlines()
     traced = [json.loads(x) for x in test_log if post.trace_id in x]
     assert any(x["logger"] == "kimberly.access" for x in traced)
+
+
+@pytest.mark.slow
+def test_a_task_run_by_a_worker_child_exports_its_span_and_its_sql(tmp_path, receiver):
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
+        "DJANGO_SETTINGS_MODULE": "kimberly.settings.test",
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "EMBEDDING_WARMUP": "0",
+        "OTEL_ENABLED": "1",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+    }
+    env.pop("OTEL_SERVICE_NAME", None)
+    celery_app.control.purge()
+    worker = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "celery"),
+            *("-A", "kimberly.celery", "worker", "--pool", "prefork"),
+            *("--concurrency", "1", "--include", "tests.worker_probe"),
+            *("--without-mingle", "--without-gossip", "--loglevel", "INFO"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=(tmp_path / "worker.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        celery_app.send_task("tests.worker_probe.bump")
+
+        def run_span() -> Exported | None:
+            assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
+            return next(
+                (s for s in receiver.spans if s.name == "run/tests.worker_probe.bump"),
+                None,
+            )
+
+        run = _wait_for(run_span, "the task's span")
+        assert run.resource["service.name"] == "kimberly-worker"
+        assert run.kind == SpanProto.SPAN_KIND_CONSUMER
+        # its row-level-security frame's statement, in the task's trace
+        _wait_for(
+            lambda: [
+                s
+                for s in receiver.spans
+                if s.trace_id == run.trace_id
+                and s.attributes.get("db.system") == "postgresql"
+            ],
+            "the task's SQL span",
+        )
+
+        # the task's log lines (the worker appends to the run's log file) carry
+        # its id and its trace
+        def done_line() -> dict[str, Any] | None:
+            lines = Path(settings.TEST_LOG_FILE).read_text().splitlines()
+            return next(
+                (
+                    line
+                    for line in map(json.loads, lines)
+                    if line.get("logger") == "celery.app.trace"
+                    and "tests.worker_probe.bump" in line["message"]
+                    and "succeeded" in line["message"]
+                ),
+                None,
+            )
+
+        line = _wait_for(done_line, "the task's log line")
+        assert line["task_name"] == "tests.worker_probe.bump"
+        assert line["trace_id"] == run.trace_id
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        celery_app.control.purge()
 
 
 def test_the_service_name_follows_otel_service_name(monkeypatch):
