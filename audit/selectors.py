@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.db import DEFAULT_DB_ALIAS
 from django.db.models import QuerySet
 
 from audit.models import AuditAnchor, AuditEvent
@@ -50,14 +51,24 @@ class VerifyReport:
     first_break: ChainBreak | None
 
 
-def latest_anchor(owner: uuid.UUID | None) -> AuditAnchor | None:
+def latest_anchor(
+    owner: uuid.UUID | None, *, using: str = DEFAULT_DB_ALIAS
+) -> AuditAnchor | None:
     """Where retention last cut this chain (None: never)."""
-    return AuditAnchor.objects.filter(user_id=owner).order_by("-through_seq").first()
-
-
-def _iter_chain(user_id: uuid.UUID | None, after_seq: int) -> Iterator[AuditEvent]:
     return (
-        AuditEvent.objects.filter(user_id=user_id, seq__gt=after_seq)
+        AuditAnchor.objects.using(using)
+        .filter(user_id=owner)
+        .order_by("-through_seq")
+        .first()
+    )
+
+
+def _iter_chain(
+    user_id: uuid.UUID | None, after_seq: int, using: str
+) -> Iterator[AuditEvent]:
+    return (
+        AuditEvent.objects.using(using)
+        .filter(user_id=user_id, seq__gt=after_seq)
         .order_by("seq")
         .iterator(chunk_size=2000)
     )
@@ -77,18 +88,18 @@ def _confirms(event: AuditEvent, anchor: AuditAnchor) -> bool:
     )
 
 
-def _verify_chain(owner: uuid.UUID | None) -> tuple[int, ChainBreak | None]:
+def _verify_chain(owner: uuid.UUID | None, using: str) -> tuple[int, ChainBreak | None]:
     """How many events the chain holds, and its first break. A cut committed
     while the chain was read shows as a gap: read it once more."""
-    anchor = latest_anchor(owner)
-    events, first_break = _verify_from(owner, anchor)
-    if first_break is not None and latest_anchor(owner) != anchor:
-        return _verify_from(owner, latest_anchor(owner))
+    anchor = latest_anchor(owner, using=using)
+    events, first_break = _verify_from(owner, anchor, using)
+    if first_break is not None and latest_anchor(owner, using=using) != anchor:
+        return _verify_from(owner, latest_anchor(owner, using=using), using)
     return events, first_break
 
 
 def _verify_from(
-    owner: uuid.UUID | None, anchor: AuditAnchor | None
+    owner: uuid.UUID | None, anchor: AuditAnchor | None, using: str
 ) -> tuple[int, ChainBreak | None]:
     """A chain cut by retention starts from its newest anchor, which a later
     `audit.prune` event of the same chain must confirm."""
@@ -96,7 +107,7 @@ def _verify_from(
     if anchor is not None:
         prev, expected_seq = anchor.through_hash, anchor.through_seq + 1
     confirmed, events, event = anchor is None, 0, None
-    for event in _iter_chain(owner, expected_seq - 1):
+    for event in _iter_chain(owner, expected_seq - 1, using):
         events += 1
         reason = None
         if event.seq != expected_seq:
@@ -120,17 +131,23 @@ def _verify_from(
     return events, None
 
 
-def audit_verify(*, user_id: uuid.UUID | None = None) -> VerifyReport:
-    """Recompute every chain (or one user's); report the first event that does not fit."""
+def audit_verify(
+    *, user_id: uuid.UUID | None = None, using: str = DEFAULT_DB_ALIAS
+) -> VerifyReport:
+    """Recompute every chain (or one user's); report the first event that does not
+    fit. `using`: another database alias (a restored backup's, backups/)."""
     if user_id is not None:
         owners: list[uuid.UUID | None] = [user_id]
     else:
         owners = list(
-            AuditEvent.objects.order_by().values_list("user_id", flat=True).distinct()
+            AuditEvent.objects.using(using)
+            .order_by()
+            .values_list("user_id", flat=True)
+            .distinct()
         )
     events = 0
     for owner in owners:
-        n, first_break = _verify_chain(owner)
+        n, first_break = _verify_chain(owner, using)
         events += n
         if first_break:
             return VerifyReport(len(owners), events, first_break)

@@ -137,9 +137,18 @@ def start_stack(root: Path, env: dict[str, str], port: int) -> Stack:
     subprocess.run([py, "manage.py", "migrate", "-v0"], cwd=root, env=env, check=True)
     log = Path(tempfile.mkstemp(prefix="kb-bench-stack-", suffix=".log")[1])
     proc = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "honcho"), "start"],
+        # make run's layout (scripts/serve.sh): one worker for the default,
+        # embedding and meditation queues, so its port has the embedding counters
+        [
+            str(ROOT / ".venv" / "bin" / "honcho"),
+            "start",
+            "web",
+            "worker",
+            "agents",
+            "beat",
+        ],
         cwd=root,
-        env=env,
+        env={"WORKER_QUEUES": "celery,embedding,meditation", **env},
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group: stop() ends all of it

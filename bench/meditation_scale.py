@@ -271,6 +271,8 @@ def _worker_hwm_mb(root_pid: int) -> float:
 
 def run_pass(db: str, workers: int, nights: list[tuple[str, bool, int]]) -> list[dict]:
     """Start `workers` Celery processes on database `db` and run the given nights."""
+    from django.conf import settings
+
     from memory.meditation import meditation_queue_all
     from memory.models import MeditationRun
 
@@ -282,6 +284,7 @@ def run_pass(db: str, workers: int, nights: list[tuple[str, bool, int]]) -> list
             "-A",
             "kimberly.celery",
             "worker",
+            *("-Q", ",".join(settings.CELERY_QUEUE_NAMES)),
             "-c",
             str(workers),
             "--without-heartbeat",

@@ -199,6 +199,8 @@ def urls(ids: dict[str, str], some_id: str) -> list[tuple[str, str, bool]]:
         ("memory, find by meaning (q=)", "/memory?q={q}", False),
         ("detail (COPY-loaded memory)", f"/memory/{some_id}", True),
         ("detail (edited memory, history)", f"/memory/{ids['detail']}", True),
+        ("imports fragment", "/memory/imports", True),
+        ("forecast fragment (on demand: a dry run)", "/memory/forecast", True),
         ("chat", "/chat", False),
         ("agents", "/agents", False),
         ("insights", "/insights", False),
@@ -207,7 +209,7 @@ def urls(ids: dict[str, str], some_id: str) -> list[tuple[str, str, bool]]:
         ("settings exports fragment", "/settings/exports", True),
     ]
     if "conversation" in ids:
-        out.insert(11, ("chat conversation", f"/chat/{ids['conversation']}", False))
+        out.insert(13, ("chat conversation", f"/chat/{ids['conversation']}", False))
     return out
 
 
@@ -297,6 +299,9 @@ def main() -> None:
 
 
 def write_report(args, targets, times, sizes, count, loads) -> None:  # type: ignore[no-untyped-def]
+    from django.conf import settings
+
+    hits = settings.WEB_MEMORY_SEARCH_HITS
     lines = [
         f"# Web UI screens: server time at {count:,} memories for one user",
         "",
@@ -310,7 +315,8 @@ def write_report(args, targets, times, sizes, count, loads) -> None:  # type: ig
         f"- {args.rounds} timed GETs per URL after 3 warm-up rounds, one at a time, URLs "
         "interleaved; wall time over loopback (server time + < 1 ms)",
         "- find by meaning: LongMemEval questions in turn, the query-embedding cache "
-        "emptied every round (each query embedded in the request), top 50 hybrid hits",
+        "emptied every round (each query embedded in the request), top "
+        f"{hits} hybrid hits (WEB_MEMORY_SEARCH_HITS)",
         "",
         f"| URL | what | n | p50 ms | p95 ms | max ms | KiB | p95 ≤ {TARGET_MS:.0f} ms |",
         "|---|---|---:|---:|---:|---:|---:|---|",

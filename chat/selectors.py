@@ -80,8 +80,22 @@ def recent_turns(*, user: User, conversation: Conversation, limit: int) -> list[
     ]
 
 
+def message_pk(message_id: str) -> uuid.UUID:
+    """The id inside a message's public id (404 when it is not one)."""
+    return _parse(message_id, MESSAGE_PREFIX, "message")
+
+
+def reply_get(*, user: User, message_id: str) -> Message | None:
+    """The user's reply `message_id` once it is stored, else None."""
+    return (
+        Message.objects.select_related("conversation")
+        .filter(pk=message_pk(message_id), user=user, role=Message.Role.ASSISTANT)
+        .first()
+    )
+
+
 def message_get(*, user: User, message_id: str) -> Message:
-    pk = _parse(message_id, MESSAGE_PREFIX, "message")
+    pk = message_pk(message_id)
     try:
         return Message.objects.select_related("conversation").get(pk=pk, user=user)
     except Message.DoesNotExist:

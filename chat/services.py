@@ -205,7 +205,8 @@ def chat_finish(
     return reply
 
 
-def _model_call(exchange: Exchange) -> Completion:
+def model_call(exchange: Exchange) -> Completion:
+    """The model's whole reply to the exchange (no database: nothing is stored)."""
     started = time.perf_counter()
     try:
         return exchange.runner.reply(exchange.assembled.prompt)
@@ -220,7 +221,7 @@ def _model_call(exchange: Exchange) -> Completion:
 def chat_reply(*, ctx: Context, user: User, **message: Any) -> ChatResult:
     """Answer a message (POST /v1/chat without stream)."""
     exchange = chat_begin(ctx=ctx, user=user, **message)
-    completion = _model_call(exchange)
+    completion = model_call(exchange)
     return ChatResult(
         exchange,
         chat_finish(ctx=ctx, user=user, exchange=exchange, completion=completion),

@@ -92,23 +92,24 @@ def _set(user_id: str, scope: str, *, using: Any = None) -> None:
         cur.execute(_SET, [user_id, local, scope, local])
 
 
-def _aborted() -> bool:
+def _aborted(conn: Any = None) -> bool:
     """The transaction failed: no statement runs until its rollback, which also
     takes back a transaction-local setting (so nothing is left to restore)."""
-    raw = connection.connection
+    raw = (conn or connection).connection
     return raw is not None and raw.info.transaction_status == TransactionStatus.INERROR
 
 
 @contextmanager
-def _scope(user_id: str, scope: str) -> Iterator[None]:
-    prev = _swap(user_id, scope)
+def _scope(user_id: str, scope: str, *, using: Any = None) -> Iterator[None]:
+    conn = using or connection
+    prev = _swap(user_id, scope, using=conn)
     try:
         yield
     finally:
         # a closed connection starts clean anyway; an aborted transaction would
         # turn the caller's real error into TransactionManagementError
-        if connection.connection is not None and not _aborted():
-            _set(*prev)
+        if conn.connection is not None and not _aborted(conn):
+            _set(*prev, using=conn)
 
 
 def acting_user(user_id: uuid.UUID | str | None) -> Any:
@@ -116,12 +117,13 @@ def acting_user(user_id: uuid.UUID | str | None) -> Any:
     return _scope(str(user_id) if user_id else "", "")
 
 
-def maintenance(reason: str) -> Any:
-    """Every user's rows: set-wise jobs and operators only, and say why."""
+def maintenance(reason: str, *, using: Any = None) -> Any:
+    """Every user's rows: set-wise jobs and operators only, and say why.
+    `using`: another connection than the default one (e.g. a scratch database's)."""
     if not reason:
         raise ValueError("a maintenance scope needs a reason")
     log.debug("maintenance scope: %s", reason)
-    return _scope("", MAINTENANCE)
+    return _scope("", MAINTENANCE, using=using)
 
 
 def no_scope() -> Any:

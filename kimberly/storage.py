@@ -164,6 +164,17 @@ def delete(key: str) -> None:
         storage.delete(key)
 
 
+def _pages(storage: Any, full: str) -> Iterator[dict[str, Any]]:
+    """The bucket's listing under the storage name `full`, a page at a time
+    (call inside `_errors`)."""
+    client = storage.connection.meta.client
+    yield from client.get_paginator("list_objects_v2").paginate(
+        Bucket=storage.bucket_name,
+        Prefix=full,
+        PaginationConfig={"PageSize": _BATCH},
+    )
+
+
 def delete_prefix(prefix: str) -> int:
     """Delete every object under `prefix` (e.g. user_prefix(id)); how many there were.
 
@@ -177,12 +188,7 @@ def delete_prefix(prefix: str) -> int:
     client = storage.connection.meta.client
     deleted = 0
     with _errors(prefix):
-        pages = client.get_paginator("list_objects_v2").paginate(
-            Bucket=storage.bucket_name,
-            Prefix=full,
-            PaginationConfig={"PageSize": _BATCH},
-        )
-        for page in pages:
+        for page in _pages(storage, full):
             objects = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
             if not objects:
                 continue
@@ -245,19 +251,29 @@ def check() -> dict[str, object]:
     }
 
 
+def list_prefix(prefix: str) -> dict[str, int]:
+    """Every object under `prefix` ("backups/"): its key (as callers name it,
+    without the storage's location) and size in bytes. Lists, reads no object."""
+    if not prefix.endswith("/"):
+        raise ValueError(f"list_prefix needs a prefix ending with '/': {prefix!r}")
+    storage = _storage()
+    full = _name(prefix)
+    base = full[: len(full) - len(prefix)]
+    found: dict[str, int] = {}
+    with _errors(prefix):
+        for page in _pages(storage, full):
+            for obj in page.get("Contents", []):
+                found[obj["Key"][len(base) :]] = int(obj["Size"])
+    return found
+
+
 def count_prefix(prefix: str) -> int:
     """How many objects are under `prefix` (a probe: lists, reads no object)."""
     if not prefix.endswith("/") or len(_segments(prefix[:-1], "prefix")) < 2:
         raise ValueError(f"count_prefix needs a prefix like 'users/<id>/': {prefix!r}")
     storage = _storage()
-    client = storage.connection.meta.client
     count = 0
     with _errors(prefix):
-        pages = client.get_paginator("list_objects_v2").paginate(
-            Bucket=storage.bucket_name,
-            Prefix=_name(prefix),
-            PaginationConfig={"PageSize": _BATCH},
-        )
-        for page in pages:
+        for page in _pages(storage, _name(prefix)):
             count += int(page.get("KeyCount", len(page.get("Contents", []))))
     return count

@@ -10,8 +10,8 @@ from kimberly.api.exceptions import json_404
 from kimberly.metrics_view import metrics_view
 
 handler400 = "kimberly.api.exceptions.json_400"
-handler404 = "kimberly.api.exceptions.json_404"
-handler500 = "kimberly.api.exceptions.json_500"
+handler404 = "web.views.errors.not_found"
+handler500 = "web.views.errors.server_error"
 
 v1: list[URLPattern | URLResolver] = [
     path("health", apis.HealthApi.as_view(), name="health"),

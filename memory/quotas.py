@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count
+from django.db.models import Count, QuerySet
 
 from audit.services import audit_record
 from kimberly.api.errors import ApplicationError, ValidationFailed
@@ -181,16 +181,22 @@ class TierUsage:
     archived_items: int
 
 
-def quota_overview(*, user_id: uuid.UUID) -> list[TierUsage]:
-    """Quota, hard limit, usage and item counts of every tier of one user."""
-    quotas = {q.tier: q for q in Quota.objects.filter(user_id=user_id)}
-    counts: dict[tuple[str, str], int] = {
+def item_counts(items: QuerySet[MemoryItem]) -> dict[tuple[str, str], int]:
+    """How many of `items` there are per (tier, status): one grouped count."""
+    return {
         (row["tier"], row["status"]): row["n"]
-        for row in MemoryItem.objects.filter(user_id=user_id)
-        .values("tier", "status")
-        .annotate(n=Count("id"))
-        .order_by()
+        for row in items.values("tier", "status").annotate(n=Count("id")).order_by()
     }
+
+
+def quota_overview(
+    *, user_id: uuid.UUID, counts: Mapping[tuple[str, str], int] | None = None
+) -> list[TierUsage]:
+    """Quota, hard limit, usage and item counts of every tier of one user (the
+    counts of all their items, unless the caller has counted already)."""
+    quotas = {q.tier: q for q in Quota.objects.filter(user_id=user_id)}
+    if counts is None:
+        counts = item_counts(MemoryItem.objects.filter(user_id=user_id))
     out = []
     for tier in Tier.values:
         q = quotas.get(tier)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 
 from kimberly.api.errors import NotFound
 from memory import embeddings, sealing
@@ -20,7 +21,7 @@ from memory.models import (
     RetrievalRecord,
     ScoreRecord,
 )
-from memory.quotas import TierUsage, quota_overview
+from memory.quotas import TierUsage, item_counts, quota_overview
 from users import consents
 from users.models import Consent, User
 
@@ -63,6 +64,21 @@ def visible_items(user: User) -> QuerySet[MemoryItem]:
     """The user's items a reader may see: not the sensitive ones hidden by a
     withdrawn consent (they wait to be purged)."""
     return MemoryItem.objects.filter(user=user, consent=True)
+
+
+def visible_counts(*, user: User) -> dict[tuple[str, str], int]:
+    """How many visible items the user has per (tier, status)."""
+    return item_counts(visible_items(user))
+
+
+def tier_usage(
+    *, user: User, counts: Mapping[tuple[str, str], int] | None = None
+) -> list[TierUsage]:
+    """Quota, hard limit, usage and the counts of visible items of each of the
+    user's tiers (`counts`: visible_counts, when the caller has them)."""
+    if counts is None:
+        counts = visible_counts(user=user)
+    return quota_overview(user_id=user.pk, counts=counts)
 
 
 def memories_by_id(
@@ -196,7 +212,7 @@ class MemoryMetrics:
 
 def memory_metrics(*, user: User) -> MemoryMetrics:
     return MemoryMetrics(
-        tiers=quota_overview(user_id=user.pk),
+        tiers=tier_usage(user=user),
         last_meditation=last_meditation(user=user),
         embedding_enabled=user.embedding_enabled,
         embedding_pending=embedding_pending(user=user),
@@ -236,6 +252,21 @@ def meditation_run_get(*, user: User, run_id: int) -> MeditationRun:
         return MeditationRun.objects.get(pk=run_id, user=user)
     except MeditationRun.DoesNotExist:
         raise NotFound(f"No meditation run {run_id}.") from None
+
+
+def nightly_runs(*, limit: int = 10) -> QuerySet[MeditationRun]:
+    """The latest scope-all runs (every user's nightly meditation), newest first,
+    with how many of their per-user runs failed (an operator's view)."""
+    return (
+        MeditationRun.objects.filter(scope=MeditationRun.Scope.ALL)
+        .annotate(
+            users=Count("children"),
+            failed_users=Count(
+                "children", filter=Q(children__status=MeditationRun.State.FAILED)
+            ),
+        )
+        .order_by("-started_at", "-id")[:limit]
+    )
 
 
 def last_meditation(*, user: User) -> datetime | None:

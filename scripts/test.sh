@@ -9,7 +9,7 @@ echo "== mypy" && mypy .
 # fails (-ll); each accepted one is explained where it is (# nosec BXXX with the
 # reason above). Bandit's warnings about a nosec on a multi-line statement (it
 # repeats one per node) are dropped; its findings and errors are not.
-echo "== bandit" && bandit -q -ll -r users audit memory chat agents billing privacy web \
+echo "== bandit" && bandit -q -ll -r users audit memory chat agents billing privacy backups web \
   kimberly -x '*/tests/*,*/migrations/*' 2>&1 \
   | sed '/nosec encountered (B[0-9]*), but no failed test/d'
 echo "== pytest" && pytest "$@"

@@ -12,7 +12,17 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-APPS = ("users", "audit", "memory", "chat", "agents", "billing", "privacy", "web")
+APPS = (
+    "users",
+    "audit",
+    "memory",
+    "chat",
+    "agents",
+    "billing",
+    "privacy",
+    "backups",
+    "web",
+)
 # Apps that act for the user on their own: memory only through memory.gateway.
 GATEWAY_USERS = ("chat", "agents")
 PROJECT = ("kimberly", *APPS)

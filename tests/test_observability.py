@@ -121,6 +121,7 @@ def test_every_periodic_task_can_be_published_to_the_real_broker():
     from django.conf import settings
 
     import agents.tasks  # noqa: F401
+    import backups.tasks  # noqa: F401
     import memory.tasks  # noqa: F401
     import privacy.tasks  # noqa: F401
     import users.tasks  # noqa: F401

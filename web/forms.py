@@ -19,6 +19,7 @@ from agents.registry import AGENT_TYPES
 from chat.services import MAX_MESSAGE_CHARS
 from kimberly.api.errors import ValidationFailed
 from memory.constants import Status, Tier
+from memory.imports.models import MemoryImport
 from memory.retrieval import MAX_QUERY_CHARS
 
 
@@ -103,11 +104,39 @@ class RevertForm(forms.Form):
     version = forms.IntegerField(label="Version", min_value=1, max_value=2**31 - 1)
 
 
+# --- Imports (web/views/memory_imports.py) ---------------------------------------
+# How an import's format is named on the screen (the form's choices too).
+FORMAT_NAMES: dict[str, str] = {
+    MemoryImport.Format.CHATGPT: "ChatGPT export (conversations.json)",
+    MemoryImport.Format.KIMBERLY: "Kimberly transcript (JSON lines)",
+    MemoryImport.Format.JSON: "JSON list of memories",
+}
+assert set(FORMAT_NAMES) == set(MemoryImport.Format.values)
+
+
+class ImportForm(forms.Form):
+    file = forms.FileField(label="Export file", allow_empty_file=True)
+    format = forms.ChoiceField(
+        label="Format",
+        choices=[("", "Detect from the file"), *FORMAT_NAMES.items()],
+        required=False,
+    )
+    tier = forms.ChoiceField(label="Tier", choices=Tier.choices)
+
+
+# Tonight's forecast (web/views/memory_forecast.py): `as_of` and `page` of the
+# API's own paging (GET /v1/memory/forecast).
+class ForecastForm(forms.Form):
+    as_of = forms.DateTimeField(label="As of", required=False)
+    page = forms.IntegerField(label="Page", min_value=1, required=False)
+
+
 # The choices the memory templates offer (filters, add, edit).
 CHOICES = {
     "tier_choices": TIER_CHOICES,
     "status_choices": STATUS_CHOICES,
     "add_tier_choices": Tier.choices,
+    "import_format_choices": ImportForm.base_fields["format"].choices,  # type: ignore[attr-defined]
 }
 
 
@@ -144,6 +173,10 @@ class ChatForm(forms.Form):
     )
     conversation_id = forms.CharField(max_length=64, required=False)
     save_to_memory = forms.BooleanField(label="Save to memory", required=False)
+
+
+class ReplyPollForm(forms.Form):
+    until = forms.IntegerField(min_value=0, required=False)
 
 
 class ProposalPollForm(forms.Form):

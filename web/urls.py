@@ -11,7 +11,16 @@ from django.views import View
 from kimberly import rls
 from users.models import User
 from web import urls_settings
-from web.views import agents, auth, memory, memory_files, metrics, pages
+from web.views import (
+    agents,
+    auth,
+    memory,
+    memory_files,
+    memory_forecast,
+    memory_imports,
+    metrics,
+    pages,
+)
 from web.views.base import user_view
 
 app_name = "web"
@@ -105,7 +114,10 @@ memory_urls = [
     path("memory/list", memory.memory_list, name="memory-list"),
     path("memory/add", memory.memory_add, name="memory-add"),
     path("memory/bulk", memory.memory_bulk, name="memory-bulk"),
-    *memory_files.urlpatterns,  # before memory/<id>: "documents" is not an id
+    # before memory/<id>: "documents", "imports" and "forecast" are not ids
+    *memory_files.urlpatterns,
+    *memory_imports.urlpatterns,
+    *memory_forecast.urlpatterns,
     path("memory/<str:memory_id>", memory.memory_detail, name="memory-detail"),
     path("memory/<str:memory_id>/edit", memory.memory_edit, name="memory-edit"),
     path("memory/<str:memory_id>/revert", memory.memory_revert, name="memory-revert"),

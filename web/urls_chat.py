@@ -9,6 +9,7 @@ urlpatterns = [
     path("chat/send", chat.chat_send, name="chat-send"),
     path("chat/stream", chat.chat_stream, name="chat-stream"),
     path("chat/proposals", chat.proposals_poll, name="chat-proposals"),
+    path("chat/pending/<str:message_id>", chat.chat_reply_poll, name="chat-reply-poll"),
     path(
         "chat/proposals/<str:proposal_id>/<str:decision>",
         chat.proposal_decision,

@@ -54,7 +54,9 @@ def _start(args: list[str], log: Path, **env: str) -> subprocess.Popen[bytes]:
     )
 
 
-QUEUES = (settings.AGENT_QUEUE, "celery")  # task runs; scans and webhooks
+# Every queue: agent task runs; scans and webhooks on the default one; and the
+# embedding and meditation work the agents' tasks cause (memories they write).
+QUEUES = settings.CELERY_QUEUE_NAMES
 
 
 def purge() -> None:
@@ -80,9 +82,9 @@ class Worker:
 
 
 def start_worker(log_dir: Path, **env: str) -> Worker:
-    """A prefork worker of the agents queue (and of the default one, for the
-    reminder scans and webhook deliveries), with more processes than a user may
-    use, so the per-user limit is what holds tasks back."""
+    """A prefork worker of the agents queue (and of the others, for the reminder
+    scans, webhook deliveries and the memories' embedding), with more processes
+    than a user may use, so the per-user limit is what holds tasks back."""
     name = f"agents-test-{os.getpid()}-{time.monotonic_ns()}@localhost"
     proc = _start(
         [

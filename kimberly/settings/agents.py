@@ -29,12 +29,8 @@ AGENT_REMINDER_SCAN_SECONDS = env_float("AGENT_REMINDER_SCAN_SECONDS", 30.0)
 # How many memories each of the researcher's sub-queries reads.
 AGENT_RESEARCH_PER_QUERY = env_int("AGENT_RESEARCH_PER_QUERY", 5)
 
-# Agent task executions run on their own queue and worker (Procfile `agents`),
-# so a burst of them never starves embedding or meditation; the scans (due
-# reminders, the sweep) and webhook deliveries stay on the default queue, so a
-# worker full of long agent tasks never holds them back.
-AGENT_QUEUE = "agents"
-CELERY_TASK_ROUTES = {"agents.tasks.run_task": {"queue": AGENT_QUEUE}}
+# Agent task executions run on their own queue and worker: AGENT_QUEUE and
+# the routes are in kimberly/settings/queues.py.
 # Events one .ics import may hold.
 AGENT_ICS_MAX_EVENTS = env_int("AGENT_ICS_MAX_EVENTS", 1000)
 

@@ -41,7 +41,11 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Off for plain-http local runs; deployments behind TLS turn them on (fly.toml does).
 SECURE_COOKIES = env_bool("SECURE_COOKIES", False)
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE_COOKIES
+# Strict-Transport-Security on HTTPS responses: off (0) unless a deployment that
+# serves only HTTPS turns it on (the production overlay and fly.toml: a year).
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 SECURE_REDIRECT_EXEMPT = [r"^v1/health"]
 
@@ -69,6 +73,7 @@ INSTALLED_APPS = [
     "agents",
     "billing",
     "privacy",
+    "backups",
     "django_htmx",
     "csp",
     "web",
@@ -188,9 +193,9 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # keep our JSON log format in workers
 WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 9808)
 WORKER_METRICS_ADDR = env_str("WORKER_METRICS_ADDR", "127.0.0.1")
 
-
-# The periodic tasks: kimberly/settings/beat.py (CELERY_BEAT_SCHEDULE).
+# The periodic tasks (CELERY_BEAT_SCHEDULE), the queues and the routes to them.
 from kimberly.settings.beat import *  # noqa: E402, F403
+from kimberly.settings.queues import *  # noqa: E402, F403
 
 # --- Auth ----------------------------------------------------------------------
 AUTH_USER_MODEL = "users.User"
@@ -354,6 +359,7 @@ MEDITATION_RECORDS_DAYS = env_int("MEDITATION_RECORDS_DAYS", 14)
 
 # --- Chat, object storage and static files, imports: their own modules -------------
 from kimberly.settings.agents import *  # noqa: E402, F403
+from kimberly.settings.backups import *  # noqa: E402, F403
 from kimberly.settings.chat import *  # noqa: E402, F403
 from kimberly.settings.erasure import *  # noqa: E402, F403
 from kimberly.settings.imports import *  # noqa: E402, F403

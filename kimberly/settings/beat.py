@@ -3,6 +3,8 @@ environment: a five-field cron expression (CRON_*) or seconds."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
@@ -10,8 +12,11 @@ from kimberly.env import env_float, env_str
 from kimberly.settings.agents import AGENT_REMINDER_SCAN_SECONDS, AGENT_SWEEP_SECONDS
 
 
-def _cron(name: str, default: str) -> crontab:
-    """A five-field cron expression from the environment, e.g. '0 2 * * *'."""
+def _cron(name: str, default: str) -> crontab | None:
+    """A five-field cron expression from the environment, e.g. '0 2 * * *', or
+    "off": the entry is left out (a Kubernetes CronJob runs it instead)."""
+    if env_str(name, default).strip().lower() == "off":
+        return None
     expr = env_str(name, default).split()
     if len(expr) != 5:
         raise ImproperlyConfigured(f"{name} must be a 5-field cron expression")
@@ -21,10 +26,10 @@ def _cron(name: str, default: str) -> crontab:
     )
 
 
-# Written here, seeded into django-celery-beat's tables at beat start-up by
+# Written here (an entry switched "off" is dropped below), seeded into django-celery-beat's tables at beat start-up by
 # kimberly.beat.SeededDatabaseScheduler; edits in the admin survive restarts
 # until the value here changes.
-CELERY_BEAT_SCHEDULE = {
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "purge-expired-auth-tokens": {
         "task": "users.tasks.purge_expired_tokens",
         "schedule": _cron("CRON_PURGE_TOKENS", "17 3 * * *"),
@@ -74,8 +79,22 @@ CELERY_BEAT_SCHEDULE = {
             env_str("CRON_PRUNE_RETRIEVAL_RECORDS", "37 1 * * *"),
         ),
     },
+    # backups/: before retention and meditation change anything that night
+    "backups-create": {
+        "task": "backups.tasks.create_backup",
+        "schedule": _cron("CRON_BACKUP_CREATE", "7 1 * * *"),
+    },
+    "backups-verify": {
+        "task": "backups.tasks.verify_backup",
+        "schedule": _cron("CRON_BACKUP_VERIFY", "47 4 * * 0"),
+    },
     "privacy-expire-exports": {
         "task": "privacy.tasks.expire_exports",
         "schedule": _cron("CRON_EXPORT_EXPIRE", "41 * * * *"),
     },
+}
+CELERY_BEAT_SCHEDULE = {
+    name: entry
+    for name, entry in CELERY_BEAT_SCHEDULE.items()
+    if entry["schedule"] is not None
 }

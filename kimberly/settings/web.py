@@ -8,6 +8,7 @@ authenticates an API call and the API needs no CSRF check.
 from __future__ import annotations
 
 from csp.constants import NONE, SELF
+from django.core.exceptions import ImproperlyConfigured
 
 from kimberly.env import env_bool, env_int, env_str
 
@@ -17,6 +18,9 @@ LOGOUT_REDIRECT_URL = "web:home"
 
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 14 * 24 * 3600)
 SESSION_COOKIE_HTTPONLY = True
+# After an account's deletion the browser's new, signed-out session holds only
+# the deletion receipt's token, for this long.
+WEB_RECEIPT_SESSION_SECONDS = env_int("WEB_RECEIPT_SESSION_SECONDS", 24 * 3600)
 SESSION_COOKIE_SAMESITE = "Lax"
 # htmx sends the token from the page (hx-headers), so scripts never read the cookie.
 CSRF_COOKIE_HTTPONLY = True
@@ -52,7 +56,19 @@ CONTENT_SECURITY_POLICY = {
 
 # Memories per page of the memory manager's list.
 WEB_MEMORY_PAGE_SIZE = env_int("WEB_MEMORY_PAGE_SIZE", 50)
+# Hits "find by meaning" shows: the best ones of the hybrid query (1-50; above
+# RETRIEVAL_CANDIDATES / 4 each more widens the candidate pool it re-ranks).
+WEB_MEMORY_SEARCH_HITS = env_int("WEB_MEMORY_SEARCH_HITS", 20)
+if not 1 <= WEB_MEMORY_SEARCH_HITS <= 50:
+    raise ImproperlyConfigured("WEB_MEMORY_SEARCH_HITS must be from 1 to 50")
+# Chat replies the web process answers in the background at once (streaming
+# off); one more message is refused with 503 chat_busy until one is done.
+WEB_CHAT_REPLY_THREADS = env_int("WEB_CHAT_REPLY_THREADS", 4)
+if WEB_CHAT_REPLY_THREADS < 1:
+    raise ImproperlyConfigured("WEB_CHAT_REPLY_THREADS must be at least 1")
 
-# Chat replies streamed to the page as server-sent events (off: each reply
-# comes whole in the htmx response to the composer).
+# Chat replies streamed to the page as server-sent events (off: the composer's
+# htmx response shows the message, the model answers in a background thread of
+# the web process, and the page polls /chat/pending/<reply> each second until
+# the reply, its refusal, or the model's time limit has passed: chat/pending.py).
 WEB_CHAT_STREAM = env_bool("WEB_CHAT_STREAM", True)

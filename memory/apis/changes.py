@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -15,7 +13,6 @@ from kimberly.api.schema import error_responses
 from kimberly.api.serializers import StrictInput, parse
 from kimberly.context import context_from_request, current_user
 from memory import selectors, services
-from memory.apis.items import memory_out
 from memory.apis.schemas import (
     BulkOutput,
     MemoryHistoryOutput,
@@ -23,6 +20,7 @@ from memory.apis.schemas import (
     MemoryVersionOutput,
 )
 from memory.constants import MAX_BULK_IDS
+from memory.outputs import bulk_out, memory_out
 
 
 class MemoryLifecycleApi(APIView):
@@ -111,11 +109,4 @@ class MemoryBulkApi(APIView):
             action=data["action"],
             ids=data["ids"],
         )
-        body: dict[str, Any] = {
-            "action": result.action,
-            "requested": len(result.items),
-            "changed": result.changed,
-        }
-        if result.action == "export":
-            body["items"] = [memory_out(i) for i in result.items]
-        return Response(body)
+        return Response(bulk_out(result))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.parsers import MultiPartParser
@@ -12,7 +11,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from kimberly.api.errors import PayloadTooLarge
 from kimberly.api.pagination import PagePagination
 from kimberly.api.parsers import BoundedJSONParser
 from kimberly.api.schema import error_responses
@@ -21,10 +19,12 @@ from kimberly.context import context_from_request, current_user
 from memory.constants import Tier
 from memory.imports import selectors
 from memory.imports.models import MemoryImport
-from memory.imports.services import check_size, memory_import_start
+from memory.imports.services import (
+    check_size,
+    import_body_check,
+    memory_import_start,
+)
 
-# Room for the multipart boundaries and the small fields around the file.
-MULTIPART_OVERHEAD = 64 * 1024
 FORMAT_HELP = (
     "kimberly (our transcript, JSON lines), chatgpt (conversations.json of a "
     "ChatGPT export) or json (a list of {content, created_at, tier?, metadata?, "
@@ -136,16 +136,7 @@ class MemoryImportApi(APIView):
         ],
     )
     def post(self, request: Request) -> Response:
-        try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        if length > settings.IMPORT_MAX_BYTES + MULTIPART_OVERHEAD:
-            # Refused before the body is read: nothing is spooled to disk.
-            raise PayloadTooLarge(
-                "The import file is larger than this server accepts.",
-                details={"size_bytes": length, "max_bytes": settings.IMPORT_MAX_BYTES},
-            )
+        import_body_check(request.META.get("CONTENT_LENGTH"))
         kwargs: dict[str, Any]
         if (request.content_type or "").startswith("multipart/"):
             data = parse(ImportFormInput, request.data)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -27,29 +25,7 @@ from memory.apis.schemas import (
     MetricsOutput,
 )
 from memory.constants import Source, Status, Tier
-from memory.metadata import metadata_of
-from memory.models import MemoryItem
-
-
-def memory_out(item: MemoryItem) -> dict[str, Any]:
-    """The public shape of a MemoryItem (SPEC 2.2); hand-built: it is on the hot path."""
-    return {
-        "id": item.public_id,
-        "type": item.tier,
-        "content": item.content,
-        "size_bytes": item.size_bytes,
-        "metadata": {**metadata_of(item), "version": item.version},
-        "score": item.score,
-        "embedding_ref": item.embedding_ref or None,
-        "status": item.status,
-        "protected": item.protected,
-        "created_at": iso_time(item.created_at),
-        "updated_at": iso_time(item.updated_at),
-        "last_seen_at": iso_time(item.last_seen_at),
-        "archived_at": iso_time(item.archived_at),
-        "access_count": item.access_count,
-        "audit": {"created_by": item.created_by, "consent": item.consent},
-    }
+from memory.outputs import memory_out
 
 
 class MemoryCreateInput(StrictInput):

@@ -14,7 +14,6 @@ from rest_framework.views import APIView
 from kimberly.api.serializers import NonBlank, StrictInput, documented_json, parse
 from kimberly.context import context_from_request, current_user
 from memory import indexing, retrieval
-from memory.apis.items import memory_out
 from memory.apis.schemas import (
     EMBEDDING_ROWS,
     EmbedOutput,
@@ -22,6 +21,7 @@ from memory.apis.schemas import (
     tag_list,
 )
 from memory.constants import Source, Tier
+from memory.outputs import memory_out
 
 
 class QueryFiltersInput(StrictInput):

@@ -1,6 +1,6 @@
 """The documented shapes of the memory API: what apis.py accepts and answers.
 
-Responses are rendered by hand (memory.apis.items.memory_out, on the hot path) or by the
+Responses are rendered by hand (memory.outputs.memory_out, on the hot path) or by the
 ModelSerializers here; the plain serializers only describe them in the OpenAPI
 schema, and the *Input ones describe JSON that a service validates itself.
 """

@@ -36,7 +36,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 
 from audit.services import audit_record
 from kimberly import storage
-from kimberly.api.errors import ApplicationError, check_upload_size
+from kimberly.api.errors import ApplicationError, PayloadTooLarge, check_upload_size
 from kimberly.context import Actor, Context
 from memory import metrics
 from memory.imports.formats import ImportRecord, ParsedImport, parse_import
@@ -56,6 +56,25 @@ STALE_SECONDS = 120
 def check_size(size: int) -> None:
     """413 for an import file over IMPORT_MAX_BYTES."""
     check_upload_size(size, settings.IMPORT_MAX_BYTES, "The import file")
+
+
+# Room for the multipart boundaries and the small fields around the file.
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+def import_body_check(content_length: str | None) -> None:
+    """413 before reading a request body (POST /v1/memory/import, the memory
+    screen's import form) that cannot hold a file within IMPORT_MAX_BYTES:
+    nothing is spooled to disk."""
+    try:
+        length = int(content_length or 0)
+    except ValueError:
+        return  # Django's parser refuses it
+    if length > settings.IMPORT_MAX_BYTES + MULTIPART_OVERHEAD:
+        raise PayloadTooLarge(
+            "The import file is larger than this server accepts.",
+            details={"size_bytes": length, "max_bytes": settings.IMPORT_MAX_BYTES},
+        )
 
 
 def memory_import_start(

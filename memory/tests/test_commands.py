@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from audit.models import AuditEvent
-from memory.models import Quota
+from memory.models import MeditationRun, Quota
 from memory.tests.factories import memory_for
 
 pytestmark = pytest.mark.django_db
@@ -223,3 +223,23 @@ def test_reembed_queues_items_missing_a_current_vector(alice):
     assert "queued 1 memories" in out.getvalue()
     conn = get_redis_connection("default")
     assert conn.smembers(indexing.PENDING_KEY) == {str(stale.id).encode()}
+
+
+def test_meditate_history_lists_the_nightly_runs_and_changes_nothing(alice, bob):
+    memory_for(alice, "tea with lemon")
+    out = StringIO()
+    call_command("meditate", stdout=out)  # one nightly (every-user) run
+    run_line = out.getvalue()
+    assert run_line.startswith("all users: run ")
+    run_id = run_line.split()[3]
+
+    history = StringIO()
+    call_command("meditate", "--history", stdout=history)
+    lines = history.getvalue().splitlines()
+    assert lines[0].split()[:3] == ["run", "started", "(UTC)"]
+    row = lines[1].split()
+    assert row[0] == run_id and row[3] == "done"
+    assert row[5:7] == ["2", "0"]  # two users' runs, none failed
+    before = MeditationRun.objects.count()
+    call_command("meditate", "--history", "--limit", "1", stdout=StringIO())
+    assert MeditationRun.objects.count() == before

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from celery.contrib.testing.worker import start_worker
+from django.conf import settings
 from django.core.management import call_command
 from django.test import override_settings
 from django.utils import timezone
@@ -160,7 +161,11 @@ def test_reembed_repairs_goal_vectors_through_a_real_worker(alice):
     Goal.objects.filter(pk=goal.pk).update(model="old-model@1", vector=None)
     out = StringIO()
     with start_worker(
-        celery_app, pool="solo", perform_ping_check=False, loglevel="WARNING"
+        celery_app,
+        pool="solo",
+        perform_ping_check=False,
+        loglevel="WARNING",
+        queues=[settings.EMBEDDING_QUEUE],
     ):
         call_command("memory", "reembed", stdout=out)
         deadline = time.monotonic() + 90  # the worker loads the model first

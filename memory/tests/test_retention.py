@@ -269,6 +269,7 @@ def test_a_worker_killed_mid_run_leaves_a_run_that_restarts_without_doing_anythi
             "-A",
             "kimberly.celery",
             "worker",
+            *("-Q", settings.MEDITATION_QUEUE),
             "--pool",
             "solo",
             "--without-mingle",

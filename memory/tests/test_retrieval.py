@@ -9,6 +9,7 @@ from typing import cast
 
 import pytest
 from celery.contrib.testing.worker import start_worker
+from django.conf import settings
 from django.test import override_settings
 from django.utils import timezone
 from django_redis import get_redis_connection
@@ -61,7 +62,11 @@ def test_a_new_memory_is_embedded_by_a_real_worker_and_found_by_a_paraphrase(
     import memory.tasks  # noqa: F401 - registers the tasks with the app
 
     with start_worker(
-        celery_app, pool="solo", perform_ping_check=False, loglevel="WARNING"
+        celery_app,
+        pool="solo",
+        perform_ping_check=False,
+        loglevel="WARNING",
+        queues=[settings.EMBEDDING_QUEUE],
     ):
         for text in (SISTER, TEA, DEADLINE):
             assert (

@@ -27,6 +27,7 @@ from kimberly.api.ratelimit import api_rate_limit_keys, rate_limit_key
 # Where each key comes from (the literal the guard test matches):
 ST_PREFIX = "kb:st:"  # memory/short_term.py: kb:st:<user_id>:{ids,items,ready}
 FORECAST_PREFIX = "kb:forecast:"  # memory/meditation/forecast.py (Django cache)
+PENDING_REPLY_PREFIX = "kb:chat:pending:"  # chat/pending.py (Django cache)
 RATE_PREFIX = "kb:rl:"  # kimberly/api/ratelimit.py: kb:rl:<scope>:<sha256(ident)>
 QEMB_PREFIX = "kb:qemb:"  # memory/retrieval/candidates.py: kb:qemb:<model>:<sha>
 RETRIEVAL_LOG = "kb:retrieval:log"  # memory/retrieval/provenance.py: a list
@@ -89,6 +90,18 @@ def _st_pattern(s: Subject) -> str:
 
 def _forecast_pattern(s: Subject) -> str:
     return _cache_pattern(f"{FORECAST_PREFIX}{s.user_id}:*")
+
+
+def _pending_reply_pattern(s: Subject) -> str:
+    return _cache_pattern(f"{PENDING_REPLY_PREFIX}{s.user_id}:*")
+
+
+def erase_pending_replies(s: Subject) -> int:
+    return _delete_matching(_pending_reply_pattern(s))
+
+
+def probe_pending_replies(s: Subject) -> int:
+    return len(_scan(_pending_reply_pattern(s)))
 
 
 def erase_short_term(s: Subject) -> int:
@@ -209,6 +222,13 @@ REDIS_KEYS: tuple[RedisKey, ...] = (
         "cached meditation forecasts of the user",
         erase_forecast,
         probe_forecast,
+    ),
+    RedisKey(
+        PENDING_REPLY_PREFIX,
+        "chat/pending.py (Django cache)",
+        "the state of the user's replies being answered (no text)",
+        erase_pending_replies,
+        probe_pending_replies,
     ),
     RedisKey(
         RATE_PREFIX,

@@ -34,6 +34,7 @@ from memory.tests.factories import ctx_for, memory_for
 from privacy.erasure import redis_keys, stores
 from privacy.erasure.models import Deletion
 from privacy.erasure.services import deletion_run
+from tests.test_architecture import APPS
 from users import keys
 from users.tests.factories import DEFAULT_PASSWORD
 
@@ -296,16 +297,7 @@ _NO_KEYS = {"kimberly/health.py"}  # a PING only
 
 
 def _code() -> list[Path]:
-    apps_dirs = (
-        "kimberly",
-        "users",
-        "audit",
-        "memory",
-        "chat",
-        "agents",
-        "billing",
-        "privacy",
-    )
+    apps_dirs = ("kimberly", *(a for a in APPS if (ROOT / a).is_dir()))
     return [
         p
         for top in apps_dirs

@@ -5,7 +5,6 @@ reminders, the calendar download, and bob seeing nothing of alice's."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -18,18 +17,9 @@ from django.utils import timezone
 from agents.models import AgentTask, Event, Reminder
 from agents.services import execution
 from memory.tests.factories import memory_for
+from web.tests.conftest import HX, said, text_of
 
 pytestmark = pytest.mark.django_db
-
-HX: dict[str, Any] = {"HTTP_HX_REQUEST": "true"}
-
-
-def _said(response) -> str:
-    return json.loads(response["HX-Trigger"])["announce"]["message"]
-
-
-def _text(response) -> str:
-    return response.content.decode()
 
 
 def _post_run(client: Client, task: str, form: dict[str, Any]) -> Any:
@@ -38,14 +28,14 @@ def _post_run(client: Client, task: str, form: dict[str, Any]) -> Any:
 
 def _run(client: Client, task: str, **form: Any) -> AgentTask:
     r = _post_run(client, task, form)
-    assert r.status_code == 200, _text(r)
+    assert r.status_code == 200, text_of(r)
     return AgentTask.objects.latest("created_at")
 
 
 def _refused(client: Client, task: str, status: int, **form: Any) -> str:
     r = _post_run(client, task, form)
-    assert r.status_code == status, _text(r)
-    return _text(r)
+    assert r.status_code == status, text_of(r)
+    return text_of(r)
 
 
 def _execute(task: AgentTask) -> str:
@@ -58,7 +48,7 @@ def _execute(task: AgentTask) -> str:
 def test_the_page_shows_a_card_per_agent_with_risk_permissions_and_switch(
     alice_web,
 ):
-    page = _text(alice_web.get("/agents"))
+    page = text_of(alice_web.get("/agents"))
     for name, risk in [
         ("reminder", "low"),
         ("scheduler", "low"),
@@ -75,17 +65,17 @@ def test_the_page_shows_a_card_per_agent_with_risk_permissions_and_switch(
 def test_turning_an_agent_off_refuses_its_tasks_beside_the_form(alice, alice_web):
     r = alice_web.post("/agents/switch/reminder", {"enabled": "false"}, **HX)
     assert r.status_code == 200
-    assert 'aria-checked="false"' in _text(r) and "Off for you" in _text(r)
-    assert _said(r) == "The reminder agent is off for you."
+    assert 'aria-checked="false"' in text_of(r) and "Off for you" in text_of(r)
+    assert said(r)["message"] == "The reminder agent is off for you."
     refused = _refused(
         alice_web, "remind me to call mom tomorrow at 9", 409, agent="reminder"
     )
     assert 'data-error-code="agent_disabled"' in refused
     assert not AgentTask.objects.exists()
     r = alice_web.post("/agents/switch/reminder", {"enabled": "true"}, **HX)
-    assert 'aria-checked="true"' in _text(r)
+    assert 'aria-checked="true"' in text_of(r)
     unknown = alice_web.post("/agents/switch/nobody", {"enabled": "true"}, **HX)
-    assert unknown.status_code == 404 and "unknown_agent" in _text(unknown)
+    assert unknown.status_code == 404 and "unknown_agent" in text_of(unknown)
 
 
 def test_a_reminder_previewed_then_committed(alice, alice_web):
@@ -93,25 +83,25 @@ def test_a_reminder_previewed_then_committed(alice, alice_web):
         alice_web, "remind me to water the plants tomorrow at 18:00", preview="on"
     )
     assert task.preview and task.agent == "reminder"
-    waiting = _text(alice_web.get(f"/agents/tasks/{task.public_id}?watch=1", **HX))
+    waiting = text_of(alice_web.get(f"/agents/tasks/{task.public_id}?watch=1", **HX))
     assert 'hx-trigger="every 1s"' in waiting and "Waiting for the agent" in waiting
 
     assert _execute(task) == "previewed"
     r = alice_web.get(f"/agents/tasks/{task.public_id}?watch=1", **HX)
-    shown = _text(r)
+    shown = text_of(r)
     assert "every 1s" not in shown
     assert "Planned writes" in shown and "Remind you to water the plants" in shown
     assert "None: this task reads no memories." in shown
     assert 'id="task-commit"' in shown and "data-autofocus>Commit" in shown
-    assert _said(r) == "Preview ready: 1 planned write. Commit to apply."
+    assert said(r)["message"] == "Preview ready: 1 planned write. Commit to apply."
     assert not Reminder.objects.exists()  # a preview changes nothing
 
     r = alice_web.post(f"/agents/tasks/{task.public_id}/commit", **HX)
-    assert r.status_code == 200 and "every 1s" in _text(r)
+    assert r.status_code == 200 and "every 1s" in text_of(r)
     assert _execute(task) == "succeeded"
     r = alice_web.get(f"/agents/tasks/{task.public_id}?watch=1", **HX)
-    done = _text(r)
-    assert _said(r) == "Task succeeded."
+    done = text_of(r)
+    assert said(r)["message"] == "Task succeeded."
     (rem,) = Reminder.objects.filter(user=alice)
     assert rem.what == "water the plants"
     # The lists beside the panel are refreshed with it.
@@ -122,7 +112,7 @@ def test_a_reminder_previewed_then_committed(alice, alice_web):
     assert f'id="reminder-{rem.public_id}"' in done
     assert "<strong>apply</strong>" in done  # the trace: parse, plan, apply
     again = alice_web.post(f"/agents/tasks/{task.public_id}/commit", **HX)
-    assert again.status_code == 409 and "not_previewed" in _text(again)
+    assert again.status_code == 409 and "not_previewed" in text_of(again)
 
 
 def test_a_preview_shows_the_memories_it_reads_and_withholds_a_stale_one(
@@ -136,7 +126,7 @@ def test_a_preview_shows_the_memories_it_reads_and_withholds_a_stale_one(
         preview="on",
     )
     assert _execute(task) == "previewed"
-    shown = _text(alice_web.get(f"/agents/tasks/{task.public_id}", **HX))
+    shown = text_of(alice_web.get(f"/agents/tasks/{task.public_id}", **HX))
     assert f"<code>{item.public_id}</code>" in shown
     assert "Memory reads" in shown
     # The memory changes: the plan may no longer be committed.
@@ -146,10 +136,10 @@ def test_a_preview_shows_the_memories_it_reads_and_withholds_a_stale_one(
     memory_update(
         ctx=ctx_for(alice), user=alice, memory_id=item.public_id, content="changed"
     )
-    stale = _text(alice_web.get(f"/agents/tasks/{task.public_id}", **HX))
+    stale = text_of(alice_web.get(f"/agents/tasks/{task.public_id}", **HX))
     assert 'data-error-code="plan_stale"' in stale and 'id="task-commit"' not in stale
     r = alice_web.post(f"/agents/tasks/{task.public_id}/commit", **HX)
-    assert r.status_code == 409 and "plan_stale" in _text(r)
+    assert r.status_code == 409 and "plan_stale" in text_of(r)
 
 
 def test_a_task_no_agent_fits_is_refused_in_words_with_its_code(alice_web):
@@ -162,9 +152,9 @@ def test_a_task_no_agent_fits_is_refused_in_words_with_its_code(alice_web):
 def test_a_task_can_be_cancelled_and_shows_in_the_history(alice_web):
     task = _run(alice_web, "remind me to stretch tomorrow at 7", preview="on")
     r = alice_web.post(f"/agents/tasks/{task.public_id}/cancel", **HX)
-    assert r.status_code == 200 and _said(r) == "Task cancelled."
-    assert 'data-error-code="cancelled"' in _text(r)
-    page = _text(alice_web.get("/agents"))
+    assert r.status_code == 200 and said(r)["message"] == "Task cancelled."
+    assert 'data-error-code="cancelled"' in text_of(r)
+    page = text_of(alice_web.get("/agents"))
     assert "remind me to stretch tomorrow at 7" in page
     assert "badge-status-cancelled" in page
 
@@ -190,18 +180,18 @@ def _event(user, title="Dentist") -> Event:
 
 def test_reminders_are_listed_and_cancelled_in_place(alice, alice_web):
     rem = _reminder(alice)
-    page = _text(alice_web.get("/agents"))
+    page = text_of(alice_web.get("/agents"))
     assert "renew the passport" in page and "(Europe/Lisbon)" in page
     r = alice_web.post(f"/agents/reminders/{rem.public_id}/cancel", **HX)
-    assert r.status_code == 200 and "badge-status-cancelled" in _text(r)
+    assert r.status_code == 200 and "badge-status-cancelled" in text_of(r)
     assert Reminder.objects.get(pk=rem.pk).status == "cancelled"
     again = alice_web.post(f"/agents/reminders/{rem.public_id}/cancel", **HX)
-    assert again.status_code == 409 and "reminder_not_pending" in _text(again)
+    assert again.status_code == 409 and "reminder_not_pending" in text_of(again)
 
 
 def test_the_calendar_downloads_as_ics(alice, alice_web):
     _event(alice)
-    assert "Dentist" in _text(alice_web.get("/agents"))
+    assert "Dentist" in text_of(alice_web.get("/agents"))
     r = alice_web.get("/agents/calendar.ics")
     assert r.status_code == 200 and r["Content-Type"] == "text/calendar"
     assert "attachment" in r["Content-Disposition"]
@@ -224,8 +214,8 @@ def test_bob_gets_404_on_alices_fragments_and_sees_none_of_her_data(
     ]:
         r = getattr(bob_web, method)(url, **HX)
         assert r.status_code == 404, url
-        assert "phone aunt Ines" not in _text(r) and "secret" not in _text(r)
-    page = _text(bob_web.get("/agents"))
+        assert "phone aunt Ines" not in text_of(r) and "secret" not in text_of(r)
+    page = text_of(bob_web.get("/agents"))
     assert "phone aunt Ines" not in page and "secret" not in page
     assert b"BEGIN:VEVENT" not in bob_web.get("/agents/calendar.ics").content
     assert AgentTask.objects.get(pk=task.pk).status == "queued"

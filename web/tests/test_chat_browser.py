@@ -134,7 +134,7 @@ def test_a_conversation_passes_axe_at_desktop_and_phone_width(live_server, page,
     assert found == []
 
 
-def test_with_streaming_off_the_reply_comes_whole_by_htmx(
+def test_with_streaming_off_the_reply_is_polled_for_by_htmx(
     live_server, page, alice, settings
 ):
     settings.WEB_CHAT_STREAM = False

@@ -4,7 +4,6 @@ of alice's."""
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 import pytest
@@ -15,18 +14,9 @@ from memory.models import MemoryItem
 from memory.tests.factories import grant, memory_for
 from users import consents
 from web.presenters import QuotaBar
+from web.tests.conftest import HX, said, text_of
 
 pytestmark = pytest.mark.django_db
-
-HX = {"HTTP_HX_REQUEST": "true"}
-
-
-def _said(response) -> dict:
-    return json.loads(response["HX-Trigger"])["announce"]
-
-
-def _text(response) -> str:
-    return response.content.decode()
 
 
 def _item(item: MemoryItem) -> MemoryItem:
@@ -40,7 +30,7 @@ def test_the_list_shows_preview_tier_score_tags_and_markers(alice, alice_web):
         metadata={"tags": ["travel"], "sensitive": True},
         protected=True,
     )
-    page = _text(alice_web.get("/memory"))
+    page = text_of(alice_web.get("/memory"))
     assert "Alice keeps her passport in the blue drawer" in page
     assert 'class="badge badge-tier">long-term<' in page
     assert '<span class="tag">travel</span>' in page
@@ -58,7 +48,7 @@ def test_filters_by_tier_tags_status_and_dates(alice, alice_web):
     )
 
     def listed(query: str) -> str:
-        return _text(alice_web.get(f"/memory/list?{query}", **HX))
+        return text_of(alice_web.get(f"/memory/list?{query}", **HX))
 
     assert "meeting on monday" in listed("tier=short-term")
     assert "tea with lemon" not in listed("tier=short-term")
@@ -74,7 +64,7 @@ def test_filters_by_tier_tags_status_and_dates(alice, alice_web):
 def test_text_is_the_hybrid_query_ranked_with_why(alice, alice_web):
     memory_for(alice, "Alice's sister Clara lives in Lisbon")
     memory_for(alice, "The car needs new tyres")
-    body = _text(alice_web.get("/memory/list?q=Lisbon", **HX))
+    body = text_of(alice_web.get("/memory/list?q=Lisbon", **HX))
     assert "Clara lives in Lisbon" in body and "tyres" not in body
     assert "1 result for" in body and "<dt>Match</dt>" in body
     assert 'class="why"' in body
@@ -85,7 +75,7 @@ def test_text_is_the_hybrid_query_ranked_with_why(alice, alice_web):
 def test_a_bad_filter_is_400_beside_the_filter_form(alice_web):
     response = alice_web.get("/memory/list?since=yesterday", **HX)
     assert response.status_code == 400
-    assert "validation_error" in _text(response) and "From:" in _text(response)
+    assert "validation_error" in text_of(response) and "From:" in text_of(response)
 
 
 def test_adding_a_memory_returns_its_row_and_fresh_quota_bars(alice, alice_web):
@@ -95,10 +85,10 @@ def test_adding_a_memory_returns_its_row_and_fresh_quota_bars(alice, alice_web):
         **HX,
     )
     assert response.status_code == 200
-    assert _said(response)["message"] == "Memory saved."
+    assert said(response)["message"] == "Memory saved."
     (item,) = selectors.memory_list(user=alice, filters=selectors.MemoryFilters())
     assert item.content == "Bob likes jazz" and item.tags == ["music", "bob"]
-    body = _text(response)
+    body = text_of(response)
     assert f'id="row-{item.public_id}"' in body
     assert 'id="quotas" class="quotas" aria-labelledby="quotas-title" hx-swap-oob' in (
         body
@@ -112,7 +102,7 @@ def test_a_sensitive_memory_without_consent_is_refused_with_its_code(alice, alic
         **HX,
     )
     assert response.status_code == 400
-    assert 'data-error-code="consent_required"' in _text(response)
+    assert 'data-error-code="consent_required"' in text_of(response)
     assert not MemoryItem.objects.filter(user=alice).exists()
     grant(alice, consents.Purpose.SENSITIVE_MEMORY)
     again = alice_web.post(
@@ -129,19 +119,19 @@ def test_over_the_hard_limit_the_error_says_quota_exceeded(alice, alice_web, set
         "/memory/add", {"tier": "permanent", "content": "x" * 100}, **HX
     )
     assert response.status_code == 429
-    assert 'data-error-code="quota_exceeded"' in _text(response)
-    assert _said(response)["level"] == "error"
+    assert 'data-error-code="quota_exceeded"' in text_of(response)
+    assert said(response)["level"] == "error"
 
 
 def test_archive_and_restore_in_place_focus_the_undo_button(alice, alice_web):
     item = memory_for(alice)
     archived = alice_web.post(f"/memory/{item.public_id}/archive", **HX)
-    assert _said(archived)["message"] == "Memory archived."
+    assert said(archived)["message"] == "Memory archived."
     assert _item(item).status == "archived"
-    assert "data-autofocus>Restore</button>" in _text(archived)
+    assert "data-autofocus>Restore</button>" in text_of(archived)
     restored = alice_web.post(f"/memory/{item.public_id}/restore", **HX)
     assert _item(item).status == "active"
-    assert "data-autofocus>Archive</button>" in _text(restored)
+    assert "data-autofocus>Archive</button>" in text_of(restored)
 
 
 def test_protect_unprotect_and_delete(alice, alice_web):
@@ -151,7 +141,7 @@ def test_protect_unprotect_and_delete(alice, alice_web):
     alice_web.post(f"/memory/{item.public_id}/unprotect", **HX)
     assert not _item(item).protected
     deleted = alice_web.post(f"/memory/{item.public_id}/delete", **HX)
-    assert _said(deleted)["message"] == "Memory deleted."
+    assert said(deleted)["message"] == "Memory deleted."
     assert not MemoryItem.objects.filter(pk=item.pk).exists()
 
 
@@ -162,16 +152,16 @@ def test_an_unknown_action_is_404(alice, alice_web):
 
 def test_edit_then_revert_through_the_detail_panel(alice, alice_web):
     item = memory_for(alice, "first words")
-    detail = _text(alice_web.get(f"/memory/{item.public_id}", **HX))
+    detail = text_of(alice_web.get(f"/memory/{item.public_id}", **HX))
     assert ">first words</textarea>" in detail and "No earlier versions" in detail
     edited = alice_web.post(
         f"/memory/{item.public_id}/edit",
         {"tier": "long-term", "content": "second words", "tags": "x"},
         **HX,
     )
-    assert _said(edited)["message"] == "Changes saved."
+    assert said(edited)["message"] == "Changes saved."
     assert _item(item).content == "second words"
-    body = _text(edited)
+    body = text_of(edited)
     assert "Revert to version 1" in body
     assert f'id="row-{item.public_id}" class="memory" data-error-scope hx-swap-oob' in (
         body
@@ -179,7 +169,7 @@ def test_edit_then_revert_through_the_detail_panel(alice, alice_web):
     reverted = alice_web.post(
         f"/memory/{item.public_id}/revert", {"version": "1"}, **HX
     )
-    assert _said(reverted)["message"] == "Reverted to version 1."
+    assert said(reverted)["message"] == "Reverted to version 1."
     assert _item(item).content == "first words"
 
 
@@ -189,7 +179,7 @@ def test_an_empty_edit_is_refused_beside_the_form(alice, alice_web):
         f"/memory/{item.public_id}/edit", {"tier": "long-term", "content": ""}, **HX
     )
     assert response.status_code == 400
-    assert "Content:" in _text(response)
+    assert "Content:" in text_of(response)
     assert _item(item).content == "keep me"
 
 
@@ -209,9 +199,9 @@ def test_bob_gets_404_on_every_fragment_of_alices_memory(alice, bob_web):
     for method, path, data in requests:
         response = getattr(bob_web, method)(path, data, **HX)
         assert response.status_code == 404, path
-        assert "secret recipe" not in _text(response)
+        assert "secret recipe" not in text_of(response)
     for path in ("/", "/memory", "/memory/list?status=all", "/memory/list?q=recipe"):
-        assert "secret recipe" not in _text(bob_web.get(path))
+        assert "secret recipe" not in text_of(bob_web.get(path))
     assert _item(item).content == "Alice's secret recipe"
     assert _item(item).status == "active" and not _item(item).protected
 
@@ -240,7 +230,7 @@ def test_the_quota_bar_shows_used_soft_and_hard_limits(alice, alice_web, setting
         "short-term": soft,
     }
     settings.QUOTA_HARD_LIMIT_RATIO = 1.25
-    page = _text(alice_web.get("/memory"))
+    page = text_of(alice_web.get("/memory"))
     assert 'class="quota quota-warn"' in page
     assert f'max="{int(soft * 1.25)}" value="{used}"' in page
     assert "(85%) · filling up" in page

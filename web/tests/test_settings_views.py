@@ -5,9 +5,8 @@ deleting the account with its receipt; errors beside their control; bob gets
 
 from __future__ import annotations
 
-import json
-
 import pytest
+from django.conf import settings
 from django.test import Client
 from knox.models import AuthToken
 
@@ -19,18 +18,9 @@ from privacy.exports import services as export_services
 from privacy.exports.models import DataExport
 from users import consents, services
 from users.models import Consent, User
+from web.tests.conftest import HX, said, text_of
 
 pytestmark = pytest.mark.django_db
-
-HX = {"HTTP_HX_REQUEST": "true"}
-
-
-def _said(response) -> dict:
-    return json.loads(response["HX-Trigger"])["announce"]
-
-
-def _text(response) -> str:
-    return response.content.decode()
 
 
 def _fresh(user: User) -> User:
@@ -38,7 +28,7 @@ def _fresh(user: User) -> User:
 
 
 def test_the_page_has_every_section_and_keeps_the_password_link(alice_web):
-    page = _text(alice_web.get("/settings"))
+    page = text_of(alice_web.get("/settings"))
     for title in (
         "Profile",
         "Memory",
@@ -58,13 +48,13 @@ def test_the_page_has_every_section_and_keeps_the_password_link(alice_web):
 def test_the_time_zone_is_saved_and_a_bad_one_refused_beside_it(alice, alice_web):
     r = alice_web.post("/settings/profile", {"time_zone": "Europe/Lisbon"}, **HX)
     assert r.status_code == 200
-    assert "<option selected>Europe/Lisbon</option>" in _text(r)
-    assert _said(r)["message"] == "Profile saved."
+    assert "<option selected>Europe/Lisbon</option>" in text_of(r)
+    assert said(r)["message"] == "Profile saved."
     assert _fresh(alice).time_zone == "Europe/Lisbon"
 
     r = alice_web.post("/settings/profile", {"time_zone": "Mars/Olympus"}, **HX)
     assert r.status_code == 400
-    assert 'data-error-code="invalid_time_zone"' in _text(r)
+    assert 'data-error-code="invalid_time_zone"' in text_of(r)
     assert _fresh(alice).time_zone == "Europe/Lisbon"
 
 
@@ -77,14 +67,14 @@ def test_weights_are_scaled_to_one_and_all_zero_is_refused(alice, alice_web):
     }
     r = alice_web.post("/settings/weights", weights, **HX)
     assert r.status_code == 200
-    assert _text(r).count('value="0.25"') == 4
+    assert text_of(r).count('value="0.25"') == 4
     assert (_fresh(alice).meditation_weights or {})["recency_freq"] == 0.25
 
     zero = dict.fromkeys(weights, "0")
     r = alice_web.post("/settings/weights", zero, **HX)
     assert r.status_code == 400
-    assert 'data-error-code="validation_error"' in _text(r)
-    assert "must not all be zero" in _text(r)
+    assert 'data-error-code="validation_error"' in text_of(r)
+    assert "must not all be zero" in text_of(r)
     assert (_fresh(alice).meditation_weights or {})["recency_freq"] == 0.25
 
 
@@ -93,7 +83,9 @@ def test_embeddings_and_auto_accept_are_switched(alice, alice_web):
     assert r.status_code == 200
     user = _fresh(alice)
     assert (user.embedding_enabled, user.memory_auto_accept) == (False, True)
-    assert 'id="memory-embedding" name="embedding_enabled" type="checkbox" ' in _text(r)
+    assert 'id="memory-embedding" name="embedding_enabled" type="checkbox" ' in text_of(
+        r
+    )
     alice_web.post("/settings/memory", {"embedding_enabled": "on"}, **HX)
     assert _fresh(alice).embedding_enabled
 
@@ -105,19 +97,19 @@ def test_goals_are_added_and_removed_and_bob_cannot_remove_alices(
         "/settings/goals", {"text": "Learn Portuguese", "tags": "lang, travel"}, **HX
     )
     assert r.status_code == 200
-    assert "Learn Portuguese" in _text(
+    assert "Learn Portuguese" in text_of(
         r
-    ) and '<span class="tag">travel</span>' in _text(r)
+    ) and '<span class="tag">travel</span>' in text_of(r)
     goal = Goal.objects.get(user=alice)
     assert goal.tags == ["lang", "travel"]
 
     r = bob_web.post(f"/settings/goals/{goal.pk}/delete", **HX)
     assert r.status_code == 404
     assert Goal.objects.filter(pk=goal.pk).exists()
-    assert "Learn Portuguese" not in _text(bob_web.get("/settings"))
+    assert "Learn Portuguese" not in text_of(bob_web.get("/settings"))
 
     r = alice_web.post(f"/settings/goals/{goal.pk}/delete", **HX)
-    assert r.status_code == 200 and _said(r)["message"] == "Goal removed."
+    assert r.status_code == 200 and said(r)["message"] == "Goal removed."
     assert not Goal.objects.filter(pk=goal.pk).exists()
 
     r = alice_web.post("/settings/goals", {"text": "   "}, **HX)
@@ -127,20 +119,20 @@ def test_goals_are_added_and_removed_and_bob_cannot_remove_alices(
 def test_a_consent_is_granted_and_withdrawn_with_its_history(alice, alice_web):
     r = alice_web.post("/settings/consents/sensitive_memory/grant", **HX)
     assert r.status_code == 200
-    assert ">Granted</span>" in _text(r) and ">Withdraw</button>" in _text(r)
+    assert ">Granted</span>" in text_of(r) and ">Withdraw</button>" in text_of(r)
     assert consents.has_consent(alice, "sensitive_memory")
 
     r = alice_web.post("/settings/consents/sensitive_memory/withdraw", **HX)
-    assert ">Not granted</span>" in _text(r) and "History (1)" in _text(r)
-    assert "withdrawn" in _text(r) and "(web)" in _text(r)
-    assert _said(r)["message"] == "Sensitive memories: consent withdrawn."
+    assert ">Not granted</span>" in text_of(r) and "History (1)" in text_of(r)
+    assert "withdrawn" in text_of(r) and "(web)" in text_of(r)
+    assert said(r)["message"] == "Sensitive memories: consent withdrawn."
     row = Consent.objects.get(user=alice)
     assert (row.source, row.withdrawn_source) == ("web", "web")
 
     r = alice_web.post("/settings/consents/sensitive_memory/grant", **HX)
-    assert "History (2)" in _text(r)
+    assert "History (2)" in text_of(r)
     r = alice_web.post("/settings/consents/nonsense/grant", **HX)
-    assert r.status_code == 404 and 'data-error-code="unknown_purpose"' in _text(r)
+    assert r.status_code == 404 and 'data-error-code="unknown_purpose"' in text_of(r)
     r = alice_web.post("/settings/consents/telemetry/maybe", **HX)
     assert r.status_code == 404
 
@@ -148,19 +140,19 @@ def test_a_consent_is_granted_and_withdrawn_with_its_history(alice, alice_web):
 def test_a_token_is_shown_once_works_and_is_revoked(alice, alice_web, bob_web):
     r = alice_web.post("/settings/tokens", **HX)
     assert r.status_code == 200
-    token = _text(r).split('id="token-new" class="token" value="')[1].split('"')[0]
+    token = text_of(r).split('id="token-new" class="token" value="')[1].split('"')[0]
     api = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
     assert api.get("/v1/user").status_code == 200
-    assert token not in _text(alice_web.get("/settings"))  # never again
+    assert token not in text_of(alice_web.get("/settings"))  # never again
     key = AuthToken.objects.get(user=alice).token_key
-    assert f"<code>{key[:8]}…</code>" in _text(alice_web.get("/settings"))
+    assert f"<code>{key[:8]}…</code>" in text_of(alice_web.get("/settings"))
 
     r = bob_web.post(f"/settings/tokens/{key}/revoke", **HX)
-    assert r.status_code == 404 and 'data-error-code="token_not_found"' in _text(r)
+    assert r.status_code == 404 and 'data-error-code="token_not_found"' in text_of(r)
     assert api.get("/v1/user").status_code == 200
 
     r = alice_web.post(f"/settings/tokens/{key}/revoke", **HX)
-    assert r.status_code == 200 and _said(r)["message"] == "Token revoked."
+    assert r.status_code == 200 and said(r)["message"] == "Token revoked."
     assert api.get("/v1/user").status_code == 401
 
 
@@ -168,17 +160,17 @@ def test_an_export_shows_its_progress_then_downloads(alice, alice_web, bob_web):
     r = alice_web.post("/settings/export", {"format": "json"}, **HX)
     assert r.status_code == 200
     export = DataExport.objects.get(user=alice)
-    assert "Progress: 0 of" in _text(r)
-    assert f'hx-get="/settings/exports?watch={export.public_id}"' in _text(r)
+    assert "Progress: 0 of" in text_of(r)
+    assert f'hx-get="/settings/exports?watch={export.public_id}"' in text_of(r)
 
     again = alice_web.post("/settings/export", {"format": "csv"}, **HX)
     assert again.status_code == 429
-    assert 'data-error-code="export_cooldown"' in _text(again)
+    assert 'data-error-code="export_cooldown"' in text_of(again)
 
     export_services.export_run(export_id=str(export.pk))
     r = alice_web.get(f"/settings/exports?watch={export.public_id}", **HX)
-    assert "Download the export" in _text(r) and "hx-trigger" not in _text(r)
-    assert _said(r)["message"] == "Your export is ready to download."
+    assert "Download the export" in text_of(r) and "hx-trigger" not in text_of(r)
+    assert said(r)["message"] == "Your export is ready to download."
 
     url = f"/settings/exports/{export.public_id}/download"
     assert bob_web.get(url).status_code == 404
@@ -191,7 +183,7 @@ def test_an_unfinished_export_has_no_download(alice, alice_web):
     export = export_services.export_request(ctx=ctx_for(alice), user=alice, fmt="csv")
     r = alice_web.get(f"/settings/exports/{export.public_id}/download", **HX)
     assert r.status_code == 404
-    assert 'data-error-code="export_not_ready"' in _text(r)
+    assert 'data-error-code="export_not_ready"' in text_of(r)
 
 
 def test_deleting_needs_the_confirmation_then_signs_out_and_shows_the_receipt(
@@ -199,7 +191,7 @@ def test_deleting_needs_the_confirmation_then_signs_out_and_shows_the_receipt(
 ):
     r = alice_web.post("/settings/delete", {}, **HX)
     assert r.status_code == 400
-    assert 'data-error-code="confirmation_required"' in _text(r)
+    assert 'data-error-code="confirmation_required"' in text_of(r)
     assert _fresh(alice).is_active
 
     AuthToken.objects.create(user=alice)
@@ -211,15 +203,24 @@ def test_deleting_needs_the_confirmation_then_signs_out_and_shows_the_receipt(
     assert not AuthToken.objects.filter(user=alice).exists()
     assert alice_web.get("/settings").status_code == 302  # signed out
 
-    page = _text(alice_web.get(r["HX-Redirect"]))
+    # The signed-out session holds the receipt's token for a day, not for weeks.
+    assert alice_web.session.get_expiry_age() == settings.WEB_RECEIPT_SESSION_SECONDS
+    page = text_of(alice_web.get(r["HX-Redirect"]))
     assert "Receipt token" in page and "Queued" in page
     assert 'hx-trigger="every 2s"' in page
 
     deletion_run(deletion_id=deletion.pk)
-    fragment = _text(alice_web.get(r["HX-Redirect"], **HX))
+    fragment = text_of(alice_web.get(r["HX-Redirect"], **HX))
     assert "Verified:" in fragment and "hx-trigger" not in fragment
     assert "<td>postgresql</td>" in fragment
     assert not User.objects.filter(pk=alice.pk).exists()
+
+    # Whoever signs in next in this browser gets a fresh, ordinary session.
+    bob = User.objects.create_user(email="bob-next@example.com", password="pw-9f2kq!x")
+    signed = alice_web.post("/login", {"email": bob.email, "password": "pw-9f2kq!x"})
+    assert signed.status_code == 302
+    assert alice_web.session.get_expiry_age() == settings.SESSION_COOKIE_AGE
+    assert "web.receipts" not in alice_web.session
 
     # Another browser has no receipt token for it: the same 404 as no deletion.
     assert Client().get(r["HX-Redirect"]).status_code == 404
@@ -238,6 +239,6 @@ def test_bobs_session_gets_404_on_alices_fragments(alice, bob_web):
     ):
         r = getattr(bob_web, method)(url, **HX)
         assert r.status_code == 404, url
-    page = _text(bob_web.get("/settings"))
+    page = text_of(bob_web.get("/settings"))
     assert "alice's goal" not in page and key[:8] not in page
-    assert export.public_id not in _text(bob_web.get("/settings/exports", **HX))
+    assert export.public_id not in text_of(bob_web.get("/settings/exports", **HX))

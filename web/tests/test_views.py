@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
@@ -13,27 +12,18 @@ from memory import selectors
 from memory.tests.factories import memory_for
 from users.models import User
 from users.tests.factories import DEFAULT_PASSWORD
+from web.tests.conftest import HX, said, text_of
 
 pytestmark = pytest.mark.django_db
 
-HX = {"HTTP_HX_REQUEST": "true"}
 SCREENS = ["/", "/memory", "/chat", "/agents", "/insights", "/settings"]
-
-
-def _said(response) -> dict:
-    """The announcement the response asks the page to make (HX-Trigger)."""
-    return json.loads(response["HX-Trigger"])["announce"]
-
-
-def _text(response) -> str:
-    return response.content.decode()
 
 
 # --- Signing in ------------------------------------------------------------------
 
 
 def test_the_root_shows_the_sign_in_form_with_email_and_password_fields(client):
-    page = _text(client.get("/"))
+    page = text_of(client.get("/"))
     assert re.search(r'<label for="login-email">Email</label>', page)
     assert re.search(r'<label for="login-password">Password</label>', page)
     for name in ("Chat", "Memory", "Agents", "Metrics", "Settings"):
@@ -46,7 +36,7 @@ def test_signing_up_opens_a_session_and_the_root_becomes_the_dashboard(client):
     )
     assert response.status_code == 204
     assert response["HX-Redirect"] == "/"
-    page = _text(client.get("/"))
+    page = text_of(client.get("/"))
     assert "Welcome back" in page and "new@example.com" in page
     assert User.objects.filter(email="new@example.com").exists()
 
@@ -56,9 +46,9 @@ def test_a_weak_password_is_refused_in_words_with_its_code(client):
         "/signup", {"email": "new@example.com", "password": "12345678"}, **HX
     )
     assert response.status_code == 400
-    assert 'data-error-code="weak_password"' in _text(response)
-    assert "too common" in _text(response)
-    assert _said(response)["level"] == "error"
+    assert 'data-error-code="weak_password"' in text_of(response)
+    assert "too common" in text_of(response)
+    assert said(response)["level"] == "error"
     assert not User.objects.filter(email="new@example.com").exists()
 
 
@@ -67,7 +57,7 @@ def test_a_wrong_password_is_401_and_a_right_one_signs_in(client, alice):
         "/login", {"email": alice.email, "password": "nope-nope-nope"}, **HX
     )
     assert wrong.status_code == 401
-    assert "invalid_credentials" in _text(wrong)
+    assert "invalid_credentials" in text_of(wrong)
     right = client.post(
         "/login",
         {"email": alice.email, "password": DEFAULT_PASSWORD, "next": "/memory"},
@@ -106,7 +96,7 @@ def test_a_form_posted_without_the_csrf_token_is_refused(alice):
     client.force_login(alice)
     response = client.post("/memory/add", {"tier": "long-term", "content": "x"})
     assert response.status_code == 403
-    assert "csrf_failed" in _text(response)
+    assert "csrf_failed" in text_of(response)
     assert not selectors.memory_list(user=alice, filters=selectors.MemoryFilters())
 
 
@@ -132,7 +122,7 @@ def test_reset_mails_are_limited_per_email(client, alice, settings):
         client.post("/password/reset", {"email": alice.email})
     refused = client.post("/password/reset", {"email": alice.email.upper()})
     assert refused.status_code == 429
-    assert "rate_limited" in _text(refused)
+    assert "rate_limited" in text_of(refused)
     assert len(mail.outbox) == 2
 
 
@@ -155,7 +145,7 @@ def test_anonymous_pages_redirect_to_sign_in_and_fragments_say_so(client, alice)
     assert client.get("/memory")["Location"] == "/login?next=/memory"
     fragment = client.get(f"/memory/{item.public_id}", **HX)
     assert fragment.status_code == 401 and fragment["HX-Redirect"] == "/login"
-    assert item.content not in _text(fragment)
+    assert item.content not in text_of(fragment)
 
 
 @pytest.mark.parametrize("path", SCREENS)
@@ -165,7 +155,7 @@ def test_every_screen_has_a_strict_csp_and_no_inline_script_or_style(alice_web, 
     csp = response["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "style-src 'self'" in csp
     assert "unsafe" not in csp
-    page = _text(response)
+    page = text_of(response)
     assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", page)
     assert not re.search(r"<style|\sstyle=|\son[a-z]+=|javascript:", page)
 
@@ -173,4 +163,4 @@ def test_every_screen_has_a_strict_csp_and_no_inline_script_or_style(alice_web, 
 def test_the_api_docs_still_load_under_the_csp(client):
     response = client.get("/v1/docs")
     assert response.status_code == 200
-    assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", _text(response))
+    assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", text_of(response))

@@ -53,6 +53,9 @@ def _credentials_page(
         user = service(
             email=data["email"], password=data["password"], meta=request_meta(request)
         )
+        # A fresh session: nothing of a signed-out one (a deletion receipt's
+        # token, its one-day expiry) passes to the account signing in.
+        request.session.flush()
         with rls.acting_user(user.pk):  # the login writes last_login to its row
             session_login(request, user)
         return _signed_in(request)

@@ -20,9 +20,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url
 
+from chat import pending as chat_pending
 from chat import selectors as chat_selectors
 from chat import services as chat_services
-from chat.models import Conversation, Message
+from chat.models import MESSAGE_PREFIX, Conversation, Message
 from chat.runners import get_runner
 from chat.services import MAX_MESSAGE_CHARS, ChatResult, Exchange
 from kimberly import rls
@@ -34,7 +35,7 @@ from memory import services as memory_services
 from memory.constants import ProposalStatus
 from memory.services.proposals import proposal_decide
 from users.models import User
-from web.forms import ChatForm, ProposalPollForm, parse
+from web.forms import ChatForm, ProposalPollForm, ReplyPollForm, parse
 from web.presenters_chat import (
     RailEntry,
     TurnRow,
@@ -52,6 +53,8 @@ PROPOSALS_LISTED = 20
 # After a reply of a configured model, the page asks for the memories it may
 # propose (a background task) every few seconds for this long.
 PROPOSAL_POLL_SECONDS = 60
+# A page polling for a reply gives up this long after the model's own limit.
+REPLY_POLL_GRACE_SECONDS = 15
 DECISIONS = {"accept": "Saved to memory.", "reject": "Proposal rejected."}
 
 
@@ -137,51 +140,100 @@ def _message(request: HttpRequest) -> dict[str, Any]:
 
 
 def _replied(user: User, result: ChatResult) -> dict[str, Any]:
+    return _reply_context(user, result.exchange.conversation, result.reply)
+
+
+def _reply_context(
+    user: User, conversation: Conversation, reply: Message
+) -> dict[str, Any]:
     """The reply with its rail, and the list, composer and proposals in step
     (polling for what a configured model may propose from this exchange)."""
-    exchange = result.exchange
-    poll = exchange.runner.configured and settings.CHAT_PROPOSALS
+    poll = get_runner().configured and settings.CHAT_PROPOSALS
     return {
-        **_common(user, exchange.conversation),
+        **_common(user, conversation),
         **_proposals(user, poll=poll),
-        "reply": _turns(user, [result.reply])[0],
+        "reply": _turns(user, [reply])[0],
         "oob": True,
     }
 
 
 def _said(result: ChatResult) -> str:
-    count = len(result.exchange.assembled.used)
-    saved = (
-        " Your message was saved to memory."
-        if result.exchange.message.memory_id
-        else ""
-    )
+    saved = result.exchange.message.memory_id is not None
+    return _said_of(len(result.exchange.assembled.used), saved=saved)
+
+
+def _said_of(count: int, *, saved: bool = False) -> str:
     used = (
         f"using {count} memor{'y' if count == 1 else 'ies'}"
         if count
         else "using no memory"
     )
-    return f"Kimberly replied, {used}.{saved}"
+    note = " Your message was saved to memory." if saved else ""
+    return f"Kimberly replied, {used}.{note}"
 
 
 @require_POST
 @user_view
 def chat_send(request: HttpRequest, user: User) -> HttpResponse:
-    """The composer without streaming: the whole exchange at once (htmx), or
-    back to the conversation's page (a plain form post)."""
-    result = chat_services.chat_reply(
-        ctx=context_from_request(request), user=user, **_message(request)
-    )
-    conversation = result.exchange.conversation
-    url = reverse("web:chat-conversation", args=[conversation.public_id])
+    """The composer without streaming. With htmx: the message at once, and a
+    reply the page polls for (answered in the background); a plain form post
+    waits for the whole reply, then goes back to the conversation's page."""
+    ctx = context_from_request(request)
     if not is_htmx(request):
-        return redirect(url)
+        result = chat_services.chat_reply(ctx=ctx, user=user, **_message(request))
+        conversation = result.exchange.conversation
+        return redirect(reverse("web:chat-conversation", args=[conversation.public_id]))
+    exchange = chat_pending.chat_send_later(ctx=ctx, user=user, **_message(request))
+    conversation = exchange.conversation
+    reply_id = f"{MESSAGE_PREFIX}{exchange.reply_id}"
+    until = int(time.time() + settings.LLM_MAX_SECONDS + REPLY_POLL_GRACE_SECONDS)
     context = {
-        **_replied(user, result),
-        "asked": turn_row(result.exchange.message),
+        **_common(user, conversation),
+        "asked": turn_row(exchange.message),
+        "pending": True,
+        "pending_id": f"pending-{reply_id}",
+        "poll_url": reverse("web:chat-reply-poll", args=[reply_id]) + f"?until={until}",
+        "oob": True,
     }
-    response = render(request, "web/chat/_exchange.html", context, said=_said(result))
+    said = "Message sent; Kimberly is answering."
+    if exchange.message.memory_id:
+        said += " Your message was saved to memory."
+    response = render(request, "web/chat/_exchange.html", context, said=said)
+    url = reverse("web:chat-conversation", args=[conversation.public_id])
     return push_url(response, url)
+
+
+def _no_reply(
+    request: HttpRequest, message_id: str, words: str, code: str
+) -> HttpResponse:
+    context = {"note": words, "code": code, "pending_id": f"pending-{message_id}"}
+    return render(request, "web/chat/_no_reply.html", context, said=f"Error: {words}")
+
+
+@require_GET
+@user_view
+def chat_reply_poll(request: HttpRequest, user: User, message_id: str) -> HttpResponse:
+    """The reply the page waits for: the reply with its rail once stored (the
+    polling element is replaced), its refusal in words, "no reply came" after
+    the page's deadline, else 204 (htmx keeps the element and asks again).
+    404 before the deadline for a reply neither stored nor being answered for
+    this user (another user's, say)."""
+    until = parse(ReplyPollForm, request.GET)["until"] or 0
+    # The state first: the thread stores the reply, then marks it done.
+    state = chat_pending.reply_state(user=user, message_id=message_id)
+    reply = chat_selectors.reply_get(user=user, message_id=message_id)
+    if reply is not None:
+        context = _reply_context(user, reply.conversation, reply)
+        said = _said_of(len(context["reply"].rail or []))
+        return render(request, "web/chat/_replied.html", context, said=said)
+    if state is not None and state.state == chat_pending.FAILED:
+        return _no_reply(request, message_id, f"No reply: {state.message}", state.code)
+    if time.time() > until:
+        words = "No reply came in time. Your message is kept: send it again."
+        return _no_reply(request, message_id, words, "runner_timeout")
+    if state is None:
+        raise NotFound(f"No reply {message_id} is being answered.")
+    return HttpResponse(status=204)
 
 
 @require_POST

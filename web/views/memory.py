@@ -5,13 +5,16 @@ htmx fragment."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url
 
@@ -20,6 +23,7 @@ from kimberly.api.errors import NotFound, invalid_field
 from kimberly.context import context_from_request
 from memory import retrieval, selectors, services
 from memory.constants import Status
+from memory.outputs import bulk_out
 from users import consents
 from users.models import User
 from web.forms import (
@@ -33,7 +37,9 @@ from web.forms import (
     tag_list,
 )
 from web.presenters import memory_row, quota_bars, version_row
-from web.views.base import render, user_view
+from web.views.base import announce, render, user_view
+
+Counts = Mapping[tuple[str, str], int]  # items per (tier, status)
 
 # The in-place actions: the service action, and what is said when it is done.
 ACTIONS = {
@@ -52,7 +58,40 @@ UNDO = {
 }
 
 
-def _listing(request: HttpRequest, user: User) -> dict[str, Any]:
+class _CountedPaginator(Paginator):
+    """A paginator told its count (the page has counted the rows already)."""
+
+    def __init__(self, object_list: Any, per_page: int, *, count: int) -> None:
+        super().__init__(object_list, per_page)
+        self._known = count
+
+    @cached_property
+    def count(self) -> int:
+        return self._known
+
+
+def _paginator(
+    qs: Any, filters: selectors.MemoryFilters, counts: Counts | None
+) -> Paginator:
+    """The list's paginator. When the page has the per-tier counts and only tier
+    and status filter the list, its size is their sum: no second COUNT."""
+    size = settings.WEB_MEMORY_PAGE_SIZE
+    plain = selectors.MemoryFilters(
+        tier=filters.tier, status=filters.status, ordering=filters.ordering
+    )
+    if counts is None or filters != plain:  # filtered by more than tier and status
+        return Paginator(qs, size)
+    n = sum(
+        v
+        for (tier, status), v in counts.items()
+        if filters.tier in (None, tier) and filters.status in ("all", status)
+    )
+    return _CountedPaginator(qs, size, count=n)
+
+
+def _listing(
+    request: HttpRequest, user: User, counts: Counts | None = None
+) -> dict[str, Any]:
     """The list for the filters in the query string: a page of memories, or
     with text the hybrid query's ranked hits (as POST /v1/memory/query)."""
     data = parse(MemoryFilterForm, request.GET)
@@ -66,7 +105,7 @@ def _listing(request: HttpRequest, user: User) -> dict[str, Any]:
             user=user,
             query=data["q"],
             tier=data["tier"] or "any",
-            top_k=50,
+            top_k=settings.WEB_MEMORY_SEARCH_HITS,
             filters=retrieval.QueryFilters(tags=tags or None, since=since, until=until),
             request_id=getattr(request, "request_id", ""),
             # a GET (any site can make one): it must not count as using them
@@ -85,7 +124,7 @@ def _listing(request: HttpRequest, user: User) -> dict[str, Any]:
         until=until,
     )
     qs = selectors.memory_list(user=user, filters=filters)
-    page = Paginator(qs, settings.WEB_MEMORY_PAGE_SIZE).get_page(data["page"] or 1)
+    page = _paginator(qs, filters, counts).get_page(data["page"] or 1)
     more = urlencode({**query, "page": page.number + 1}) if page.has_next() else ""
     return {
         **context,
@@ -95,18 +134,21 @@ def _listing(request: HttpRequest, user: User) -> dict[str, Any]:
     }
 
 
-def _quotas(user: User) -> dict[str, Any]:
-    return {"quotas": quota_bars(selectors.memory_metrics(user=user).tiers)}
+def quota_context(user: User, counts: Counts | None = None) -> dict[str, Any]:
+    """The quota bars (the memory screen, and any fragment that changes usage)."""
+    return {"quotas": quota_bars(selectors.tier_usage(user=user, counts=counts))}
 
 
 @require_GET
 @user_view
 def memory_page(request: HttpRequest, user: User) -> HttpResponse:
+    # One grouped count serves the quota bars and the list's size.
+    counts = selectors.visible_counts(user=user)
     context = {
         "section": "memory",
         **CHOICES,
-        **_listing(request, user),
-        **_quotas(user),
+        **_listing(request, user, counts),
+        **quota_context(user, counts),
     }
     return render(request, "web/memory/page.html", context)
 
@@ -133,7 +175,7 @@ def memory_add(request: HttpRequest, user: User) -> HttpResponse:
         content=data["content"],
         metadata={"tags": tag_list(data["tags"]), "sensitive": data["sensitive"]},
     )
-    context = {"row": memory_row(result.item), "added": True, **_quotas(user)}
+    context = {"row": memory_row(result.item), "added": True, **quota_context(user)}
     return render(request, "web/memory/_added.html", context, said="Memory saved.")
 
 
@@ -148,7 +190,7 @@ def memory_action(
     item = services.memory_lifecycle(
         ctx=context_from_request(request), user=user, memory_id=memory_id, action=action
     )
-    context = {"row": memory_row(item), "focus": UNDO[action], **_quotas(user)}
+    context = {"row": memory_row(item), "focus": UNDO[action], **quota_context(user)}
     return render(request, "web/memory/_changed.html", context, said=ACTIONS[action])
 
 
@@ -157,14 +199,16 @@ BULK = {
     "archive": "archived",
     "restore": "restored",
     "delete": "deleted",
+    "export": "exported",
 }
 
 
 @require_POST
 @user_view
 def memory_bulk(request: HttpRequest, user: User) -> HttpResponse:
-    """Archive, restore or delete the selected rows, all or none (as POST
-    /v1/memory/bulk); the rows change in place."""
+    """Archive, restore, delete or export the selected rows, all or none (as
+    POST /v1/memory/bulk, audited there); the rows change in place, and an
+    export is a JSON download of the API's own answer."""
     action = request.POST.get("action", "")
     if action not in BULK:
         raise invalid_field("action", f"must be one of {', '.join(BULK)}")
@@ -176,9 +220,24 @@ def memory_bulk(request: HttpRequest, user: User) -> HttpResponse:
     )
     n = len(result.items)
     said = f"{n} memor{'y' if n == 1 else 'ies'} {BULK[action]}."
+    if action == "export":
+        return _download(bulk_out(result), said)
     rows = [memory_row(i) for i in result.items]
-    context = {"rows": rows, "deleted": action == "delete", **_quotas(user)}
+    context = {"rows": rows, "deleted": action == "delete", **quota_context(user)}
     return render(request, "web/memory/_bulk.html", context, said=said)
+
+
+def _download(body: dict[str, Any], said: str) -> HttpResponse:
+    """The exported memories as a JSON file to save (app.js fetches it, saves
+    it and says `said`; without scripts the form's plain POST downloads it)."""
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    response = JsonResponse(body, json_dumps_params={"ensure_ascii": False})
+    response["Content-Disposition"] = (
+        f'attachment; filename="kimberly-memories-{stamp}.json"'
+    )
+    response["Cache-Control"] = "no-store"
+    announce(response, said)
+    return response
 
 
 @require_POST
@@ -187,7 +246,7 @@ def memory_delete(request: HttpRequest, user: User, memory_id: str) -> HttpRespo
     services.memory_delete(
         ctx=context_from_request(request), user=user, memory_id=memory_id
     )
-    context = {"deleted": memory_id, **_quotas(user)}
+    context = {"deleted": memory_id, **quota_context(user)}
     return render(request, "web/memory/_deleted.html", context, said="Memory deleted.")
 
 
@@ -225,7 +284,7 @@ def _changed_detail(
     request: HttpRequest, user: User, memory_id: str, said: str
 ) -> HttpResponse:
     """The detail panel after a change, with the row and quotas in step."""
-    context = {**_detail(user, memory_id), "oob_row": True, **_quotas(user)}
+    context = {**_detail(user, memory_id), "oob_row": True, **quota_context(user)}
     return render(request, "web/memory/_detail.html", context, said=said)
 
 

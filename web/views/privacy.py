@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import logout as session_logout
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -101,6 +102,9 @@ def account_delete(request: HttpRequest, user: User) -> HttpResponse:
     session_logout(request)
     deletion_id = requested.deletion.public_id
     request.session[RECEIPTS_KEY] = {deletion_id: requested.receipt_token}
+    # The signed-out session exists only to show the receipt: it ends soon
+    # (the page tells the user to keep the receipt's token).
+    request.session.set_expiry(settings.WEB_RECEIPT_SESSION_SECONDS)
     url = reverse("web:account-deleted", args=[deletion_id])
     return client_redirect(url) if is_htmx(request) else redirect(url)
 

@@ -180,3 +180,71 @@
     if (elt && elt.matches && elt.matches("input[data-select-on-focus]")) elt.select();
   });
 })();
+
+// --- Memory export (web/views/memory.py memory_bulk, action "export") ----------
+// A submit button marked data-download posts its form with fetch and saves the
+// answer as a file (its name from Content-Disposition), so a refusal can be
+// shown beside the button instead of replacing the page. Without fetch or Blob
+// the form posts as usual and the browser downloads the file itself.
+(function () {
+  "use strict";
+
+  function say(message, level) {
+    document.dispatchEvent(new CustomEvent("announce", { detail: { message: message, level: level } }));
+  }
+
+  function announced(response) {
+    try { return (JSON.parse(response.headers.get("HX-Trigger") || "{}").announce || {}).message; } catch (e) { return null; }
+  }
+
+  function filename(response) {
+    var found = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") || "");
+    return found ? found[1] : "download";
+  }
+
+  function save(blob, name) {
+    var url = URL.createObjectURL(blob);
+    var link = document.createElement("a");
+    link.href = url;
+    link.download = name;
+    link.hidden = true;
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+    window.setTimeout(function () { URL.revokeObjectURL(url); }, 1000);
+  }
+
+  document.addEventListener("click", function (evt) {
+    var button = evt.target.closest && evt.target.closest("button[data-download]");
+    if (!button || !button.form) return;
+    if (!(window.fetch && window.Blob && window.URL && URL.createObjectURL)) return;
+    evt.preventDefault();
+    var form = button.form;
+    var slot = form.querySelector(".error-slot");
+    var body = new FormData(form);
+    body.append(button.name, button.value);
+    button.setAttribute("aria-busy", "true");
+    fetch(form.getAttribute("action"), {
+      method: "POST",
+      body: body,
+      headers: { "HX-Request": "true" },
+      credentials: "same-origin"
+    }).then(function (response) {
+      if (!response.ok) {
+        return response.text().then(function (html) {
+          if (slot) htmx.swap(slot, html, { swapStyle: "innerHTML" });
+          say(announced(response) || "Error: nothing was exported.", "error");
+        });
+      }
+      return response.blob().then(function (blob) {
+        if (slot) slot.textContent = "";
+        save(blob, filename(response));
+        say(announced(response) || "Exported.", "info");
+      });
+    }).catch(function () {
+      say("Error: the server did not answer. Check your connection and try again.", "error");
+    }).then(function () {
+      button.removeAttribute("aria-busy");
+    });
+  });
+})();
