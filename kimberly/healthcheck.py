@@ -57,13 +57,8 @@ def _store(name: str) -> Check:
 
 
 def queues() -> list[str]:
-    """Every queue the code sends tasks to: the default one and the routed."""
-    routed = {
-        route["queue"]
-        for route in (settings.CELERY_TASK_ROUTES or {}).values()
-        if isinstance(route, dict) and "queue" in route
-    }
-    return sorted({getattr(settings, "CELERY_TASK_DEFAULT_QUEUE", "celery"), *routed})
+    """Every queue the code sends tasks to (kimberly/settings/queues.py)."""
+    return list(settings.CELERY_QUEUE_NAMES)
 
 
 def worker_rows(timeout: float) -> list[Row]:

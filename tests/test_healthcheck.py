@@ -39,8 +39,9 @@ def _rows(text: str) -> dict[str, list[str]]:
     return rows
 
 
-def test_every_queue_has_a_row_of_its_own():
-    assert healthcheck.queues() == ["agents", "celery"]
+def test_every_queue_a_task_is_routed_to_has_a_row_of_its_own(settings):
+    routed = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
+    assert routed | {settings.CELERY_TASK_DEFAULT_QUEUE} <= set(healthcheck.queues())
 
 
 @pytest.mark.slow
@@ -65,8 +66,7 @@ def test_all_up_exits_0_with_a_row_per_dependency(with_llm):
         "storage",
         "embedding_model",
         "model_runner",
-        "workers:agents",
-        "workers:celery",
+        *(f"workers:{q}" for q in healthcheck.queues()),
     ]
     assert all(ok == "yes" for ok, _, _ in rows.values()), out
     assert rows["embedding_model"][2].endswith("384 dimensions")
@@ -110,6 +110,6 @@ def test_only_optional_failures_exit_2_degraded_and_json_says_so(settings):
     assert (runner["ok"], runner["required"]) == (False, False)
     assert runner["detail"].startswith("RunnerError: Could not reach the model server")
     # no worker runs in this test: said so for each queue
-    for queue in ("agents", "celery"):
+    for queue in healthcheck.queues():
         worker = checks[f"workers:{queue}"]
         assert (worker["ok"], worker["detail"]) == (False, "no worker answered")
