@@ -3,6 +3,7 @@ and a stand-in OpenAI-compatible model server."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -205,3 +206,33 @@ def scratch_s3(scratch_runtime: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DATABASE_URL", "postgresql://unused")
     monkeypatch.setenv("REDIS_URL", "redis://unused")
     return scratch_runtime
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The run fails if any log line it wrote shows content the tests stored or a
+    secret they used (tests/log_canary.py): the records of this process and of
+    the workers it started (settings.TEST_LOG_FILE), and the output of the
+    processes tests started (worker.log, beat.log, web.log: the *.log files of
+    the tests' temporary directories)."""
+    from tests.log_canary import find_leaks
+
+    log_file = Path(settings.TEST_LOG_FILE)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    paths = [log_file]
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is not None and factory._basetemp is not None:
+        paths += sorted(factory.getbasetemp().glob("*/*.log"))
+    leaks = find_leaks(paths)
+    if not leaks:
+        log_file.unlink(missing_ok=True)  # kept only to show a leak
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [f"{len(leaks)} log line(s) show stored content or a secret:", *leaks]
+    if reporter is not None:
+        reporter.write_sep("=", "log hygiene", red=True)
+        for line in lines[:50]:
+            reporter.write_line(line)
+    else:
+        print("\n".join(lines[:50]))
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -4,7 +4,13 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import (
+    beat_init,
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_process_init,
+)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kimberly.settings.base")
 # Worker and beat each get their own Prometheus multiprocess directory (Procfile);
@@ -38,6 +44,32 @@ app.autodiscover_tasks()
 import kimberly.worker_metrics  # noqa: E402, F401
 
 
+@setup_logging.connect
+def _logging(**_: object) -> None:
+    """Workers and beat log as the web does (settings LOGGING: JSON on stdout):
+    with a receiver here, Celery adds no handler or format of its own."""
+    import logging.config
+
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)
+
+
+@task_prerun.connect
+def _bind_task(task_id: str | None = None, task: Any = None, **_: object) -> None:
+    """Each log line of a task carries its id and name (kimberly/logging.py)."""
+    from kimberly.logging import bind_task
+
+    bind_task(task_id, getattr(task, "name", None))
+
+
+@task_postrun.connect
+def _unbind_task(**_: object) -> None:
+    from kimberly.logging import unbind_task
+
+    unbind_task()
+
+
 @worker_process_init.connect
 def _warm_up(**_: object) -> None:
     """Each worker child does the apps' warm-up as it starts, not on its first
@@ -45,3 +77,19 @@ def _warm_up(**_: object) -> None:
     from kimberly import hooks
 
     hooks.run_warmups(in_thread=True)
+
+
+@worker_process_init.connect
+def _trace_worker(**_: object) -> None:
+    """Tracing (settings.OTEL_ENABLED) in each worker child, after the fork: the
+    exporter's thread and connections must belong to the process using them."""
+    from kimberly import tracing
+
+    tracing.setup("worker")
+
+
+@beat_init.connect
+def _trace_beat(**_: object) -> None:
+    from kimberly import tracing
+
+    tracing.setup("beat")

@@ -4,7 +4,8 @@ kimberly/ sits below every app and imports none of them. A process that wants
 the apps' warm-up work done before its first request or task (gunicorn after
 fork, each Celery worker child) calls run_warmups(); what that work is (loading
 the embedding model, say) is the registering app's business. Likewise the apps'
-store gauges, which /metrics exports.
+store gauges, which /metrics exports, and their dependencies' checks, which
+`./cli healthcheck` runs (kimberly/healthcheck.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -61,6 +63,26 @@ def register_store_collector(collector: Any, *, user_rows: bool = True) -> None:
         _store_collectors.add(name)
         registry = store_registry if user_rows else system_registry
         registry.register(_Guarded(collector))
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """A dependency an app has: `check` returns a detail or raises."""
+
+    name: str
+    check: Callable[[], str | None]
+    required: bool
+    seconds: float  # how long the check may take
+
+
+health_checks: dict[str, HealthCheck] = {}
+
+
+def register_healthcheck(
+    name: str, check: Callable[[], str | None], *, required: bool, seconds: float
+) -> None:
+    """One row of `./cli healthcheck` (registering the name again replaces it)."""
+    health_checks[name] = HealthCheck(name, check, required, seconds)
 
 
 def register_warmup(fn: Callable[[], None]) -> None:

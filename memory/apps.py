@@ -6,8 +6,9 @@ class MemoryConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # kimberly/ imports no app: the model warm-up and the store gauges (read
-        # at scrape time by the web's /metrics) are registered here.
+        # kimberly/ imports no app: the model warm-up, the store gauges (read at
+        # scrape time by the web's /metrics) and the model's health check are
+        # registered here.
         from kimberly import hooks
         from memory import embeddings
         from memory.metrics import (
@@ -18,6 +19,10 @@ class MemoryConfig(AppConfig):
         )
 
         hooks.register_warmup(embeddings.warm_up)
+        # the first load takes ~20 s on 2 cores
+        hooks.register_healthcheck(
+            "embedding_model", embeddings.healthcheck, required=True, seconds=120
+        )
         hooks.register_store_collector(MemoryStoreCollector())
         hooks.register_store_collector(EmbeddingBacklogCollector())
         hooks.register_store_collector(QuotaPressureCollector())

@@ -108,6 +108,14 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def healthcheck() -> str:
+    """`./cli healthcheck`: the model loads and embeds a probe."""
+    if not enabled():
+        return f"disabled (EMBEDDING_PROVIDER={settings.EMBEDDING_PROVIDER})"
+    vectors = embed_texts(["healthcheck"])
+    return f"{model_tag()}: {vectors.shape[1]} dimensions"
+
+
 def warm_up() -> None:
     """Load the model now (registered as a process warm-up in MemoryConfig.ready).
 

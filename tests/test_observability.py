@@ -10,7 +10,7 @@ from pythonjsonlogger.json import JsonFormatter
 
 from kimberly.beat import SeededDatabaseScheduler
 from kimberly.celery import app as celery_app
-from kimberly.logging import RequestIdFilter
+from kimberly.logging import ContextFilter
 
 pytestmark = pytest.mark.django_db
 
@@ -40,7 +40,7 @@ def test_logs_are_json_with_request_id_and_no_secrets(api, caplog):
     records = [r for r in caplog.records if r.name == "kimberly.access"]
     assert records, "each request is logged"
     record = records[-1]
-    RequestIdFilter().filter(record)
+    ContextFilter().filter(record)
     line = JsonFormatter("%(message)s %(request_id)s %(path)s %(status)s").format(
         record
     )

@@ -31,6 +31,7 @@ __all__ = [
     "estimate_tokens",
     "fit_prompt",
     "get_runner",
+    "healthcheck",
 ]
 
 
@@ -52,6 +53,14 @@ def get_runner() -> ModelRunner:
             reply_tokens=settings.LLM_REPLY_TOKENS,
         )
     )
+
+
+def healthcheck() -> str:
+    """`./cli healthcheck`: the model server answers (when one is configured)."""
+    runner = get_runner()
+    if not isinstance(runner, OpenAICompatRunner):
+        return "not configured (LLM_BASE_URL unset): chat answers offline"
+    return runner.probe()
 
 
 # One runner (and its HTTP connection pool) per distinct configuration; a

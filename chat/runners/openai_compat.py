@@ -96,6 +96,25 @@ class OpenAICompatRunner:
         auth = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
         self._http = httpx2.Client(headers=auth)
 
+    def probe(self, timeout: float = 5.0) -> str:
+        """The server answers GET /models (no tokens spent): what it says of
+        the configured model. RunnerError when it does not answer or errs."""
+        url = self.config.base_url.rstrip("/") + "/models"
+        try:
+            r = self._http.get(url, timeout=timeout)
+        except httpx2.HTTPError as exc:
+            raise RunnerError(
+                f"Could not reach the model server: {type(exc).__name__}."
+            ) from exc
+        if r.status_code >= 400:
+            raise RunnerError(f"The model server answered HTTP {r.status_code}.")
+        try:
+            listed = {m.get("id") for m in r.json().get("data", [])}
+        except (ValueError, AttributeError):
+            listed = set()
+        where = "listed" if self.model in listed else "not listed"
+        return f"{self.model} {where} by {self.config.base_url}"
+
     def reply(self, prompt: Prompt) -> Completion:
         """The whole reply. Streamed from the server all the same, so a slow model
         that keeps producing is bound by the stream's limits (first chunk, pauses,
@@ -238,9 +257,8 @@ class OpenAICompatRunner:
             with self._http.stream("POST", self._url, json=body, timeout=timeout) as r:
                 if r.status_code >= 400:
                     r.read()
-                    logger.warning(
-                        "model server answered %d: %.300s", r.status_code, r.text
-                    )
+                    # The status only: an error body can quote the prompt back.
+                    logger.warning("model server answered %d", r.status_code)
                     retry = r.status_code == 429 or r.status_code >= 500
                     raise _Failure(
                         "http", "http_status", status=r.status_code, retry=retry

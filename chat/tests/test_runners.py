@@ -26,7 +26,7 @@ from chat.runners import (
 from chat.runners.offline import OfflineRunner
 from chat.runners.openai_compat import OpenAICompatRunner
 from chat.runners.prompting import prompt_tokens
-from tests.standins.openai_server import Behaviour, closed_port_url
+from tests.standins.openai_server import DEFAULT_REPLY, Behaviour, closed_port_url
 
 SISTER = ContextNote(
     memory_id="mem_1",
@@ -421,7 +421,7 @@ def test_a_stream_cut_off_before_any_delta_is_retried(with_llm):
 
     deltas, final = _split(get_runner().reply_stream(PROMPT))
 
-    assert "".join(deltas) == final.content == "Hello from the stand-in model."
+    assert "".join(deltas) == final.content == DEFAULT_REPLY
     assert len(with_llm.requests) == 2
 
 

@@ -358,7 +358,7 @@ MEDITATION_STALE_MINUTES = env_int("MEDITATION_STALE_MINUTES", 90)
 # the runs themselves and the audit events of every change stay.
 MEDITATION_RECORDS_DAYS = env_int("MEDITATION_RECORDS_DAYS", 14)
 
-# --- Chat, object storage and static files, imports: their own modules -------------
+# --- Their own modules: chat, storage, imports, logs, traces and alert inputs ----
 from kimberly.settings.agents import *  # noqa: E402, F403
 from kimberly.settings.backups import *  # noqa: E402, F403
 from kimberly.settings.chat import *  # noqa: E402, F403
@@ -377,35 +377,6 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
-
-# --- Logging: JSON lines with the request id ------------------------------------
-LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "kimberly.logging.RequestIdFilter"}},
-    "formatters": {
-        "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
-            "rename_fields": {"asctime": "ts", "levelname": "level", "name": "logger"},
-        }
-    },
-    "handlers": {
-        "stdout": {
-            "class": "logging.StreamHandler",
-            "formatter": "json",
-            "filters": ["request_id"],
-        }
-    },
-    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
-    "loggers": {
-        # Django's request logger repeats what the access log says, with the body
-        # of the exception; keep it at WARNING so 4xx noise stays out.
-        "django.request": {"level": "ERROR"},
-        "django.db.backends": {"level": "INFO"},
-    },
-}
 
 PROMETHEUS_EXPORT_MIGRATIONS = False
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -33,7 +33,24 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 os.makedirs(STATIC_ROOT, exist_ok=True)  # noqa: F405 - whitenoise scans it
-LOGGING["root"]["level"] = "WARNING"  # type: ignore[index]  # noqa: F405
+# The console shows warnings; every record at the production level (INFO) also
+# goes to one file per test run, which the root conftest scans when the run ends
+# for content and secrets the tests stored (tests/log_canary.py). The worker and
+# beat processes tests start inherit the variable and append to the same file.
+TEST_LOG_FILE = os.environ.setdefault(
+    "TEST_LOG_FILE",
+    str(VAR_DIR / "log" / f"test-run-{os.getpid()}.jsonl"),  # noqa: F405
+)
+os.makedirs(os.path.dirname(TEST_LOG_FILE), exist_ok=True)
+LOGGING["handlers"]["stdout"]["level"] = "WARNING"  # type: ignore[index]  # noqa: F405
+LOGGING["handlers"]["test_file"] = {  # type: ignore[index]  # noqa: F405
+    "class": "logging.FileHandler",
+    "filename": TEST_LOG_FILE,
+    "encoding": "utf-8",
+    "formatter": "json",
+    "filters": ["context"],
+}
+LOGGING["root"] = {"handlers": ["stdout", "test_file"], "level": "INFO"}  # noqa: F405
 ALLOWED_HOSTS = [*ALLOWED_HOSTS, "testserver"]  # noqa: F405
 # Lets two test runs share the embedded servers without sharing a test database.
 DATABASES["default"]["TEST"] = {  # noqa: F405

@@ -246,7 +246,8 @@ def _pdf_text(data: bytes) -> str:
     except ApplicationError:
         raise
     except Exception as exc:  # noqa: BLE001 - see above
-        logger.info("unreadable PDF upload: %s: %s", type(exc).__name__, exc)
+        # The class only: a parser's message can quote the file's bytes.
+        logger.info("unreadable PDF upload: %s", type(exc).__name__)
         raise InvalidDocument(
             "This PDF cannot be read (it is damaged or not a PDF).",
             details={"type": PDF.name},

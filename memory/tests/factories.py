@@ -13,8 +13,12 @@ from memory.constants import Status, Tier
 from memory.metadata import MetadataPatch
 from memory.models import MemoryItem, Quota
 from memory.services import memory_create, memory_lifecycle
+from tests.log_canary import CANARY
 from users import consents
 from users.models import User
+
+# Carries the canary no log line may show (tests/log_canary.py).
+DEFAULT_CONTENT = f"Alice takes her tea with lemon ({CANARY})"
 
 
 def ctx_for(user: User) -> Context:
@@ -24,7 +28,7 @@ def ctx_for(user: User) -> Context:
 
 def memory_for(
     user: User,
-    content: str = "Alice takes her tea with lemon",
+    content: str = DEFAULT_CONTENT,
     *,
     tier: str = Tier.LONG_TERM,
     metadata: MetadataPatch | None = None,

@@ -17,7 +17,11 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-DEFAULT_REPLY = "Hello from the stand-in model."
+from tests.log_canary import CANARY
+
+# Every chat test stores it as the assistant's message: it carries the canary no
+# log line may show (tests/log_canary.py).
+DEFAULT_REPLY = f"Hello from the stand-in model. ({CANARY})"
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,7 @@ class Behaviour:
     status: int = 200  # >= 400: an OpenAI-style error body with this status
     delay: float = 0.0  # seconds before the first byte (headers included)
     drip: float = 0.0  # seconds before each streamed chunk
-    body: str | None = None  # sent as is instead of a well-formed reply
+    body: str | None = None  # sent as is (with `status`) instead of a reply
     cut_after: int | None = None  # streaming: hang up after this many chunks
     stall_after: int | None = None  # streaming: go silent, connection open, after
     # this many chunks (until the server stops)
@@ -144,11 +148,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self.path != "/v1/chat/completions":
             return self._json(404, {"error": {"message": "not found"}})
+        if behaviour.body is not None:
+            return self._send(
+                behaviour.status, "application/json", behaviour.body.encode()
+            )
         if behaviour.status >= 400:
             error = {"message": f"scripted {behaviour.status}", "type": "server_error"}
             return self._json(behaviour.status, {"error": error})
-        if behaviour.body is not None:
-            return self._send(200, "application/json", behaviour.body.encode())
         if isinstance(request, dict) and request.get("stream"):
             return self._stream(behaviour, request)
         self._json(200, _completion(behaviour))
