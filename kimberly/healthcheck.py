@@ -7,7 +7,10 @@ embedding model loads and embeds a probe (memory); the model server, when one
 is configured, lists its models (chat). Last, a broadcast to the Celery
 workers: who consumes each queue the code sends tasks to.
 
-Required: the stores and the embedding model (without them a part of the
+The database role too: row-level security holds only for a role that is
+neither a superuser nor BYPASSRLS.
+
+Required: the stores, the database role and the embedding model (without them a part of the
 product is down). Optional (their failure is "degraded"): the model server (chat
 answers offline without one) and the workers (tasks wait in the queue until one
 comes; a queue with none answering says "no worker answered").
@@ -54,6 +57,24 @@ def _store(name: str) -> Check:
         check()
 
     return run
+
+
+def database_role() -> str:
+    """Row-level security holds only for a role that is neither a superuser nor
+    BYPASSRLS (kimberly/rls.py): such a role sees every user's rows."""
+    with connections["default"].cursor() as cur:
+        cur.execute(
+            "SELECT rolname, rolsuper, rolbypassrls FROM pg_roles "
+            "WHERE rolname = current_user"
+        )
+        name, superuser, bypass = cur.fetchone()
+    if superuser or bypass:
+        what = "a superuser" if superuser else "BYPASSRLS"
+        raise RuntimeError(
+            f"role {name} is {what}: row-level security does not apply to it; "
+            "connect as a role that is neither"
+        )
+    return f"{name}: row-level security applies"
 
 
 def queues() -> list[str]:
@@ -114,6 +135,8 @@ def run(worker_timeout: float = 2.0) -> list[Row]:
     """Every check, the slow ones side by side; never raises."""
     done: dict[str, tuple[float, bool, str]] = {}
     _run("database", _store("database"), done)  # this thread's connection
+    if done["database"][1]:
+        _run("database_role", database_role, done)
     todo = checks()
     threads = {}
     for c in todo:
@@ -136,6 +159,8 @@ def run(worker_timeout: float = 2.0) -> list[Row]:
         detail = "timed out asking the workers"
         workers = [Row(f"workers:{q}", False, 0.0, False, detail) for q in queues()]
     rows = [_row(done, "database", True, CHECK_SECONDS)]
+    if "database_role" in done:
+        rows.append(_row(done, "database_role", True, CHECK_SECONDS))
     rows += [_row(done, c.name, c.required, c.seconds) for c in todo]
     return [*rows, *workers]
 

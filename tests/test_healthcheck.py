@@ -61,6 +61,7 @@ def test_all_up_exits_0_with_a_row_per_dependency(with_llm):
     assert out.splitlines()[0].split() == ["name", "ok", "ms", "detail"]
     assert list(rows) == [
         "database",
+        "database_role",
         "redis",
         "broker",
         "storage",
@@ -69,6 +70,7 @@ def test_all_up_exits_0_with_a_row_per_dependency(with_llm):
         *(f"workers:{q}" for q in healthcheck.queues()),
     ]
     assert all(ok == "yes" for ok, _, _ in rows.values()), out
+    assert rows["database_role"][2].endswith(": row-level security applies")
     assert rows["embedding_model"][2].endswith("384 dimensions")
     assert rows["model_runner"][2].startswith("standin-model listed by")
     assert rows["workers:celery"][2] == "healthcheck-test@localhost"
