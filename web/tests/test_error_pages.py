@@ -51,3 +51,14 @@ def test_the_500_page_needs_no_user_and_its_last_resort_is_html():
     page = server_error(request)
     assert page.status_code == 500 and page["Content-Type"].startswith("text/html")
     assert b'data-error-code="internal_error"' in page.content
+
+
+def test_a_refused_csrf_check_is_a_fragment_for_htmx_and_a_page_otherwise(alice):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(alice)
+    fragment = client.post("/memory/add", {"content": "x"}, HTTP_HX_REQUEST="true")
+    assert fragment.status_code == 403
+    text = fragment.content.decode()
+    assert 'data-error-code="csrf_failed"' in text and "<html" not in text
+    page = client.post("/memory/add", {"content": "x"}, headers={"Accept": HTML})
+    assert page.status_code == 403 and "<html" in page.content.decode()

@@ -342,3 +342,25 @@ def test_a_refused_record_is_listed_with_its_reason(alice, alice_web):
     )
     assert "Record 1: <code>content_too_large</code>" in body
     assert said(response)["message"].endswith("1 refused.")
+
+
+def test_a_polling_row_holds_nothing_to_open_until_its_import_is_done(
+    alice, alice_web, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The row replaces itself each second while it runs: a control in it would
+    lose its focus and close again, so the refusals are listed once it is done."""
+    settings.IMPORT_SYNC_MAX_RECORDS = 1
+    settings.IMPORT_BATCH_SIZE = 1
+    monkeypatch.setattr(import_services, "_send", lambda pk: None)
+    records = json.loads(_records(3))
+    records[0]["content"] = "x" * (64 * 1024 + 1)
+    with django_capture_on_commit_callbacks(execute=True):
+        _import(alice_web, json.dumps(records).encode())
+    imp = MemoryImport.objects.get(user=alice)
+    url = f"/memory/imports/{imp.public_id}"
+    import_services.memory_import_run(import_id=str(imp.id), budget_seconds=0)
+    polled = text_of(alice_web.get(url, **HX))
+    assert "<dt>Refused</dt><dd>1</dd>" in polled and "<details>" not in polled
+    assert tasks.import_run(str(imp.id)) == "succeeded"
+    done = text_of(alice_web.get(url, **HX))
+    assert "<details>" in done and "Record 0: <code>content_too_large</code>" in done

@@ -49,14 +49,18 @@ def _page(
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
-    """Django's CSRF refusal, as a UI page (API calls never reach here: bearer
-    tokens, no session, so DRF does not check CSRF)."""
-    return _page(
-        request,
-        403,
-        "This form expired or came from another site. Reload the page and try again.",
-        "csrf_failed",
+    """Django's CSRF refusal, as a UI page, or to htmx the error fragment it
+    shows beside the control (API calls never reach here: bearer tokens, no
+    session, so DRF does not check CSRF)."""
+    words = (
+        "This form expired or came from another site. Reload the page and try again."
     )
+    if request.headers.get("HX-Request"):
+        fragment = render_to_string(
+            "web/_error.html", {"message": words, "code": "csrf_failed"}, request
+        )
+        return HttpResponse(fragment, status=403)
+    return _page(request, 403, words, "csrf_failed")
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

@@ -223,17 +223,29 @@
     var slot = form.querySelector(".error-slot");
     var body = new FormData(form);
     body.append(button.name, button.value);
+    if (button.getAttribute("aria-busy") === "true") return;  // one at a time
     button.setAttribute("aria-busy", "true");
+    button.disabled = true;
     fetch(form.getAttribute("action"), {
       method: "POST",
       body: body,
       headers: { "HX-Request": "true" },
       credentials: "same-origin"
     }).then(function (response) {
+      var redirect = response.headers.get("HX-Redirect");
+      if (redirect) {  // signed out meanwhile: to sign-in, and back here after
+        window.location.href = redirect;
+        return;
+      }
       if (!response.ok) {
         return response.text().then(function (html) {
-          if (slot) htmx.swap(slot, html, { swapStyle: "innerHTML" });
-          say(announced(response) || "Error: nothing was exported.", "error");
+          // Our refusals are a fragment with its code; anything else (a proxy's
+          // page) is said in words, never swapped into the page.
+          var ours = html.indexOf("data-error-code") !== -1 && html.indexOf("<html") === -1;
+          var words = "Error " + response.status + ": nothing was exported. Reload the page and try again.";
+          if (slot && ours) htmx.swap(slot, html, { swapStyle: "innerHTML" });
+          else if (slot) slot.textContent = words;
+          say(announced(response) || words, "error");
         });
       }
       return response.blob().then(function (blob) {
@@ -245,6 +257,7 @@
       say("Error: the server did not answer. Check your connection and try again.", "error");
     }).then(function () {
       button.removeAttribute("aria-busy");
+      button.disabled = false;
     });
   });
 })();
