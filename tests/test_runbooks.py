@@ -21,6 +21,8 @@ from django.core.management import get_commands, load_command_class
 from django.core.management.base import CommandError
 from django.db import connection
 
+from tests.test_deploy_prometheus import RUNBOOKS as DESIGN_RUNBOOKS
+
 ROOT = Path(settings.BASE_DIR)
 RUNBOOKS = ROOT / "deploy" / "runbooks"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -82,12 +84,7 @@ def _help_of(argv: list[str]) -> str:
 def test_there_are_the_designs_runbooks_and_each_has_the_parts_it_needs():
     books = _runbooks()
     for required in (
-        "memory-tier-burst-overflow.md",
-        "meditation-job-failed.md",
-        "postgres-outage.md",
-        "agent-failure.md",
-        "vector-store-degradation.md",
-        "backup-failure-and-restore.md",
+        *DESIGN_RUNBOOKS,
         "post-mortem-template.md",
         "tabletop-exercises.md",
     ):
