@@ -8,9 +8,11 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import Resolver404, resolve
 
 from kimberly import rls
 from kimberly.api.exceptions import error_body
@@ -99,20 +101,32 @@ def _bind_session_user(request: HttpRequest) -> None:
         rls.bind_user(user.pk)
 
 
-# Routes that take an upload and the setting that bounds it; every other route
-# takes at most DATA_UPLOAD_MAX_MEMORY_SIZE (JSON or a form), plus room for a
-# multipart envelope.
-UPLOAD_LIMITS = {
-    f"{API_PREFIX}attachments": "ATTACHMENT_MAX_BYTES",
-    "/memory/documents/upload": "ATTACHMENT_MAX_BYTES",
-    f"{API_PREFIX}memory/import": "IMPORT_MAX_BYTES",
-    "/memory/imports/upload": "IMPORT_MAX_BYTES",
-}
+# A view that takes an upload names the setting that bounds it (`upload_limit`);
+# every other route takes at most DATA_UPLOAD_MAX_MEMORY_SIZE (JSON or a form),
+# plus room for a multipart envelope.
 ENVELOPE_BYTES = 64 * 1024
+UPLOAD_LIMIT_ATTR = "upload_limit_setting"
+
+
+def upload_limit(setting: str) -> Callable[[Any], Any]:
+    """Mark a view function or APIView class as taking bodies up to `setting`."""
+
+    def mark(view: Any) -> Any:
+        setattr(view, UPLOAD_LIMIT_ATTR, setting)
+        return view
+
+    return mark
 
 
 def body_limit(path: str) -> int:
-    setting = UPLOAD_LIMITS.get(path, "DATA_UPLOAD_MAX_MEMORY_SIZE")
+    """The longest body `path` takes (its view's upload setting, else the JSON one)."""
+    setting = "DATA_UPLOAD_MAX_MEMORY_SIZE"
+    try:
+        func = resolve(path).func
+    except Resolver404:
+        func = None
+    for holder in (func, getattr(func, "view_class", None)):
+        setting = getattr(holder, UPLOAD_LIMIT_ATTR, None) or setting
     return int(getattr(settings, setting)) + ENVELOPE_BYTES
 
 
@@ -129,8 +143,11 @@ class BodyLimitMiddleware:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = 0
-        limit = body_limit(request.path_info)
-        if length > limit:
+        # Every bound is a setting plus the envelope: only a longer body needs
+        # its route's (resolved, then, to find its view).
+        if length > ENVELOPE_BYTES and length > (
+            limit := body_limit(request.path_info)
+        ):
             return JsonResponse(
                 error_body(
                     "payload_too_large",

@@ -17,6 +17,7 @@ from kimberly.api.pagination import PagePagination, PageQuery
 from kimberly.api.schema import error_responses
 from kimberly.api.serializers import StrictInput, iso_time, parse
 from kimberly.context import context_from_request, current_user
+from kimberly.middleware import upload_limit
 from memory.attachments import extract, selectors, services
 from memory.attachments.models import Attachment
 from memory.constants import MAX_TAG_LENGTH, MAX_TAGS, Tier
@@ -85,6 +86,7 @@ def attachment_out(a: Attachment, *, status: str, link: bool) -> dict[str, Any]:
     return out
 
 
+@upload_limit("ATTACHMENT_MAX_BYTES")
 class AttachmentCollectionApi(APIView):
     """POST /v1/attachments (multipart upload), GET /v1/attachments (newest first)."""
 

@@ -16,6 +16,7 @@ from kimberly.api.parsers import BoundedJSONParser
 from kimberly.api.schema import error_responses
 from kimberly.api.serializers import QueryInput, StrictInput, parse
 from kimberly.context import context_from_request, current_user
+from kimberly.middleware import upload_limit
 from memory.constants import Tier
 from memory.imports import selectors
 from memory.imports.models import MemoryImport
@@ -95,6 +96,7 @@ class ImportOutput(serializers.ModelSerializer[MemoryImport]):
         ]
 
 
+@upload_limit("IMPORT_MAX_BYTES")
 class MemoryImportApi(APIView):
     parser_classes = [MultiPartParser, BoundedJSONParser]
 

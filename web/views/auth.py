@@ -102,17 +102,22 @@ def logout_page(request: HttpRequest) -> HttpResponse:
     return redirect("web:home")
 
 
+def _password_set(view: Any, form: Any, how: str) -> None:
+    """The new password through users.services: it revokes the API tokens and audits."""
+    services.user_password_set(
+        user=form.user,
+        password=form.cleaned_data["new_password1"],
+        how=how,
+        meta=request_meta(view.request),
+    )
+
+
 class PasswordChange(auth_views.PasswordChangeView):
     """Django's form and checks; the new password through users.services (which
     revokes the API tokens and audits), and this session kept signed in."""
 
     def form_valid(self, form: Any) -> HttpResponse:
-        services.user_password_set(
-            user=form.user,
-            password=form.cleaned_data["new_password1"],
-            how="change",
-            meta=request_meta(self.request),
-        )
+        _password_set(self, form, "change")
         update_session_auth_hash(self.request, form.user)
         return HttpResponseRedirect(self.get_success_url())
 
@@ -121,11 +126,6 @@ class PasswordResetConfirm(auth_views.PasswordResetConfirmView):
     """As PasswordChange, for a reset link (the link's token has been checked)."""
 
     def form_valid(self, form: Any) -> HttpResponse:
-        services.user_password_set(
-            user=form.user,
-            password=form.cleaned_data["new_password1"],
-            how="reset",
-            meta=request_meta(self.request),
-        )
+        _password_set(self, form, "reset")
         del self.request.session[INTERNAL_RESET_SESSION_TOKEN]
         return HttpResponseRedirect(self.get_success_url())

@@ -11,6 +11,7 @@ from django.urls import path
 from django.views.decorators.http import require_GET, require_POST
 
 from kimberly.context import context_from_request
+from kimberly.middleware import upload_limit
 from memory.attachments import extract, selectors, services
 from memory.attachments.models import Attachment
 from memory.constants import Tier
@@ -45,6 +46,7 @@ def attachment_list(request: HttpRequest, user: User) -> HttpResponse:
     return render(request, "web/memory/_attachments.html", {"attachments": rows})
 
 
+@upload_limit("ATTACHMENT_MAX_BYTES")
 @require_POST
 @user_view
 def attachment_upload(request: HttpRequest, user: User) -> HttpResponse:

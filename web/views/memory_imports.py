@@ -12,6 +12,7 @@ from django.urls import path
 from django.views.decorators.http import require_GET, require_POST
 
 from kimberly.context import context_from_request
+from kimberly.middleware import upload_limit
 from memory.imports import selectors
 from memory.imports.models import MemoryImport
 from memory.imports.services import check_size, import_body_check, memory_import_start
@@ -56,6 +57,7 @@ def import_list(request: HttpRequest, user: User) -> HttpResponse:
     return render(request, "web/memory/_imports.html", {"rows": rows})
 
 
+@upload_limit("IMPORT_MAX_BYTES")
 @require_POST
 @user_view
 def import_upload(request: HttpRequest, user: User) -> HttpResponse:
